@@ -1,0 +1,34 @@
+# Herd: `make demo` and `make test` are the two commands of the quickstart.
+# Both set everything up first (scripts/setup.sh; fast when already done).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: setup test lint unit integration e2e bench demo clean
+
+setup:
+	@bash scripts/setup.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: setup
+	$(PYTEST) -q tests/unit
+
+integration: setup
+	$(PYTEST) -q tests/integration
+
+test: setup lint
+	$(PYTEST) -q -p no:cacheprovider tests
+
+bench: setup
+	$(PY) -m bench.store_bench
+	$(PY) -m bench.informer_bench
+
+demo: setup
+	@$(PY) -m ctl.demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

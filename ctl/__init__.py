@@ -1,0 +1,1 @@
+"""`herdctl`: the command-line client. Speaks HTTP to `herd-api` only."""

@@ -1,0 +1,1 @@
+"""The REST API server `herd-api` (aiohttp) over the store."""

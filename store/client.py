@@ -1,0 +1,257 @@
+"""The ZooKeeper client wrapper: connection, session states, version-checked reads/writes.
+
+`Store` owns one kazoo client rooted at a cluster root (default `/herd`). It
+- tracks the session: SUSPENDED stops writes (they raise `Unavailable`), CONNECTED again
+  re-enables them; after SUSPENDED or LOST it tells its session listeners, which re-add
+  watches, re-create ephemerals and resync (kazoo itself re-establishes the session);
+- retries reads and writes on connection loss only (a retried write that had gone through
+  shows up as a version conflict or an existing node, and callers treat it so);
+- reads and writes JSON documents (`store.codec`) with their znode version, and offers a
+  read-modify-write loop that sets with the version it read.
+
+Blocking: asyncio callers (daemon, API) run these methods in threads. Called by the
+reconciler, the server, `store.txn`, `store.informer` and `store.layout`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    BadVersionError,
+    ConnectionClosedError,
+    ConnectionLoss,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
+from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.retry import KazooRetry, RetryFailedError
+
+from store import codec
+from store.codec import Doc
+from store.errors import AlreadyExists, Conflict, NotFound, Refused, Unavailable
+from store.paths import Paths
+
+log = logging.getLogger(__name__)
+
+SessionListener = Callable[[str], None]
+"""Called with "suspended", "reconnected" (same session) or "lost" (a new session follows)."""
+
+UNAVAILABLE = (ConnectionClosedError, SessionExpiredError, OperationTimeoutError, RetryFailedError)
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A document with the znode stat it was read with."""
+
+    doc: Doc
+    stat: ZnodeStat
+
+    @property
+    def version(self) -> int:
+        return int(self.stat.version)
+
+    @property
+    def mzxid(self) -> int:
+        return int(self.stat.mzxid)
+
+
+Modifier = Callable[[Doc], Doc | None]
+"""Returns the new document, or None for "no change"; must be a pure function of its input."""
+
+
+class Store:
+    """A kazoo client under one cluster root, with the project's error model."""
+
+    def __init__(
+        self, hosts: str, root: str = "/herd", *, timeout: float = 10.0, conflict_retries: int = 20
+    ) -> None:
+        self.paths = Paths(root)
+        self.client = KazooClient(hosts=hosts, timeout=timeout)
+        self.conflict_retries = conflict_retries
+        self._retry = KazooRetry(max_tries=8, delay=0.05, backoff=2, max_delay=1.0,
+                                 ignore_expire=False)
+        self._writable = threading.Event()
+        self._listeners: list[SessionListener] = []
+        self._was_suspended = False
+        self.client.add_listener(self._on_state)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 15.0) -> None:
+        try:
+            self.client.start(timeout=timeout)
+        except Exception as e:
+            self.client.stop()
+            self.client.close()
+            raise Unavailable(f"cannot connect to ZooKeeper at {self.client.hosts}: {e}") from e
+        self._writable.set()
+
+    def stop(self) -> None:
+        self._writable.clear()
+        self.client.stop()
+        self.client.close()
+
+    def __enter__(self) -> Store:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def writable(self) -> bool:
+        return self._writable.is_set()
+
+    def add_session_listener(self, listener: SessionListener) -> None:
+        """Register a callback for session changes; it runs on kazoo's thread and must not block."""
+        self._listeners.append(listener)
+
+    def remove_session_listener(self, listener: SessionListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _on_state(self, state: str) -> None:
+        if state == KazooState.SUSPENDED:
+            self._writable.clear()
+            self._was_suspended = True
+            self._notify("suspended")
+        elif state == KazooState.LOST:
+            self._writable.clear()
+            self._was_suspended = True
+            self._notify("lost")
+        elif state == KazooState.CONNECTED:
+            self._writable.set()
+            if self._was_suspended:
+                self._was_suspended = False
+                self._notify("reconnected")
+
+    def _notify(self, what: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(what)
+            except Exception:
+                log.exception("session listener failed on %s", what)
+
+    # --- primitives --------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a kazoo call, retrying on connection loss; map kazoo errors to ours."""
+        try:
+            return self._retry(fn, *args, **kwargs)
+        except NoNodeError as e:
+            raise NotFound(_path_of(args)) from e
+        except NodeExistsError as e:
+            raise AlreadyExists(_path_of(args)) from e
+        except BadVersionError as e:
+            raise Conflict(f"{_path_of(args)} changed since it was read") from e
+        except NotEmptyError as e:
+            raise Refused(f"{_path_of(args)} has children") from e
+        except (ConnectionLoss, *UNAVAILABLE) as e:
+            raise Unavailable(f"ZooKeeper unavailable: {type(e).__name__}") from e
+
+    def _check_writable(self) -> None:
+        if not self._writable.is_set():
+            raise Unavailable("ZooKeeper connection is suspended; not writing")
+
+    def get(self, path: str) -> Versioned:
+        data, stat = self._call(self.client.get, path)
+        return Versioned(codec.decode(data, path=path), stat)
+
+    def exists(self, path: str) -> ZnodeStat | None:
+        return self._call(self.client.exists, path)
+
+    def children(self, path: str) -> list[str]:
+        return sorted(self._call(self.client.get_children, path))
+
+    def get_many(self, paths: Iterable[str]) -> dict[str, Versioned]:
+        """Pipelined reads: every request is sent before the first reply is awaited.
+
+        Paths that do not exist are left out of the result.
+        """
+        pending = [(p, self.client.get_async(p)) for p in paths]
+        out: dict[str, Versioned] = {}
+        for path, result in pending:
+            try:
+                data, stat = result.get(timeout=self.client._session_timeout / 1000)
+            except NoNodeError:
+                continue
+            except (ConnectionLoss, *UNAVAILABLE) as e:
+                raise Unavailable(f"ZooKeeper unavailable: {type(e).__name__}") from e
+            out[path] = Versioned(codec.decode(data, path=path), stat)
+        return out
+
+    def create(
+        self, path: str, doc: Doc, *, ephemeral: bool = False, makepath: bool = False
+    ) -> str:
+        self._check_writable()
+        return str(self._call(self.client.create, path, codec.encode(doc),
+                              ephemeral=ephemeral, makepath=makepath))
+
+    def set(self, path: str, doc: Doc, *, version: int) -> ZnodeStat:
+        """Write `doc` only if the znode still has `version` (-1: unconditionally)."""
+        self._check_writable()
+        return self._call(self.client.set, path, codec.encode(doc), version=version)
+
+    def delete(self, path: str, *, version: int = -1, recursive: bool = False) -> None:
+        self._check_writable()
+        self._call(self.client.delete, path, version=version, recursive=recursive)
+
+    def ensure(self, path: str, doc: Doc | None = None) -> None:
+        """Create `path` (and its parents) if missing; an existing znode is left as it is."""
+        if self.exists(path) is not None:
+            return
+        try:
+            self.create(path, doc or {}, makepath=True)
+        except AlreadyExists:
+            pass
+
+    # --- read-modify-write -------------------------------------------------------------------
+
+    def update(self, path: str, modify: Modifier, *, expect_mzxid: int | None = None) -> Versioned:
+        """Read, apply `modify`, write back with the version read; retry on conflict.
+
+        With `expect_mzxid` (a caller's resourceVersion) nothing is retried: if the znode
+        changed since the caller read it, `Conflict` is raised and nothing is written.
+        """
+        for attempt in range(self.conflict_retries):
+            if attempt:
+                _backoff(attempt)
+            current = self.get(path)
+            if expect_mzxid is not None and current.mzxid != expect_mzxid:
+                raise Conflict(f"{path} is at resourceVersion {current.mzxid}, not {expect_mzxid}")
+            new = modify(_copy(current.doc))
+            if new is None or new == current.doc:
+                return current
+            try:
+                stat = self.set(path, new, version=current.version)
+            except Conflict:
+                if expect_mzxid is not None:
+                    raise
+                continue
+            return Versioned(new, stat)
+        raise Conflict(f"{path}: still conflicting after {self.conflict_retries} attempts")
+
+
+def _backoff(attempt: int) -> None:
+    """Capped exponential backoff with full jitter between conflicting writers (no livelock)."""
+    time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
+
+
+def _copy(doc: Doc) -> Doc:
+    """A deep copy of a JSON document (cheaper than copy.deepcopy for JSON shapes)."""
+    return codec.decode(codec.encode(doc)) if doc else {}
+
+
+def _path_of(args: tuple[Any, ...]) -> str:
+    return str(args[0]) if args else "?"

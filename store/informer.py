@@ -1,0 +1,239 @@
+"""The watched cache (informer): an in-memory copy of one ZooKeeper subtree, kept current
+by ONE persistent recursive watch, with an event fan-out to subscribers.
+
+How it stays correct:
+- the watch is added *before* the subtree is listed, so no change after the listing
+  started is missed;
+- every read, whether from the listing or triggered by a watch event (which carries only a
+  path), is an async `get` whose completion is applied to the cache in the order the reads
+  were sent (send and link happen under one lock; kazoo completes replies in order on one
+  thread); a reply keeps the newest document by `mzxid`, and `NoNode` means deleted;
+- a (re)sync ends with a sweep queued behind all its reads: cached paths that neither the
+  listing nor any event since the sync began has seen are gone, and are dropped;
+- after any reconnect (same session or a new one) the watch is added again and the whole
+  subtree relisted: ZooKeeper does not restore persistent watches for kazoo.
+
+Subscribers are called on kazoo's completion thread with each change and must not block
+(the daemon and the API hand events to their asyncio loop). Used by the node daemon and the
+API server, one informer per subtree (`/vms`, `/nodes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kazoo.exceptions import NoNodeError
+from kazoo.protocol.states import WatchedEvent
+
+from store import codec
+from store.addwatch import add_persistent_recursive_watch, remove_persistent_recursive_watch
+from store.client import Store, Versioned
+from store.errors import CorruptDocument
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["added", "modified", "deleted"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of the cache: `old` is None when added, `new` is None when deleted."""
+
+    kind: Kind
+    path: str
+    old: Versioned | None
+    new: Versioned | None
+
+
+Subscriber = Callable[[Change], None]
+SyncListener = Callable[[], None]
+
+
+class Informer:
+    """A cache of every znode below `prefix` (the prefix itself included)."""
+
+    def __init__(self, store: Store, prefix: str, *, sync_timeout: float = 60.0) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.sync_timeout = sync_timeout
+        self._cache: dict[str, Versioned] = {}
+        self._subscribers: list[Subscriber] = []
+        self._sync_listeners: list[SyncListener] = []
+        self._send_lock = threading.Lock()
+        self._seen: set[str] | None = None  # paths seen since the current (re)sync began
+        self._synced = threading.Event()
+        self._resync_wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._resyncer: threading.Thread | None = None
+        self.resyncs = 0
+
+    # --- public API ----------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call `subscriber` with every change from now on; returns the unsubscribe function."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def on_synced(self, listener: SyncListener) -> None:
+        """Call `listener` after every completed (re)sync (a level-triggered full pass is due)."""
+        self._sync_listeners.append(listener)
+
+    def start(self) -> None:
+        """Add the watch, list the subtree, and return once the cache is in sync."""
+        self.store.add_session_listener(self._on_session)
+        self._resyncer = threading.Thread(target=self._resync_loop, name="informer-resync",
+                                          daemon=True)
+        self._resyncer.start()
+        self._sync()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._resync_wanted.set()
+        self.store.remove_session_listener(self._on_session)
+        if self._resyncer is not None:
+            self._resyncer.join(timeout=10)
+        try:
+            remove_persistent_recursive_watch(self.store.client, self.prefix, self._on_watch)
+        except Exception as e:  # the connection may be gone already; the watch dies with it
+            log.debug("removing the watch on %s: %s", self.prefix, e)
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def get(self, path: str) -> Versioned | None:
+        return self._cache.get(path)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def items(self) -> Iterator[tuple[str, Versioned]]:
+        """A consistent snapshot of (path, document) pairs."""
+        return iter(list(self._cache.items()))
+
+    def children(self, path: str) -> list[str]:
+        """Names of the cached direct children of `path`."""
+        prefix = path.rstrip("/") + "/"
+        return sorted(p[len(prefix):] for p in list(self._cache)
+                      if p.startswith(prefix) and "/" not in p[len(prefix):])
+
+    # --- sync ------------------------------------------------------------------------------
+
+    def _on_session(self, what: str) -> None:
+        """Suspended or lost: the cache may be stale. Reconnected: watch again and relist."""
+        self._synced.clear()
+        if what == "reconnected":
+            self._resync_wanted.set()
+
+    def _resync_loop(self) -> None:
+        failures = 0
+        while True:
+            self._resync_wanted.wait()
+            if self._stopping.is_set():
+                return
+            self._resync_wanted.clear()
+            try:
+                self._sync()
+                failures = 0
+            except Exception as e:
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                log.warning("resync of %s failed (%r); retrying in %.1fs", self.prefix, e, delay)
+                if not self._stopping.wait(delay):
+                    self._resync_wanted.set()
+
+    def _sync(self) -> None:
+        """Watch, then list: the sweep at the end drops what no read has seen."""
+        with self._send_lock:
+            self._seen = set()
+        add_persistent_recursive_watch(self.store.client, self.prefix, self._on_watch)
+        self._list()
+        done = threading.Event()
+        with self._send_lock:
+            self.store.client.exists_async(self.prefix).rawlink(lambda _r: self._sweep(done))
+        if not done.wait(self.sync_timeout):
+            raise TimeoutError(f"sync of {self.prefix} did not finish in {self.sync_timeout}s")
+
+    def _list(self) -> None:
+        """Breadth-first: read every znode of a level, then list children where there are any."""
+        level = [self.prefix]
+        timeout = self.sync_timeout
+        while level:
+            reads = [(p, self._read(p)) for p in level]
+            listings = []
+            for path, result in reads:
+                try:
+                    _, stat = result.get(timeout=timeout)
+                except NoNodeError:
+                    continue
+                if stat.numChildren:
+                    listings.append((path, self.store.client.get_children_async(path)))
+            level = []
+            for path, result in listings:
+                try:
+                    level.extend(f"{path}/{c}" for c in result.get(timeout=timeout))
+                except NoNodeError:
+                    continue
+
+    def _sweep(self, done: threading.Event) -> None:
+        with self._send_lock:
+            seen, self._seen = self._seen or set(), None
+        for path in [p for p in self._cache if p not in seen]:
+            self._remove(path)
+        self.resyncs += 1
+        self._synced.set()
+        done.set()
+        for listener in list(self._sync_listeners):
+            self._safely(listener)
+
+    # --- reads and their application (kazoo's completion thread) ----------------------------
+
+    def _on_watch(self, event: WatchedEvent) -> None:
+        self._read(event.path)
+
+    def _read(self, path: str) -> Any:
+        with self._send_lock:
+            result = self.store.client.get_async(path)
+            result.rawlink(lambda r: self._apply(path, r))
+            return result
+
+    def _apply(self, path: str, result: Any) -> None:
+        if self._seen is not None:
+            self._seen.add(path)
+        try:
+            data, stat = result.get_nowait()
+        except NoNodeError:
+            self._remove(path)
+            return
+        except Exception as e:  # connection trouble: the resync after reconnect repairs it
+            log.debug("read of %s failed: %s", path, e)
+            return
+        try:
+            new = Versioned(codec.decode(data, path=path), stat)
+        except CorruptDocument as e:
+            log.error("ignoring %s", e)
+            return
+        old = self._cache.get(path)
+        if old is not None and old.mzxid >= new.mzxid:
+            return
+        self._cache[path] = new
+        self._emit(Change("added" if old is None else "modified", path, old, new))
+
+    def _remove(self, path: str) -> None:
+        old = self._cache.pop(path, None)
+        if old is not None:
+            self._emit(Change("deleted", path, old, None))
+
+    def _emit(self, change: Change) -> None:
+        for subscriber in list(self._subscribers):
+            self._safely(subscriber, change)
+
+    @staticmethod
+    def _safely(fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("informer subscriber failed")

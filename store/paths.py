@@ -1,0 +1,77 @@
+"""Znode paths of the ZooKeeper layout (DESIGN.md section 2), under a configurable root.
+
+Every path the project uses is built here and nowhere else. Called by every store module
+and by tests that inspect ZooKeeper directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VM_CHILDREN = ("placement", "status", "owner")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Paths below one cluster root (default `/herd`)."""
+
+    root: str = "/herd"
+
+    def __post_init__(self) -> None:
+        if not self.root.startswith("/") or (self.root != "/" and self.root.endswith("/")):
+            raise ValueError(f"root must be absolute, without a trailing slash: {self.root!r}")
+
+    def _join(self, *parts: str) -> str:
+        return "/".join((self.root.rstrip("/"), *parts))
+
+    @property
+    def schema(self) -> str:
+        return self._join("schema")
+
+    @property
+    def config(self) -> str:
+        return self._join("config")
+
+    @property
+    def vms(self) -> str:
+        return self._join("vms")
+
+    @property
+    def nodes(self) -> str:
+        return self._join("nodes")
+
+    @property
+    def election(self) -> str:
+        return self._join("election")
+
+    @property
+    def events(self) -> str:
+        return self._join("events")
+
+    def vm(self, name: str) -> str:
+        return self._join("vms", name)
+
+    def vm_placement(self, name: str) -> str:
+        return self._join("vms", name, "placement")
+
+    def vm_status(self, name: str) -> str:
+        return self._join("vms", name, "status")
+
+    def vm_owner(self, name: str) -> str:
+        return self._join("vms", name, "owner")
+
+    def node(self, name: str) -> str:
+        return self._join("nodes", name)
+
+    def node_status(self, name: str) -> str:
+        return self._join("nodes", name, "status")
+
+    def node_alive(self, name: str) -> str:
+        return self._join("nodes", name, "alive")
+
+    def split(self, path: str) -> tuple[str, ...]:
+        """The components of `path` below the root (`('vms', 'web1', 'status')`)."""
+        prefix = self.root.rstrip("/") + "/"
+        if not path.startswith(prefix):
+            return ()
+        return tuple(path[len(prefix):].split("/"))
