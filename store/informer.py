@@ -33,6 +33,7 @@ from store import codec
 from store.addwatch import add_persistent_recursive_watch, remove_persistent_recursive_watch
 from store.client import Store, Versioned
 from store.errors import CorruptDocument
+from store.multiread import GET_CHILDREN, GET_DATA, multi_read_async
 
 log = logging.getLogger(__name__)
 
@@ -158,25 +159,29 @@ class Informer:
             raise TimeoutError(f"sync of {self.prefix} did not finish in {self.sync_timeout}s")
 
     def _list(self) -> None:
-        """Breadth-first: read every znode of a level, then list children where there are any."""
+        """Breadth-first: read every znode of a level, then list children where there are any.
+
+        Reads go in `multiRead` batches; a batch's reply is applied in order like any read.
+        """
         level = [self.prefix]
-        timeout = self.sync_timeout
         while level:
-            reads = [(p, self._read(p)) for p in level]
-            listings = []
-            for path, result in reads:
-                try:
-                    _, stat = result.get(timeout=timeout)
-                except NoNodeError:
-                    continue
-                if stat.numChildren:
-                    listings.append((path, self.store.client.get_children_async(path)))
-            level = []
-            for path, result in listings:
-                try:
-                    level.extend(f"{path}/{c}" for c in result.get(timeout=timeout))
-                except NoNodeError:
-                    continue
+            reads = [(batch, self._read_batch(batch)) for batch in _batches(level)]
+            parents = [
+                path
+                for batch, result in reads
+                for path, res in zip(batch, result.get(timeout=self.sync_timeout), strict=True)
+                if isinstance(res, tuple) and res[1].numChildren
+            ]
+            listings = [(batch, multi_read_async(self.store.client,
+                                                 [(GET_CHILDREN, p) for p in batch]))
+                        for batch in _batches(parents)]
+            level = [
+                f"{path}/{child}"
+                for batch, result in listings
+                for path, res in zip(batch, result.get(timeout=self.sync_timeout), strict=True)
+                if isinstance(res, list)
+                for child in res
+            ]
 
     def _sweep(self, done: threading.Event) -> None:
         with self._send_lock:
@@ -200,17 +205,41 @@ class Informer:
             result.rawlink(lambda r: self._apply(path, r))
             return result
 
-    def _apply(self, path: str, result: Any) -> None:
-        if self._seen is not None:
-            self._seen.add(path)
+    def _read_batch(self, paths: list[str]) -> Any:
+        with self._send_lock:
+            result = multi_read_async(self.store.client, [(GET_DATA, p) for p in paths])
+            result.rawlink(lambda r: self._apply_batch(paths, r))
+            return result
+
+    def _apply_batch(self, paths: list[str], result: Any) -> None:
         try:
-            data, stat = result.get_nowait()
-        except NoNodeError:
-            self._remove(path)
+            replies = result.get_nowait()
+        except Exception as e:  # connection trouble: the resync after reconnect repairs it
+            log.debug("batch read under %s failed: %s", self.prefix, e)
             return
+        for path, reply in zip(paths, replies, strict=True):
+            self._apply_reply(path, reply)
+
+    def _apply(self, path: str, result: Any) -> None:
+        try:
+            reply = result.get_nowait()
+        except NoNodeError as e:
+            reply = e
         except Exception as e:  # connection trouble: the resync after reconnect repairs it
             log.debug("read of %s failed: %s", path, e)
             return
+        self._apply_reply(path, reply)
+
+    def _apply_reply(self, path: str, reply: Any) -> None:
+        if self._seen is not None:
+            self._seen.add(path)
+        if isinstance(reply, NoNodeError):
+            self._remove(path)
+            return
+        if isinstance(reply, Exception):
+            log.debug("read of %s failed: %r", path, reply)
+            return
+        data, stat = reply
         try:
             new = Versioned(codec.decode(data, path=path), stat)
         except CorruptDocument as e:
@@ -237,3 +266,10 @@ class Informer:
             fn(*args)
         except Exception:
             log.exception("informer subscriber failed")
+
+
+BATCH = 256
+
+
+def _batches(paths: list[str]) -> list[list[str]]:
+    return [paths[i:i + BATCH] for i in range(0, len(paths), BATCH)]

@@ -15,8 +15,10 @@ Called by the API server (define, apply, rename, delete) and by benchmarks.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kazoo.exceptions import (
     BadVersionError,
@@ -121,7 +123,35 @@ def commit(store: Store, ops: Sequence[Op]) -> CommitResult:
     return result
 
 
-def _commit_one(store: Store, ops: Sequence[Op]) -> None:
+def commit_pipelined(
+    store: Store, transactions: Sequence[Sequence[Op]], *, window: int = 512
+) -> list[StoreError | None]:
+    """Commit many independent transactions with up to `window` of them in flight.
+
+    Each list of operations is atomic on its own (e.g. one VM's znodes); their replies are
+    awaited in order. Returns, per transaction, None or the error that refused it.
+    """
+    if not store.writable:
+        raise Unavailable("ZooKeeper connection is suspended; not writing")
+    out: list[StoreError | None] = []
+    in_flight: deque[tuple[Sequence[Op], object]] = deque()
+    for ops in transactions:
+        in_flight.append((ops, _transaction(store, ops).commit_async()))
+        if len(in_flight) >= window:
+            out.append(_outcome(store, *in_flight.popleft()))
+    out.extend(_outcome(store, ops, result) for ops, result in in_flight)
+    return out
+
+
+def _outcome(store: Store, ops: Sequence[Op], result: object) -> StoreError | None:
+    try:
+        _check_results(ops, store._call(result.get))  # type: ignore[attr-defined]
+    except StoreError as e:
+        return e
+    return None
+
+
+def _transaction(store: Store, ops: Sequence[Op]) -> Any:
     t = store.client.transaction()
     for op in ops:
         if isinstance(op, Create):
@@ -132,7 +162,14 @@ def _commit_one(store: Store, ops: Sequence[Op]) -> None:
             t.delete(op.path, version=op.version)
         else:
             t.check(op.path, op.version)
-    results = store._call(t.commit)
+    return t
+
+
+def _commit_one(store: Store, ops: Sequence[Op]) -> None:
+    _check_results(ops, store._call(_transaction(store, ops).commit))
+
+
+def _check_results(ops: Sequence[Op], results: list[Any]) -> None:
     for op, res in zip(ops, results, strict=True):
         rolled_back = isinstance(res, RolledBackError | RuntimeInconsistency)
         if isinstance(res, Exception) and not rolled_back:

@@ -228,3 +228,32 @@ def test_store_root_isolation(store: Store, zk_hosts: str) -> None:
     finally:
         raw.stop()
         raw.close()
+
+
+# --- multiRead extension ---------------------------------------------------------------------
+
+def test_multiread_returns_each_read_or_its_own_error(store: Store) -> None:
+    from kazoo.exceptions import NoNodeError
+
+    from store.multiread import GET_CHILDREN, GET_DATA, multi_read_async
+
+    make_vm(store, "a")
+    p = store.paths
+    reads = [(GET_DATA, p.vm("a")), (GET_DATA, p.vm("missing")), (GET_CHILDREN, p.vm("a")),
+             (GET_CHILDREN, p.vm("missing")), (GET_DATA, p.vm_status("a"))]
+    replies = multi_read_async(store.client, reads).get(timeout=5)
+    assert len(replies) == 5
+    data, stat = replies[0]
+    assert stat.numChildren == 2 and b'"name":"a"' in data
+    assert isinstance(replies[1], NoNodeError)
+    assert sorted(replies[2]) == ["placement", "status"]
+    assert isinstance(replies[3], NoNodeError)
+    assert replies[4][0] == b'{"state":"stopped","node":null}'
+
+
+def test_get_many_skips_missing_paths(store: Store) -> None:
+    make_vm(store, "a")
+    p = store.paths
+    got = store.get_many([p.vm("a"), p.vm("zzz"), p.vm_placement("a")] * 200)
+    assert set(got) == {p.vm("a"), p.vm_placement("a")}
+    assert got[p.vm_placement("a")].doc == {"node": "hv1", "lastNode": None}
