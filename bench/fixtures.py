@@ -30,7 +30,7 @@ def vm_docs(name: str, node: str = "hv1") -> tuple[Doc, Doc, Doc]:
                    "xml": XML.format(name=name)}}
     placement = {"node": node, "lastNode": None, "reason": "", "autorestartPending": False,
                  "home": None}
-    status = {"state": "stopped", "node": None, "reason": "", "since": 0.0,
+    status: Doc = {"state": "stopped", "node": None, "reason": "", "since": 0.0,
               "observedGeneration": 0, "observedRestart": 0, "conditions": []}
     return vm, placement, status
 
