@@ -1,0 +1,195 @@
+"""Schemas of the Node object, its status, the cluster config, and any-object loading.
+
+`NodeSchema` is /herd/nodes/<name> (written by the API and `apply`), `NodeStatusSchema`
+its /status child (written by the node daemon), `ClusterConfigSchema` /herd/config.
+`load_object` dispatches a document on its `kind` (VM or Node): `server` uses it for
+PUT and apply, `ctl` for `apply -f` files, `store` to check what it reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from schemas.common import (
+    API_VERSION,
+    DEFAULT_FENCE_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    Choice,
+    DaemonState,
+    DesiredDomainState,
+    DomainState,
+    FenceMode,
+    HerdSchema,
+    Kind,
+    ObjectMetaSchema,
+    Selector,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    Text,
+    api_version_field,
+    kind_field,
+    non_negative,
+    shutdown_timeout_range,
+    validate_epoch,
+)
+from schemas.vm import VMSchema
+
+
+class NodeSpecSchema(HerdSchema):
+    """`spec` of a node: what the user wants of it."""
+
+    class Meta:
+        unknown = RAISE
+
+    domainState = Choice(DesiredDomainState, load_default=DesiredDomainState.FLUSHED.value)
+    coordinator = StrictBool(load_default=False)
+    fence = Choice(FenceMode, load_default=FenceMode.AUTO.value)
+
+
+def _default_node_spec() -> dict[str, Any]:
+    return dict(NodeSpecSchema().load({}))
+
+
+class NodeSchema(HerdSchema):
+    """The Node object: apiVersion, kind, metadata and spec."""
+
+    class Meta:
+        unknown = RAISE
+
+    apiVersion = api_version_field()
+    kind = kind_field(Kind.NODE)
+    metadata = fields.Nested(ObjectMetaSchema, required=True)
+    spec = fields.Nested(NodeSpecSchema, load_default=_default_node_spec)
+
+
+def _count(**kwargs: Any) -> StrictInt:
+    return StrictInt(load_default=0, validate=non_negative(), **kwargs)
+
+
+class NodeResourcesSchema(HerdSchema):
+    """`status.resources` of a node: memory in MiB, vCPU counts, load average, VM count."""
+
+    class Meta:
+        unknown = RAISE
+
+    memTotal = _count()
+    memFree = _count()
+    memUsed = _count()
+    memAlloc = _count()
+    memProv = _count()
+    vcpuTotal = _count()
+    vcpuAlloc = _count()
+    # `load` would shadow Schema.load: declare it under another name, keep the key "load".
+    load_average = StrictFloat(
+        data_key="load",
+        attribute="load",
+        load_default=0.0,
+        validate=validate.Range(min=0, error="Must be 0 or more."),
+    )
+    vms = _count()
+
+
+def _default_resources() -> dict[str, Any]:
+    return dict(NodeResourcesSchema().load({}))
+
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S*$")
+
+
+def _validate_uri(value: str) -> None:
+    if _URI.fullmatch(value) is None:
+        raise ValidationError(
+            f"Not a libvirt URI: {value[:80]!r} (example: qemu:///system)."
+        )
+
+
+def _validate_address(value: str) -> None:
+    if not value or any(c.isspace() or c in "/?#" for c in value):
+        raise ValidationError(
+            f"Not a host address: {value[:80]!r} (a host name or IP address, optionally :port)."
+        )
+
+
+class NodeStatusSchema(HerdSchema):
+    """/herd/nodes/<name>/status: what the node daemon publishes about itself."""
+
+    class Meta:
+        unknown = RAISE
+
+    daemonState = Choice(DaemonState, load_default=DaemonState.INIT.value)
+    domainState = Choice(DomainState, load_default=DomainState.FLUSHED.value)
+    resources = fields.Nested(NodeResourcesSchema, load_default=_default_resources)
+    heartbeat = StrictFloat(load_default=0.0, validate=validate_epoch)
+    version = Text(max_len=64, load_default="")
+    address = fields.String(
+        load_default=None, validate=[validate.Length(max=255), _validate_address]
+    )
+    libvirtUri = fields.String(
+        load_default=None, validate=[validate.Length(max=1024), _validate_uri]
+    )
+
+
+class ClusterConfigSchema(HerdSchema):
+    """/herd/config: cluster-wide defaults."""
+
+    class Meta:
+        unknown = RAISE
+
+    selector = Choice(Selector, exclude=[Selector.NONE], load_default=Selector.MEM.value)
+    shutdownTimeout = StrictInt(
+        load_default=DEFAULT_SHUTDOWN_TIMEOUT, validate=shutdown_timeout_range()
+    )
+    fenceTimeout = StrictFloat(
+        load_default=DEFAULT_FENCE_TIMEOUT,
+        validate=validate.Range(min=0, min_inclusive=False, error="Must be more than 0 seconds."),
+    )
+    maintenance = StrictBool(load_default=False)
+
+
+OBJECT_SCHEMAS: dict[str, type[Schema]] = {Kind.VM.value: VMSchema, Kind.NODE.value: NodeSchema}
+
+
+class ObjectSchema:
+    """Loads and dumps any stored object (VM or Node), dispatching on its `kind`."""
+
+    def load(self, doc: Any) -> dict[str, Any]:
+        """Validate `doc` with the schema of its kind; raise `ValidationError` otherwise."""
+        return load_object(doc)
+
+    def dump(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Serialize a loaded object with the schema of its kind."""
+        schema = OBJECT_SCHEMAS[obj["kind"]]()
+        return dict(schema.dump(obj))
+
+
+def _kind_schema(doc: Mapping[str, Any]) -> Schema:
+    """The schema for `doc`'s kind, or the field errors of `kind` and `apiVersion`."""
+    errors: dict[str, list[str]] = {}
+    version, kind = doc.get("apiVersion"), doc.get("kind")
+    if version is None:
+        errors["apiVersion"] = ["Missing data for required field."]
+    elif version != API_VERSION:
+        errors["apiVersion"] = [f"Unsupported apiVersion {version!r}; expected {API_VERSION!r}."]
+    if kind is None:
+        errors["kind"] = ["Missing data for required field."]
+    elif not isinstance(kind, str) or kind not in OBJECT_SCHEMAS:
+        errors["kind"] = [f"Unknown kind {kind!r}; expected one of: {', '.join(OBJECT_SCHEMAS)}."]
+    if errors:
+        raise ValidationError(errors)
+    return OBJECT_SCHEMAS[str(kind)]()
+
+
+def load_object(doc: Any) -> dict[str, Any]:
+    """Load a VM or Node document (as in `apply`), dispatching on `kind`.
+
+    Raises `ValidationError` with field → messages: on `kind` or `apiVersion` when they
+    are missing or unknown, else the errors of the kind's schema.
+    """
+    if not isinstance(doc, Mapping):
+        raise ValidationError({"_schema": ["Invalid input type: expected an object (a mapping)."]})
+    return dict(_kind_schema(doc).load(doc))

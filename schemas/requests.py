@@ -1,0 +1,443 @@
+"""Schemas of the REST API's request bodies and query strings (snake_case, DESIGN.md §5).
+
+`server` validates every request with these (and builds its OpenAPI document from
+them); `ctl` may validate before sending. Helpers turn a loaded request into what is
+stored: `define_request_to_vm` (POST /vm), `vm_spec_patch` (POST /vm/{vm}) and
+`meta_patch` (POST /vm/{vm}/meta). Query-string schemas take text ("true", "1").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
+
+from schemas.common import (
+    API_VERSION,
+    MAX_WAIT_TIMEOUT,
+    Choice,
+    DesiredState,
+    DomainStateVerb,
+    HerdSchema,
+    Kind,
+    MigrationMethod,
+    NodeAction,
+    QueryBool,
+    Selector,
+    StateVerb,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    Text,
+    VMState,
+    limits_field,
+    shutdown_timeout_range,
+)
+from schemas.domainxml import domain_name, normalize_domain_xml
+from schemas.names import Name, validate_name
+from schemas.node import load_object
+from schemas.vm import VMSchema
+
+MAX_APPLY_OBJECTS = 10000
+MAX_LIMIT_PATTERN = 256
+
+# Request field → key in `spec.meta` of the stored VM.
+META_KEYS = {
+    "limits": "limits",
+    "selector": "selector",
+    "autorestart": "autorestart",
+    "migration_method": "migrationMethod",
+}
+# Request field → key in `spec` of the stored VM.
+SPEC_KEYS = {"state": "state", "node": "node", "shutdown_timeout": "shutdownTimeout", "xml": "xml"}
+
+
+class NameList(fields.List[str]):
+    """A list of unique node names; also takes a comma-separated string ("hv1,hv2")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        template = limits_field()
+        super().__init__(Name(), validate=template.validators, **kwargs)
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> list[Any]:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _timeout() -> StrictFloat:
+    """`timeout` of a waiting request: seconds, 0 < t <= MAX_WAIT_TIMEOUT (null: no limit)."""
+    return StrictFloat(
+        load_default=None,
+        validate=validate.Range(
+            min=0,
+            max=MAX_WAIT_TIMEOUT,
+            min_inclusive=False,
+            error=f"Must be more than 0 and at most {MAX_WAIT_TIMEOUT:g} seconds.",
+        ),
+    )
+
+
+def _xml_field(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, error="Must not be empty."), **kwargs)
+
+
+class _AtLeastOne(HerdSchema):
+    """Refuses a body that gives none of the fields in `AT_LEAST_ONE`."""
+
+    AT_LEAST_ONE: tuple[str, ...] = ()
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _at_least_one(self, data: dict[str, Any], original_data: Any, **kwargs: Any) -> None:
+        if not self.AT_LEAST_ONE or not isinstance(original_data, Mapping):
+            return
+        if not any(key in original_data for key in self.AT_LEAST_ONE):
+            raise ValidationError(
+                f"No field given; one of {', '.join(self.AT_LEAST_ONE)} is required."
+            )
+
+
+def _resolve_name_and_xml(xml: str, name: str | None) -> tuple[str, str]:
+    """The VM name and normalized XML of a define; errors keyed `xml` or `name`."""
+    try:
+        found = domain_name(xml)
+    except ValidationError as e:
+        raise ValidationError({"xml": e.messages}) from None
+    if name is None:
+        if found is None:
+            raise ValidationError(
+                {"name": ["No VM name given: set name, or a <name> in the domain XML."]}
+            )
+        try:
+            validate_name(found)
+        except ValidationError as e:
+            raise ValidationError(
+                {"xml": [f"The domain's <name> cannot be used as a VM name: {e.messages[0]}"]}
+            ) from None
+        name = found
+    try:
+        return name, normalize_domain_xml(xml, name)
+    except ValidationError as e:
+        raise ValidationError({"xml": e.messages}) from None
+
+
+class VMModifyRequest(_AtLeastOne):
+    """POST /vm/{vm}: change any define field; only the fields given change.
+
+    `name` is accepted (a define body may be resent) but changes nothing and does not
+    count as a field given; `vm_spec_patch` refuses one that differs from the VM's.
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    _name_required = False  # define: the XML must name the VM when no name is given
+    AT_LEAST_ONE: tuple[str, ...] = (
+        "xml", "node", "limits", "selector", "autorestart", "migration_method",
+        "shutdown_timeout", "state",
+    )
+
+    xml = _xml_field()
+    name = Name()
+    node = Name(allow_none=True)
+    limits = NameList()
+    selector = Choice(Selector)
+    autorestart = StrictBool()
+    migration_method = Choice(MigrationMethod)
+    shutdown_timeout = StrictInt(allow_none=True, validate=shutdown_timeout_range())
+    state = Choice(DesiredState)
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _check_xml(self, data: dict[str, Any], original_data: Any, **kwargs: Any) -> None:
+        """The XML is valid, and names the VM `name` when both are given."""
+        if "xml" not in data:
+            return
+        if isinstance(original_data, Mapping) and "name" in original_data and "name" not in data:
+            return  # the name itself is invalid: that error is enough
+        if "name" in data or self._name_required:
+            _resolve_name_and_xml(data["xml"], data.get("name"))
+        else:
+            try:
+                domain_name(data["xml"])
+            except ValidationError as e:
+                raise ValidationError({"xml": e.messages}) from None
+
+
+class VMDefineRequest(VMModifyRequest):
+    """POST /vm: define a VM from its domain XML; the name defaults to the XML's <name>."""
+
+    class Meta:
+        unknown = RAISE
+
+    AT_LEAST_ONE = ()  # xml is required instead
+    _name_required = True
+
+    xml = _xml_field(required=True)
+
+
+def _vm_errors(messages: Any) -> dict[str, Any]:
+    """Map `VMSchema` error paths back onto request field names."""
+    if not isinstance(messages, dict):
+        return {"_schema": messages}
+    spec = messages.get("spec", {})
+    spec = spec if isinstance(spec, dict) else {"_schema": spec}
+    meta = spec.pop("meta", {})
+    meta = meta if isinstance(meta, dict) else {"_schema": meta}
+    back = {camel: snake for snake, camel in {**SPEC_KEYS, **META_KEYS}.items()}
+    out: dict[str, Any] = {back.get(k, k): v for k, v in {**spec, **meta}.items()}
+    metadata = messages.get("metadata", {})
+    if isinstance(metadata, dict) and "name" in metadata:
+        out["name"] = metadata["name"]
+    return out or {"_schema": ["Invalid VM definition."]}
+
+
+def define_request_to_vm(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Build the stored VM object from a loaded `VMDefineRequest`.
+
+    The name is `data["name"]`, else the XML's <name>; errors are keyed by request field
+    (`name` when no name can be found, `xml` when the names disagree).
+    """
+    name, xml = _resolve_name_and_xml(data["xml"], data.get("name"))
+    spec: dict[str, Any] = {SPEC_KEYS[k]: data[k] for k in SPEC_KEYS if k in data}
+    spec["xml"] = xml
+    spec["meta"] = {META_KEYS[k]: data[k] for k in META_KEYS if k in data}
+    doc = {"apiVersion": API_VERSION, "kind": Kind.VM.value, "metadata": {"name": name}}
+    try:
+        return dict(VMSchema().load({**doc, "spec": spec}))
+    except ValidationError as e:
+        raise ValidationError(_vm_errors(e.messages)) from None
+
+
+def vm_spec_patch(data: Mapping[str, Any], *, vm_name: str) -> dict[str, Any]:
+    """The camelCase `spec` patch of a loaded `VMModifyRequest` for the VM `vm_name`.
+
+    Only the fields given appear (`meta` only when a metadata field is given). A `name`
+    other than `vm_name` is an error (renames go through POST /vm/{vm}/rename); `xml` is
+    checked and normalized against `vm_name`.
+    """
+    if "name" in data and data["name"] != vm_name:
+        raise ValidationError(
+            {"name": [f"Name {data['name']!r} differs from the VM {vm_name!r}; "
+                      "use rename to change a VM's name."]}
+        )
+    patch: dict[str, Any] = {SPEC_KEYS[k]: data[k] for k in SPEC_KEYS if k in data}
+    if "xml" in patch:
+        patch["xml"] = _resolve_name_and_xml(patch["xml"], vm_name)[1]
+    meta = {META_KEYS[k]: data[k] for k in META_KEYS if k in data}
+    if meta:
+        patch["meta"] = meta
+    return patch
+
+
+class VMMetaRequest(_AtLeastOne):
+    """POST /vm/{vm}/meta: change metadata only; only the fields given change."""
+
+    class Meta:
+        unknown = RAISE
+
+    AT_LEAST_ONE = ("limits", "selector", "autorestart", "migration_method", "shutdown_timeout")
+
+    limits = NameList()
+    selector = Choice(Selector)
+    autorestart = StrictBool()
+    migration_method = Choice(MigrationMethod)
+    shutdown_timeout = StrictInt(allow_none=True, validate=shutdown_timeout_range())
+
+
+def meta_patch(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The camelCase `spec` patch of a loaded `VMMetaRequest` (only the keys given).
+
+    Example: {"limits": ["hv1"], "shutdown_timeout": None} →
+    {"meta": {"limits": ["hv1"]}, "shutdownTimeout": None}.
+    """
+    patch: dict[str, Any] = {}
+    meta = {META_KEYS[k]: data[k] for k in META_KEYS if k in data}
+    if meta:
+        patch["meta"] = meta
+    if "shutdown_timeout" in data:
+        patch["shutdownTimeout"] = data["shutdown_timeout"]
+    return patch
+
+
+def merge_patch(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `patch` applied: nested mappings merge, any other value replaces."""
+    merged = dict(base)
+    for key, value in patch.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = merge_patch(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class VMStateRequest(HerdSchema):
+    """POST /vm/{vm}/state: an imperative verb, optionally waiting for the result."""
+
+    class Meta:
+        unknown = RAISE
+
+    state = Choice(StateVerb, required=True)
+    wait = StrictBool(load_default=False)
+    timeout = _timeout()
+
+
+class VMNodeRequest(HerdSchema):
+    """POST /vm/{vm}/node: migrate, move or unmigrate."""
+
+    class Meta:
+        unknown = RAISE
+
+    action = Choice(NodeAction, required=True)
+    node = Name(load_default=None)
+    force = StrictBool(load_default=False)
+    wait = StrictBool(load_default=False)
+    timeout = _timeout()
+
+    @validates_schema
+    def _no_node_for_unmigrate(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["action"] == NodeAction.UNMIGRATE and data["node"] is not None:
+            raise ValidationError(
+                "A node cannot be given with action 'unmigrate': the VM returns to its last node.",
+                "node",
+            )
+
+
+class VMRenameRequest(HerdSchema):
+    """POST /vm/{vm}/rename."""
+
+    class Meta:
+        unknown = RAISE
+
+    new_name = Name(required=True)
+
+
+class NodeDomainStateRequest(HerdSchema):
+    """POST /node/{node}/domain-state: flush or ready."""
+
+    class Meta:
+        unknown = RAISE
+
+    state = Choice(DomainStateVerb, required=True)
+    wait = StrictBool(load_default=False)
+    timeout = _timeout()
+
+
+class ObjectField(fields.Field[dict[str, Any]]):
+    """A VM or Node document, validated by the schema of its `kind` (`load_object`)."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> dict[str, Any]:
+        return load_object(value)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
+def _object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+class ApplyRequest(HerdSchema):
+    """POST /apply: objects applied atomically; errors are keyed by the object's index."""
+
+    class Meta:
+        unknown = RAISE
+
+    objects = fields.List(
+        ObjectField(),
+        required=True,
+        validate=validate.Length(
+            min=1,
+            max=MAX_APPLY_OBJECTS,
+            error=f"Give between 1 and {MAX_APPLY_OBJECTS} objects.",
+        ),
+    )
+    dry_run = StrictBool(load_default=False)
+
+    @validates_schema
+    def _no_duplicates(self, data: dict[str, Any], **kwargs: Any) -> None:
+        first: dict[tuple[str, str], int] = {}
+        errors: dict[int, Any] = {}
+        for index, obj in enumerate(data["objects"]):
+            key = _object_key(obj)
+            if key in first:
+                errors[index] = {"metadata": {"name": [
+                    f"{key[0]} {key[1]!r} is also objects[{first[key]}]; give each object once."
+                ]}}
+            first.setdefault(key, index)
+        if errors:
+            raise ValidationError({"objects": errors})
+
+
+def compile_limit(pattern: str) -> re.Pattern[str]:
+    """The `limit` filter of GET /vm: a name substring or regular expression (searched)."""
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ValidationError(f"Not a valid regular expression: {e}.") from None
+
+
+def _check_limit(pattern: str) -> None:
+    compile_limit(pattern)
+
+
+class VMListQuery(HerdSchema):
+    """Query string of GET /vm; match names with `compile_limit(limit).search(name)`."""
+
+    class Meta:
+        unknown = RAISE
+
+    node = Name(load_default=None)
+    state = Choice(VMState, load_default=None)
+    limit = fields.String(
+        load_default=None,
+        validate=[
+            validate.Length(
+                min=1, max=MAX_LIMIT_PATTERN,
+                error=f"Length must be between 1 and {MAX_LIMIT_PATTERN} characters.",
+            ),
+            _check_limit,
+        ],
+    )
+    xml = QueryBool(load_default=False)
+
+
+class DeleteQuery(HerdSchema):
+    """Query string of DELETE /vm/{vm}."""
+
+    class Meta:
+        unknown = RAISE
+
+    force = QueryBool(load_default=False)
+
+
+class ErrorSchema(HerdSchema):
+    """The `error` member of every error response."""
+
+    class Meta:
+        unknown = RAISE
+
+    code = Text(required=True, min_len=1, max_len=64)
+    message = Text(required=True, max_len=4096)
+    details = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class ErrorBody(HerdSchema):
+    """Every error response: {"error": {"code", "message", "details"}}."""
+
+    class Meta:
+        unknown = RAISE
+
+    error = fields.Nested(ErrorSchema, required=True)
