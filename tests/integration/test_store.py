@@ -257,3 +257,22 @@ def test_get_many_skips_missing_paths(store: Store) -> None:
     got = store.get_many([p.vm("a"), p.vm("zzz"), p.vm_placement("a")] * 200)
     assert set(got) == {p.vm("a"), p.vm_placement("a")}
     assert got[p.vm_placement("a")].doc == {"node": "hv1", "lastNode": None}
+
+
+# --- VM-level operations --------------------------------------------------------------------
+
+def test_define_then_rename_a_vm_renames_its_domain_xml(store: Store) -> None:
+    from store import vms
+
+    xml = "<domain type='test'>\n  <name>web1</name>\n  <memory unit='MiB'>64</memory>\n</domain>"
+    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": "web1"},
+          "spec": {"state": "stopped", "node": "hv2", "xml": xml}}
+    txn.commit(store, vms.define_ops(store.paths, vm))
+    assert store.get(store.paths.vm_placement("web1")).doc["node"] == "hv2"
+    vms.rename_vm(store, "web1", "web2")
+    renamed = store.get(store.paths.vm("web2")).doc
+    assert renamed["metadata"]["name"] == "web2"
+    assert renamed["spec"]["xml"] == xml.replace("web1", "web2")
+    assert store.get(store.paths.vm_placement("web2")).doc["node"] == "hv2"
+    assert store.get(store.paths.vm_status("web2")).doc["state"] == "stopped"
+    assert store.exists(store.paths.vm("web1")) is None
