@@ -1,8 +1,8 @@
-"""Realistic VM documents for the benchmarks (spec with domain XML, placement, status)."""
+"""Realistic VM documents for the benchmarks (a spec with domain XML), defined as the API does."""
 
 from __future__ import annotations
 
-from store import txn
+from store import txn, vms
 from store.codec import Doc
 from store.paths import Paths
 
@@ -20,22 +20,16 @@ XML = """<domain type='kvm'>
 """
 
 
-def vm_docs(name: str, node: str = "hv1") -> tuple[Doc, Doc, Doc]:
-    vm = {"apiVersion": "herd/v1", "kind": "VM",
-          "metadata": {"name": name, "labels": {"tier": "web"}, "generation": 1},
-          "spec": {"state": "running", "stopMode": "graceful", "restartRequest": 0,
-                   "node": node, "shutdownTimeout": None,
-                   "meta": {"limits": [], "selector": "none", "autorestart": False,
-                            "migrationMethod": "any"},
-                   "xml": XML.format(name=name)}}
-    placement = {"node": node, "lastNode": None, "reason": "", "autorestartPending": False,
-                 "home": None}
-    status: Doc = {"state": "stopped", "node": None, "reason": "", "since": 0.0,
-              "observedGeneration": 0, "observedRestart": 0, "conditions": []}
-    return vm, placement, status
+def vm_doc(name: str, node: str = "hv1") -> Doc:
+    return {"apiVersion": "herd/v1", "kind": "VM",
+            "metadata": {"name": name, "labels": {"tier": "web"}, "generation": 1},
+            "spec": {"state": "running", "stopMode": "graceful", "restartRequest": 0,
+                     "node": node, "shutdownTimeout": None,
+                     "meta": {"limits": [], "selector": "none", "autorestart": False,
+                              "migrationMethod": "any"},
+                     "xml": XML.format(name=name)}}
 
 
 def create_ops(paths: Paths, name: str, node: str = "hv1") -> list[txn.Op]:
-    vm, placement, status = vm_docs(name, node)
-    return [txn.Create(paths.vm(name), vm), txn.Create(paths.vm_placement(name), placement),
-            txn.Create(paths.vm_status(name), status)]
+    """The define transaction of one VM, as the API server builds it."""
+    return vms.define_ops(paths, vm_doc(name, node))
