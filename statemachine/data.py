@@ -1,0 +1,129 @@
+"""The values `plan` works on: the lifecycle states, actions, and the four records.
+
+Role: the vocabulary of the VM lifecycle. `Desired`, `Observed` and `Recorded` are built by
+the node reconciler (from the VM spec and placement, from libvirt, and from the status znode)
+and handed to `statemachine.plan`, which answers with a `Step`: the one action to carry out
+and the status to write. Pure: no I/O, nothing of the project is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, get_args
+
+Target = Literal["running", "stopped", "disabled"]
+StopMode = Literal["graceful", "force"]
+DomainState = Literal["absent", "defined", "running", "paused", "crashed"]
+MigrationMethod = Literal["live", "shutdown", "any"]
+
+TARGETS: tuple[Target, ...] = get_args(Target)
+STOP_MODES: tuple[StopMode, ...] = get_args(StopMode)
+DOMAIN_STATES: tuple[DomainState, ...] = get_args(DomainState)
+MIGRATION_METHODS: tuple[MigrationMethod, ...] = get_args(MigrationMethod)
+
+# A domain in one of these states has a live guest (a QEMU process): it must be shut down,
+# destroyed or migrated before it can be considered off. "crashed" counts as off, like
+# "defined": whoever carries out START, RELEASE or UNDEFINE on a domain libvirt still
+# reports active (on_crash=preserve) destroys it first.
+UP_DOMAINS: frozenset[DomainState] = frozenset({"running", "paused"})
+
+
+class VMState(StrEnum):
+    """`status.state` of a VM; the values are the strings stored in ZooKeeper."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    SHUTTING_DOWN = "shutting-down"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    MIGRATING = "migrating"
+    FAILED = "failed"
+    DISABLED = "disabled"
+    UNKNOWN = "unknown"
+
+
+class Action(StrEnum):
+    """What the reconciler does to libvirt (and ZooKeeper ownership) for one step."""
+
+    NONE = "none"
+    START = "start"  # define from the spec XML if needed, then start
+    SHUTDOWN = "shutdown"  # send an ACPI shutdown
+    DESTROY = "destroy"  # force off
+    MIGRATE_LIVE = "migrate-live"  # peer-to-peer live migration to the placement's node
+    RELEASE = "release"  # domain is off here, VM is elsewhere or deleted: undefine, drop owner
+    UNDEFINE = "undefine"
+
+
+def _check(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Desired:
+    """What ZooKeeper asks for this VM, as seen from this node."""
+
+    target: Target
+    stop_mode: StopMode = "graceful"
+    restart_request: int = 0
+    placed_here: bool = True  # placement.node is this node
+    migration_method: str = "any"  # one of MIGRATION_METHODS
+    live_supported: bool = False  # this node's libvirt driver can live-migrate
+    shutdown_timeout: float = 180.0  # seconds from ACPI shutdown to forced off
+    exists: bool = True  # False once the VM was deleted from ZooKeeper
+
+    def __post_init__(self) -> None:
+        _check("target", self.target, TARGETS)
+        _check("stop_mode", self.stop_mode, STOP_MODES)
+        _check("migration_method", self.migration_method, MIGRATION_METHODS)
+        if self.shutdown_timeout < 0:
+            raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observed:
+    """What this node's libvirt reports about the VM's domain."""
+
+    domain: DomainState
+    migrating_out: bool = False  # a live migration job of this domain is in flight here
+
+    def __post_init__(self) -> None:
+        _check("domain", self.domain, DOMAIN_STATES)
+
+    @property
+    def up(self) -> bool:
+        """True when the guest is alive (running or paused)."""
+        return self.domain in UP_DOMAINS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    """What the VM's status znode says: survives daemon restarts."""
+
+    state: VMState
+    shutdown_deadline: float | None = None  # absolute time at which a shutdown is forced
+    observed_restart: int = 0  # the last restart request carried out
+    since: float = 0.0  # when `state` was entered
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """The answer of `plan`: one action, and the status to write (before acting)."""
+
+    action: Action
+    state: VMState
+    shutdown_deadline: float | None
+    observed_restart: int
+    requeue_after: float | None  # seconds until the reconciler must look again; None = on change
+    reason: str
+    trigger: str  # the lifecycle trigger that produced this step (for logs and tests)
+
+    def changes(self, recorded: Recorded) -> bool:
+        """True when the status to write differs from `recorded` (state, deadline, restart)."""
+        return (self.state, self.shutdown_deadline, self.observed_restart) != (
+            recorded.state,
+            recorded.shutdown_deadline,
+            recorded.observed_restart,
+        )
