@@ -1,0 +1,114 @@
+"""Configuration of `herd-node`: a YAML file (`--config`, default /etc/herd/node.yaml) whose
+keys command-line flags override, validated before anything connects or writes.
+
+A bad file or flag raises `ConfigError` naming the key and the reason; `reconciler.main`
+prints it and exits with code 2. Called by `reconciler.main` and tests.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from schemas.names import Name
+
+DEFAULT_PATH = Path("/etc/herd/node.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the key."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    zk_hosts: str
+    zk_root: str
+    zk_timeout: float
+    libvirt_uri: str
+    coordinator: bool
+    address: str | None
+    initial_domain_state: str
+    status_interval: float
+    resync_interval: float
+    workers: int
+    log_level: str
+
+
+def _positive(maximum: float) -> validate.Range:
+    return validate.Range(min=0.01, max=maximum, error="must be between 0.01 and {max}")
+
+
+class NodeConfigSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = Name(load_default=None)
+    zk_hosts = fields.String(load_default="127.0.0.1:2181", validate=validate.Regexp(
+        r"^[^\s,]+(,[^\s,]+)*$", error="must be host:port[,host:port...]"))
+    zk_root = fields.String(load_default="/herd", validate=validate.Regexp(
+        r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", error="must be an absolute znode path"))
+    zk_timeout = fields.Float(load_default=10.0, validate=_positive(300))
+    libvirt_uri = fields.String(load_default="qemu:///system", validate=validate.Regexp(
+        r"^[a-z][a-z0-9+]*://", error="must be a libvirt URI such as qemu:///system"))
+    coordinator = fields.Boolean(load_default=False)
+    address = fields.String(load_default=None, allow_none=True,
+                            validate=validate.Length(min=1, max=255))
+    initial_domain_state = fields.String(load_default="flushed",
+                                         validate=validate.OneOf(["ready", "flushed"]))
+    status_interval = fields.Float(load_default=5.0, validate=_positive(3600))
+    resync_interval = fields.Float(load_default=30.0, validate=_positive(86400))
+    workers = fields.Integer(load_default=4, validate=validate.Range(min=1, max=256))
+    log_level = fields.String(load_default="INFO", validate=validate.OneOf(
+        ["DEBUG", "INFO", "WARNING", "ERROR"]))
+
+
+def _read_file(path: Path, *, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config: {path} does not exist")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config: {path} is not valid YAML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping of keys, not {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _describe(errors: Mapping[str, Any]) -> str:
+    parts = []
+    for key, messages in sorted(errors.items()):
+        text = "; ".join(messages) if isinstance(messages, list) else str(messages)
+        parts.append(f"{key}: {text}")
+    return ", ".join(parts)
+
+
+def load_config(path: Path | None, overrides: Mapping[str, Any]) -> NodeConfig:
+    """The file at `path` (default: /etc/herd/node.yaml if it exists), then the overrides."""
+    data = _read_file(path or DEFAULT_PATH, required=path is not None)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        loaded = NodeConfigSchema().load(data)
+    except ValidationError as e:
+        raise ConfigError(f"config: {_describe(e.messages_dict)}") from None
+    if loaded["name"] is None:
+        host = socket.gethostname().split(".")[0].lower()
+        try:
+            NodeConfigSchema().load({"name": host})
+        except ValidationError:
+            raise ConfigError(f"config: name: the hostname {host!r} is not a valid node name; "
+                              "set name explicitly") from None
+        loaded["name"] = host
+    return NodeConfig(**loaded)
