@@ -177,6 +177,12 @@ class VMStatusSchema(HerdSchema):
     observedRestart = StrictInt(load_default=0, validate=non_negative())
     shutdownDeadline = StrictFloat(load_default=None, validate=validate_epoch)
     migration = fields.Nested(MigrationSchema, load_default=None)
+    # sha256 of the spec XML the running domain was started from; a different spec XML
+    # while it runs means "restart required" (applied at the next start).
+    runningXmlHash = fields.String(
+        load_default=None, allow_none=True,
+        validate=validate.Regexp(r"^[0-9a-f]{64}$", error="Must be a sha256 hex digest."),
+    )
     conditions = fields.List(
         fields.Nested(ConditionSchema), load_default=list, validate=_unique_condition_types
     )

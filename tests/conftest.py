@@ -110,4 +110,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fn = getattr(item, "function", None)
         if fn is not None and inspect.iscoroutinefunction(fn):
-            item.fixturenames.append("no_leaked_tasks")  # type: ignore[attr-defined]
+            # First in, last out: checked after every other fixture's teardown.
+            item.fixturenames.insert(0, "no_leaked_tasks")  # type: ignore[attr-defined]

@@ -254,7 +254,7 @@ def test_status_defaults() -> None:
     assert VMStatusSchema().load({}) == {
         "state": "unknown", "node": None, "reason": "", "since": 0.0,
         "observedGeneration": 0, "observedRestart": 0, "shutdownDeadline": None,
-        "migration": None, "conditions": [],
+        "migration": None, "runningXmlHash": None, "conditions": [],
     }
 
 
@@ -267,6 +267,7 @@ STATUS = {
     "observedRestart": 1,
     "shutdownDeadline": 1714564900.0,
     "migration": {"source": "hv1", "target": "hv2", "method": "live", "started": 1714564800.0},
+    "runningXmlHash": "0" * 64,
     "conditions": [{"type": "Placed", "status": "True", "reason": "Scheduled",
                     "message": "on hv1", "lastTransitionTime": 1714564700.0}],
 }

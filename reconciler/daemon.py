@@ -1,0 +1,247 @@
+"""`herd-node`'s daemon: wires the store, the watched caches, libvirt and the work queue.
+
+Start-up: connect to ZooKeeper (refusing a newer layout), open libvirt, sync the caches
+(`/vms`, `/nodes`, `/config`, one recursive watch each), register the node, then queue
+every VM that concerns this node: those placed here and every domain libvirt has here
+(adoption: a running domain is taken over, never restarted; a domain Herd never knew is
+left alone and reported).
+Running: cache changes and libvirt lifecycle events queue the VM they concern (watch
+callbacks only enqueue, through `call_soon_threadsafe`); a periodic full resync queues
+them all again (level-triggered); the status publisher writes resources and heartbeat.
+SIGTERM: daemonState shutdown, workers stopped, daemonState stop, `alive` removed. VMs
+are left running: a daemon restart never restarts guests. Called by `reconciler.main`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from reconciler.config import NodeConfig
+from reconciler.hypervisor import Hypervisor, bind_event_loop
+from reconciler.node import (
+    NodeRegistration,
+    ProvisionedMemory,
+    measure,
+    node_domain_state,
+    node_snapshot,
+)
+from reconciler.vmreconcile import VMReconciler
+from reconciler.workqueue import WorkQueue
+from store.client import Store
+from store.informer import Change, Informer
+from store.layout import ensure_layout
+
+log = logging.getLogger(__name__)
+
+
+class NodeDaemon:
+    """One node's daemon; `run()` until `stop()`."""
+
+    def __init__(self, config: NodeConfig, *, hypervisor: Hypervisor | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.store = Store(config.zk_hosts, config.zk_root, timeout=config.zk_timeout)
+        self.hv = hypervisor or Hypervisor(config.libvirt_uri)
+        self._owns_hv = hypervisor is None  # a hypervisor handed in outlives the daemon
+        p = self.store.paths
+        self.vms = Informer(self.store, p.vms)
+        self.nodes = Informer(self.store, p.nodes)
+        self.cluster = Informer(self.store, p.config)
+        self.registration = NodeRegistration(
+            self.store, self.name, libvirt_uri=config.libvirt_uri,
+            coordinator=config.coordinator, initial_domain_state=config.initial_domain_state,
+            address=config.address)
+        self.reconciler = VMReconciler(self.name, self.store, vms=self.vms, hypervisor=self.hv,
+                                       cluster_default=self.cluster_default)
+        self.queue = WorkQueue(self.reconciler.reconcile, workers=config.workers)
+        self.provisioned = ProvisionedMemory(self.name, self.vms)
+        self.local_domains: set[str] = set()
+        self._stopping = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ready = asyncio.Event()
+        # Called on the loop with every libvirt lifecycle event (name, kind, detail): for
+        # history recorders and tests; must not block.
+        self.event_listeners: list[Callable[[str, str, int], None]] = []
+
+    def cluster_default(self, key: str, default: Any) -> Any:
+        doc = self.cluster.get(self.store.paths.config)
+        return doc.doc.get(key, default) if doc else default
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        bind_event_loop(self._loop)  # before the connection opens (see reconciler.hypervisor)
+        await asyncio.to_thread(self._connect)
+        try:
+            await self._start()
+            self.ready.set()
+            await self._stopping.wait()
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _connect(self) -> None:
+        self.store.start()
+        ensure_layout(self.store)
+        self.hv.open()
+        for informer in (self.cluster, self.nodes, self.vms):
+            informer.start()
+        self.registration.register()
+
+    async def _start(self) -> None:
+        self.vms.subscribe(self._on_vm_change)
+        self.vms.on_synced(self._on_synced)
+        self.store.add_session_listener(self._on_session)
+        await self.hv.start_events(self._on_domain_event)
+        await self._adopt()
+        self.queue.start()
+        self.registration.daemon_state = "run"
+        await self._publish(heartbeat=True)
+        self._tasks = [asyncio.create_task(self._publisher(), name="status-publisher"),
+                       asyncio.create_task(self._resyncer(), name="resync")]
+
+    async def _shutdown(self) -> None:
+        pending = [*self._tasks, *self._background]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.queue.stop()
+        await self.hv.stop_events()
+        if self.store.writable:
+            self.registration.daemon_state = "stop"
+            try:
+                await self._publish(heartbeat=True)
+                await asyncio.to_thread(self.registration.deregister)
+            except Exception as e:
+                log.warning("could not record the stop in ZooKeeper: %s", e)
+        await asyncio.to_thread(self._disconnect)
+
+    def _disconnect(self) -> None:
+        for informer in (self.vms, self.nodes, self.cluster):
+            informer.stop()
+        self.store.stop()
+        if self._owns_hv:
+            self.hv.close()
+
+    # --- what to reconcile --------------------------------------------------------------------
+
+    def concerns_me(self, name: str) -> bool:
+        """Placed here, owned here, or a domain of this node's libvirt."""
+        p = self.store.paths
+        placement = self.vms.get(p.vm_placement(name))
+        owner = self.vms.get(p.vm_owner(name))
+        return (name in self.local_domains
+                or (placement is not None and placement.doc.get("node") == self.name)
+                or (owner is not None and owner.doc.get("node") == self.name))
+
+    def _on_vm_change(self, change: Change) -> None:
+        """Informer thread: find the VM and hand it to the loop (enqueue only)."""
+        parts = self.store.paths.split(change.path)
+        if len(parts) < 2 or parts[0] != "vms":
+            return
+        name = parts[1]
+        was_mine = any(v is not None and v.doc.get("node") == self.name
+                       for v in (change.old, change.new))
+        if was_mine or self.concerns_me(name):
+            self._enqueue(name)
+        if len(parts) == 3 and parts[2] == "placement" and was_mine:
+            self._dirty_threadsafe()
+
+    def _enqueue(self, name: str) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.queue.add, name)
+
+    def _dirty_threadsafe(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._dirty.set)
+
+    def _on_domain_event(self, name: str, event: str, detail: int) -> None:
+        """libvirt event (on the loop, through libvirtaio): queue the VM, refresh status."""
+        if event == "undefined":
+            self.local_domains.discard(name)
+        else:
+            self.local_domains.add(name)
+        self.queue.add(name)
+        self._dirty.set()
+        for listener in list(self.event_listeners):
+            listener(name, str(event), detail)
+
+    def _on_synced(self) -> None:
+        """A (re)sync of the VM cache completed: a full level-triggered pass is due."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._resync_all)
+
+    def _on_session(self, what: str) -> None:
+        """A new session after a loss: `alive` is gone with the old one; create it again."""
+        if what == "reconnected" and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._spawn, asyncio.to_thread(self._reregister))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _reregister(self) -> None:
+        try:
+            self.registration.register()
+        except Exception as e:
+            log.error("re-registering after a reconnect failed: %s", e)
+
+    async def _adopt(self) -> None:
+        """Queue what concerns this node; report domains Herd does not know."""
+        domains = await asyncio.to_thread(self.hv.list_domains)
+        self.local_domains = set(domains)
+        for name in self.vms.children(self.store.paths.vms):
+            self.reconciler.known.add(name)
+        for name in sorted(set(domains) - self.reconciler.known):
+            log.warning("domain %s is not managed by Herd; leaving it alone", name)
+        self._resync_all()
+
+    def _resync_all(self) -> None:
+        names = set(self.vms.children(self.store.paths.vms)) | self.local_domains
+        for name in sorted(names):
+            if self.concerns_me(name):
+                self.queue.add(name)
+
+    async def _resyncer(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_interval)
+            self.local_domains = set(await asyncio.to_thread(self.hv.list_domains))
+            self._resync_all()
+
+    # --- node status ---------------------------------------------------------------------------
+
+    async def _publisher(self) -> None:
+        """Heartbeat every interval; on local changes, write what changed (debounced)."""
+        next_beat = time.monotonic() + self.config.status_interval
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, next_beat - time.monotonic())):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            beat = time.monotonic() >= next_beat
+            self._dirty.clear()
+            try:
+                await self._publish(heartbeat=beat)
+            except Exception as e:
+                log.warning("publishing node status failed: %s", e)
+            if beat:
+                next_beat = time.monotonic() + self.config.status_interval
+
+    async def _publish(self, *, heartbeat: bool) -> None:
+        info, domains = await asyncio.to_thread(node_snapshot, self.hv)
+        resources = measure(info, domains, self.provisioned.total())
+        await asyncio.to_thread(
+            self.registration.publish, resources, heartbeat=heartbeat,
+            domain_state=lambda: node_domain_state(self.store, self.nodes, self.name))

@@ -1,0 +1,174 @@
+"""Node registration and status: the node's own znodes in ZooKeeper.
+
+- `/nodes/<name>`: the Node object, created on first registration (spec.domainState
+  `flushed` unless configured `ready`); later written by the API only.
+- `/nodes/<name>/alive`: ephemeral, present while this daemon's session lives. A stale one
+  from a previous session of this node (a crashed daemon) is waited out, never deleted:
+  ZooKeeper removes it when that session expires, so two daemons never act as one node.
+- `/nodes/<name>/status`: daemonState (init -> run -> shutdown -> stop), domainState,
+  resources, heartbeat, version, libvirt URI; written with a version check, and only when
+  something changed (the heartbeat changes every interval).
+Called by `reconciler.daemon`; blocking (run in threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from reconciler.hypervisor import DomainInfo, DomainState, Hypervisor, NodeInfo
+from schemas.domainxml import domain_resources
+from store.client import Store
+from store.codec import Doc
+from store.errors import AlreadyExists, NotFound
+from store.informer import Informer
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+UP = (DomainState.RUNNING, DomainState.PAUSED)
+
+
+@dataclass
+class Resources:
+    """What the node has and what its VMs take, in MiB and vCPUs."""
+
+    mem_total: int
+    mem_free: int
+    mem_alloc: int
+    mem_prov: int
+    vcpu_total: int
+    vcpu_alloc: int
+    load: float
+    vms: int
+
+    def doc(self) -> Doc:
+        return {"memTotal": self.mem_total, "memFree": self.mem_free,
+                "memUsed": max(0, self.mem_total - self.mem_free), "memAlloc": self.mem_alloc,
+                "memProv": self.mem_prov, "vcpuTotal": self.vcpu_total,
+                "vcpuAlloc": self.vcpu_alloc, "load": round(self.load, 2), "vms": self.vms}
+
+
+def measure(info: NodeInfo, domains: dict[str, DomainInfo], provisioned_mib: int) -> Resources:
+    up = [d for d in domains.values() if d.state in UP]
+    return Resources(mem_total=info.mem_total_mib, mem_free=info.mem_free_mib,
+                     mem_alloc=sum(d.memory_mib for d in up), mem_prov=provisioned_mib,
+                     vcpu_total=info.cpus, vcpu_alloc=sum(d.vcpus for d in up),
+                     load=info.load, vms=len(up))
+
+
+@dataclass
+class ProvisionedMemory:
+    """Memory of the VMs placed on this node, from their spec XML (parsed once per change)."""
+
+    node: str
+    vms: Informer
+    _parsed: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (mzxid, MiB)
+
+    def total(self) -> int:
+        p = self.vms.store.paths
+        total = 0
+        for name in self.vms.children(p.vms):
+            placement = self.vms.get(p.vm_placement(name))
+            spec = self.vms.get(p.vm(name))
+            if placement is None or spec is None or placement.doc.get("node") != self.node:
+                continue
+            cached = self._parsed.get(name)
+            if cached is None or cached[0] != spec.mzxid:
+                xml = spec.doc.get("spec", {}).get("xml", "")
+                cached = (spec.mzxid, domain_resources(xml).memory_mib if xml else 0)
+                self._parsed[name] = cached
+            total += cached[1]
+        return total
+
+
+class NodeRegistration:
+    """Creates and maintains this node's znodes."""
+
+    def __init__(self, store: Store, name: str, *, libvirt_uri: str, coordinator: bool,
+                 initial_domain_state: str, address: str | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.libvirt_uri = libvirt_uri
+        self.coordinator = coordinator
+        self.initial_domain_state = initial_domain_state
+        self.address = address
+        self.daemon_state = "init"
+        self._last: Doc | None = None
+        self._lock = threading.Lock()
+
+    def register(self, *, timeout: float = 120.0) -> None:
+        """Create the Node object if new, then `alive` (waiting out a stale one)."""
+        p = self.store.paths
+        node = {"apiVersion": "herd/v1", "kind": "Node", "metadata": {"name": self.name},
+                "spec": {"domainState": self.initial_domain_state,
+                         "coordinator": self.coordinator, "fence": "auto"}}
+        try:
+            self.store.create(p.node(self.name), node)
+        except AlreadyExists:
+            pass
+        self.store.ensure(p.node_status(self.name))
+        self._create_alive(timeout=timeout)
+
+    def _create_alive(self, *, timeout: float) -> None:
+        path = self.store.paths.node_alive(self.name)
+        gone = threading.Event()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.store.create(path, {"pid": os.getpid(), "since": time.time()},
+                                  ephemeral=True)
+                return
+            except AlreadyExists:
+                pass
+            gone.clear()
+            if self.store.client.exists(path, watch=lambda _e: gone.set()) is None:
+                continue
+            log.warning("node %s is registered by another session; waiting for it to end",
+                        self.name)
+            if not gone.wait(max(0.0, deadline - time.monotonic())):
+                raise RuntimeError(f"node {self.name} stays registered by another session "
+                                   f"(another herd-node with this name?)")
+
+    def deregister(self) -> None:
+        try:
+            self.store.delete(self.store.paths.node_alive(self.name))
+        except NotFound:
+            pass
+
+    def status_doc(self, resources: Resources, domain_state: str) -> Doc:
+        return {"daemonState": self.daemon_state, "domainState": domain_state,
+                "resources": resources.doc(), "version": VERSION,
+                "libvirtUri": self.libvirt_uri, "address": self.address}
+
+    def publish(self, resources: Resources, *, domain_state: Callable[[], str],
+                heartbeat: bool) -> bool:
+        """Write status if it changed (or for the heartbeat); True when written."""
+        body = self.status_doc(resources, domain_state())
+        with self._lock:
+            if body == self._last and not heartbeat:
+                return False
+
+            def modify(old: Doc) -> Doc:
+                return {**old, **body, "heartbeat": time.time()}
+
+            self.store.update(self.store.paths.node_status(self.name), modify)
+            self._last = body
+        return True
+
+
+def node_domain_state(store: Store, nodes: Informer, name: str) -> str:
+    """The node's domain state: its status's (set by the controllers) or its spec's."""
+    status = nodes.get(store.paths.node_status(name))
+    if status is not None and status.doc.get("domainState"):
+        return str(status.doc["domainState"])
+    spec = nodes.get(store.paths.node(name))
+    return str(spec.doc.get("spec", {}).get("domainState", "flushed")) if spec else "flushed"
+
+
+def node_snapshot(hv: Hypervisor) -> tuple[NodeInfo, dict[str, DomainInfo]]:
+    return hv.node_info(), hv.list_domains()

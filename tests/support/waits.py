@@ -1,0 +1,51 @@
+"""Waiting on ZooKeeper state in tests by watches, never by polling.
+
+`wait_doc` resolves when the document at a path satisfies a predicate (checked at once,
+then on every change kazoo's DataWatch reports). Called by integration and e2e tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from kazoo.recipe.watchers import DataWatch
+
+from store import codec
+from store.client import Store
+
+Predicate = Callable[[dict[str, Any] | None], bool]
+
+
+async def wait_doc(store: Store, path: str, predicate: Predicate, *,
+                   timeout: float = 10.0) -> dict[str, Any] | None:
+    """The first document at `path` (None while absent) for which `predicate` holds."""
+    loop = asyncio.get_running_loop()
+    found: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+    last: list[dict[str, Any] | None] = [None]
+
+    def settle(doc: dict[str, Any] | None) -> None:
+        if not found.done():
+            found.set_result(doc)
+
+    def on_change(data: bytes | None, stat: Any) -> bool:
+        doc = codec.decode(data) if stat is not None else None
+        last[0] = doc
+        if predicate(doc):
+            loop.call_soon_threadsafe(settle, doc)
+            return False  # stop watching
+        return not found.done()
+
+    DataWatch(store.client, path, on_change)
+    try:
+        return await asyncio.wait_for(found, timeout)
+    except TimeoutError:
+        raise AssertionError(f"{path} never satisfied the condition; last: {last[0]}") from None
+    finally:
+        if not found.done():
+            found.cancel()
+
+
+def state_is(*states: str) -> Predicate:
+    return lambda doc: doc is not None and doc.get("state") in states
