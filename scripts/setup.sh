@@ -38,7 +38,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Herd and its test tools into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>/dev/null
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>/dev/null
+  quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | quiet
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | quiet
   touch "$stamp"
 fi
