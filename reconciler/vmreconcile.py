@@ -97,8 +97,10 @@ class VMReconciler:
                 and owner.stat.ephemeralOwner == self.store.client.client_id[0])
 
     def responsible(self, view: View, domain: DomainInfo | None) -> bool:
-        """Placed here (and nobody else runs it), or running here."""
+        """Running here, owned by us (a handover to finish), or placed here and unowned."""
         if domain is not None and domain.state in UP:
+            return True
+        if self._ours(view.owner):
             return True
         if view.placement.get("node") != self.node or not view.exists:
             return False
@@ -244,8 +246,20 @@ class VMReconciler:
                if view.spec else 0}
         if old.get("state") != new["state"]:
             new["since"] = now
+        new["migration"] = self._migration(view, step, old, now)
         new["conditions"] = _restart_condition(old.get("conditions", []), run_hash, spec_xml, now)
         return new
+
+    def _migration(self, view: View, step: Step, old: Doc, now: float) -> Doc | None:
+        """Source, target and method while this node moves the VM out; None otherwise."""
+        target = view.placement.get("node")
+        if step.state != VMState.MIGRATING or not target or target == self.node:
+            return None
+        method = "live" if step.action == Action.MIGRATE_LIVE else "shutdown"
+        previous = old.get("migration") or {}
+        if previous.get("target") == target:
+            return {**previous, "method": previous.get("method", method)}
+        return {"source": self.node, "target": target, "method": method, "started": now}
 
     async def _write_status(self, view: View, step: Step, domain: DomainInfo | None) -> None:
         new = self._status_doc(view, step, domain)
