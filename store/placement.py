@@ -1,0 +1,130 @@
+"""Placement: which node a VM may run on, and which one its selector picks.
+
+Pure functions over snapshots of the nodes (no I/O), shared by the primary's controllers
+(scheduler, flush, fence recovery, ready) and the API server (explicit migrate/move
+targets), which is why they live in `store` and not in the daemon.
+
+- Candidates: nodes alive, daemonState `run`, domainState `ready`, inside the VM's
+  `limits` (empty = all), not excluded (e.g. the node it is leaving), and where it fits:
+  its memory <= the node's free memory, or, for the `memprov` selector, <= the memory not
+  yet provisioned to VMs.
+- Selectors: `mem` most free memory, `memprov` most unprovisioned memory, `load` lowest
+  load, `vcpus` fewest allocated vCPUs, `vms` fewest VMs; `none` = the cluster default.
+  Ties break by node name.
+- `Planner` places many VMs in one pass and counts what it already placed against each
+  node, so a flush or recovery spreads instead of piling onto the first best node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+SELECTORS = ("mem", "memprov", "load", "vcpus", "vms")
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What placement needs to know of one node (from its status znode and `alive`)."""
+
+    name: str
+    alive: bool
+    daemon_state: str
+    domain_state: str
+    mem_total: int = 0
+    mem_free: int = 0
+    mem_prov: int = 0
+    vcpu_alloc: int = 0
+    load: float = 0.0
+    vms: int = 0
+
+    @classmethod
+    def from_status(cls, name: str, status: Mapping[str, Any], *, alive: bool) -> NodeView:
+        r = status.get("resources", {})
+        return cls(name=name, alive=alive, daemon_state=str(status.get("daemonState", "")),
+                   domain_state=str(status.get("domainState", "")),
+                   mem_total=int(r.get("memTotal", 0)), mem_free=int(r.get("memFree", 0)),
+                   mem_prov=int(r.get("memProv", 0)), vcpu_alloc=int(r.get("vcpuAlloc", 0)),
+                   load=float(r.get("load", 0.0)), vms=int(r.get("vms", 0)))
+
+    @property
+    def usable(self) -> bool:
+        return self.alive and self.daemon_state == "run" and self.domain_state == "ready"
+
+    def with_vm(self, memory_mib: int, vcpus: int) -> NodeView:
+        """This node as it will be once the VM runs on it (for batch accounting)."""
+        return replace(self, mem_free=self.mem_free - memory_mib,
+                       mem_prov=self.mem_prov + memory_mib, vcpu_alloc=self.vcpu_alloc + vcpus,
+                       vms=self.vms + 1)
+
+
+@dataclass(frozen=True)
+class VMNeeds:
+    """What placement needs to know of one VM (from its spec)."""
+
+    name: str
+    memory_mib: int
+    vcpus: int
+    limits: tuple[str, ...] = ()
+    selector: str = "none"
+
+
+def effective_selector(vm: VMNeeds, default: str) -> str:
+    selector = vm.selector if vm.selector in SELECTORS else default
+    return selector if selector in SELECTORS else "mem"
+
+
+def fits(vm: VMNeeds, node: NodeView, selector: str) -> bool:
+    room = node.mem_total - node.mem_prov if selector == "memprov" else node.mem_free
+    return vm.memory_mib <= room
+
+
+def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = "") -> str | None:
+    """Why `node` cannot take `vm` (None: it can). The reason names the rule."""
+    if node is None:
+        return f"node {name!r} does not exist"
+    if vm.limits and node.name not in vm.limits:
+        return f"node {node.name!r} is outside the VM's limits ({', '.join(vm.limits)})"
+    if not node.alive or node.daemon_state != "run":
+        return f"node {node.name!r} is not running (daemonState {node.daemon_state or 'unknown'})"
+    if node.domain_state != "ready":
+        return f"node {node.name!r} is not ready (domainState {node.domain_state})"
+    if not fits(vm, node, selector):
+        room = node.mem_total - node.mem_prov if selector == "memprov" else node.mem_free
+        return f"VM needs {vm.memory_mib} MiB; node {node.name!r} has {room} MiB"
+    return None
+
+
+def candidates(vm: VMNeeds, nodes: Iterable[NodeView], *, selector: str,
+               exclude: Sequence[str] = ()) -> list[NodeView]:
+    return [n for n in nodes if n.name not in exclude
+            and refusal(vm, n, selector=selector) is None]
+
+
+def _key(selector: str, node: NodeView) -> tuple[float, str]:
+    scores = {"mem": -node.mem_free, "memprov": -(node.mem_total - node.mem_prov),
+              "load": node.load, "vcpus": node.vcpu_alloc, "vms": node.vms}
+    return (scores[selector], node.name)
+
+
+def select(vm: VMNeeds, nodes: Iterable[NodeView], *, default: str,
+           exclude: Sequence[str] = ()) -> str | None:
+    """The node `vm`'s selector picks, or None when no node is a valid target."""
+    selector = effective_selector(vm, default)
+    found = candidates(vm, nodes, selector=selector, exclude=exclude)
+    return min(found, key=lambda n: _key(selector, n)).name if found else None
+
+
+class Planner:
+    """Places VMs one after another, counting each placement against its node."""
+
+    def __init__(self, nodes: Iterable[NodeView], *, default: str) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self.default = default
+
+    def place(self, vm: VMNeeds, *, exclude: Sequence[str] = ()) -> str | None:
+        target = select(vm, self.nodes.values(), default=self.default, exclude=exclude)
+        if target is not None:
+            self.nodes[target] = self.nodes[target].with_vm(vm.memory_mib, vm.vcpus)
+        return target

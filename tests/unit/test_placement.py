@@ -1,0 +1,76 @@
+"""Placement rules: candidates, selectors, fit, ties, batch spreading (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from store.placement import NodeView, Planner, VMNeeds, refusal, select
+
+
+def node(name: str, **kw: object) -> NodeView:
+    base: dict[str, object] = dict(alive=True, daemon_state="run", domain_state="ready",
+                                   mem_total=32768, mem_free=16384, mem_prov=8192,
+                                   vcpu_alloc=4, load=1.0, vms=4)
+    base.update(kw)
+    return NodeView(name=name, **base)  # type: ignore[arg-type]
+
+
+VM = VMNeeds(name="vm1", memory_mib=1024, vcpus=2)
+
+
+@pytest.mark.parametrize(("selector", "expected"), [
+    ("mem", "b"), ("memprov", "c"), ("load", "a"), ("vcpus", "c"), ("vms", "a"),
+])
+def test_each_selector_picks_by_its_measure(selector: str, expected: str) -> None:
+    nodes = [node("a", mem_free=1000 + 2048, load=0.1, vms=1, vcpu_alloc=9, mem_prov=30000),
+             node("b", mem_free=20000, load=2.0, vms=8, vcpu_alloc=5, mem_prov=20000),
+             node("c", mem_free=4000, load=3.0, vms=9, vcpu_alloc=1, mem_prov=1000)]
+    vm = VMNeeds(name="vm1", memory_mib=1024, vcpus=1, selector=selector)
+    assert select(vm, nodes, default="mem") == expected
+
+
+def test_none_uses_the_cluster_default_and_ties_break_by_name() -> None:
+    nodes = [node("c"), node("a"), node("b")]
+    assert select(VM, nodes, default="vms") == "a"
+    assert select(VMNeeds("x", 1, 1, selector="none"), [node("b", vms=0), node("a")],
+                  default="vms") == "b"
+
+
+def test_only_usable_nodes_inside_the_limits_that_fit_are_candidates() -> None:
+    nodes = [node("dead", alive=False, mem_free=99999),
+             node("stopping", daemon_state="shutdown", mem_free=99999),
+             node("flushed", domain_state="flushed", mem_free=99999),
+             node("small", mem_free=512),
+             node("outside", mem_free=90000),
+             node("ok", mem_free=2048)]
+    vm = VMNeeds("vm1", 1024, 1, limits=("dead", "stopping", "flushed", "small", "ok"))
+    assert select(vm, nodes, default="mem") == "ok"
+    assert select(vm, nodes, default="mem", exclude=("ok",)) is None
+
+
+def test_memprov_fit_counts_provisioned_memory() -> None:
+    vm = VMNeeds("vm1", 4096, 1, selector="memprov")
+    assert select(vm, [node("a", mem_total=8192, mem_prov=6000, mem_free=30000)],
+                  default="mem") is None
+    assert select(vm, [node("a", mem_total=8192, mem_prov=4000, mem_free=0)],
+                  default="mem") == "a"
+
+
+def test_refusals_name_the_rule() -> None:
+    vm = VMNeeds("vm1", 4096, 1, limits=("a",))
+    assert refusal(vm, None, selector="mem", name="zz") == "node 'zz' does not exist"
+    assert "outside the VM's limits" in str(refusal(vm, node("b"), selector="mem"))
+    assert "not ready" in str(refusal(vm, node("a", domain_state="flushed"), selector="mem"))
+    assert "not running" in str(refusal(vm, node("a", alive=False), selector="mem"))
+    assert "needs 4096 MiB" in str(refusal(vm, node("a", mem_free=100), selector="mem"))
+    assert refusal(vm, node("a"), selector="mem") is None
+
+
+def test_a_batch_spreads_instead_of_piling_on_one_node() -> None:
+    planner = Planner([node("a", vms=0), node("b", vms=0)], default="vms")
+    targets = [planner.place(VMNeeds(f"vm{i}", 512, 1)) for i in range(30)]
+    assert targets.count("a") == 15 and targets.count("b") == 15
+    mem = Planner([node("a", mem_free=4096), node("b", mem_free=4096)], default="mem")
+    placed = [mem.place(VMNeeds(f"vm{i}", 1024, 1)) for i in range(10)]
+    assert placed.count("a") == 4 and placed.count("b") == 4
+    assert placed[8:] == [None, None]  # nothing fits any more
