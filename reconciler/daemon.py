@@ -26,8 +26,8 @@ from reconciler.node import (
     NodeRegistration,
     ProvisionedMemory,
     measure,
-    node_domain_state,
     node_snapshot,
+    spec_domain_state,
 )
 from reconciler.vmreconcile import VMReconciler
 from reconciler.workqueue import WorkQueue
@@ -244,4 +244,4 @@ class NodeDaemon:
         resources = measure(info, domains, self.provisioned.total())
         await asyncio.to_thread(
             self.registration.publish, resources, heartbeat=heartbeat,
-            domain_state=lambda: node_domain_state(self.store, self.nodes, self.name))
+            initial_domain_state=lambda: spec_domain_state(self.store, self.nodes, self.name))

@@ -140,32 +140,33 @@ class NodeRegistration:
         except NotFound:
             pass
 
-    def status_doc(self, resources: Resources, domain_state: str) -> Doc:
-        return {"daemonState": self.daemon_state, "domainState": domain_state,
-                "resources": resources.doc(), "version": VERSION,
-                "libvirtUri": self.libvirt_uri, "address": self.address}
+    def status_doc(self, resources: Resources) -> Doc:
+        return {"daemonState": self.daemon_state, "resources": resources.doc(),
+                "version": VERSION, "libvirtUri": self.libvirt_uri, "address": self.address}
 
-    def publish(self, resources: Resources, *, domain_state: Callable[[], str],
+    def publish(self, resources: Resources, *, initial_domain_state: Callable[[], str],
                 heartbeat: bool) -> bool:
-        """Write status if it changed (or for the heartbeat); True when written."""
-        body = self.status_doc(resources, domain_state())
+        """Write status if it changed (or for the heartbeat); True when written.
+
+        `domainState` belongs to the primary's flush/ready controller once set; the node
+        only seeds it (from its spec) when the status has none.
+        """
+        body = self.status_doc(resources)
         with self._lock:
             if body == self._last and not heartbeat:
                 return False
 
             def modify(old: Doc) -> Doc:
-                return {**old, **body, "heartbeat": time.time()}
+                seed = {} if old.get("domainState") else {"domainState": initial_domain_state()}
+                return {**old, **body, **seed, "heartbeat": time.time()}
 
             self.store.update(self.store.paths.node_status(self.name), modify)
             self._last = body
         return True
 
 
-def node_domain_state(store: Store, nodes: Informer, name: str) -> str:
-    """The node's domain state: its status's (set by the controllers) or its spec's."""
-    status = nodes.get(store.paths.node_status(name))
-    if status is not None and status.doc.get("domainState"):
-        return str(status.doc["domainState"])
+def spec_domain_state(store: Store, nodes: Informer, name: str) -> str:
+    """The domain state the node's spec asks for (`ready` or `flushed`)."""
     spec = nodes.get(store.paths.node(name))
     return str(spec.doc.get("spec", {}).get("domainState", "flushed")) if spec else "flushed"
 
