@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from reconciler.fencing import FenceConfigSchema
 from schemas.names import Name
 
 DEFAULT_PATH = Path("/etc/herd/node.yaml")
@@ -39,6 +40,7 @@ class NodeConfig:
     resync_interval: float
     workers: int
     log_level: str
+    fence: dict[str, Any] = field(default_factory=dict)
 
 
 def _positive(maximum: float) -> validate.Range:
@@ -67,6 +69,14 @@ class NodeConfigSchema(Schema):
     workers = fields.Integer(load_default=4, validate=validate.Range(min=1, max=256))
     log_level = fields.String(load_default="INFO", validate=validate.OneOf(
         ["DEBUG", "INFO", "WARNING", "ERROR"]))
+    fence = fields.Dict(load_default=dict)
+
+    @validates_schema
+    def _fence(self, data: dict[str, Any], **_kw: Any) -> None:
+        try:
+            FenceConfigSchema().load(data.get("fence") or {})
+        except ValidationError as e:
+            raise ValidationError({"fence": e.messages}) from None
 
 
 def _read_file(path: Path, *, required: bool) -> dict[str, Any]:
@@ -87,11 +97,16 @@ def _read_file(path: Path, *, required: bool) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _describe(errors: Mapping[str, Any]) -> str:
+def _describe(errors: Mapping[str, Any], prefix: str = "") -> str:
     parts = []
-    for key, messages in sorted(errors.items()):
+    for key, messages in sorted(errors.items(), key=lambda kv: str(kv[0])):
+        if isinstance(messages, Mapping):
+            # marshmallow files a Dict entry's errors under "value": name the entry itself
+            inner = prefix if key == "value" else f"{prefix}{key}."
+            parts.append(_describe(messages, inner))
+            continue
         text = "; ".join(messages) if isinstance(messages, list) else str(messages)
-        parts.append(f"{key}: {text}")
+        parts.append(f"{prefix}{key}: {text}")
     return ", ".join(parts)
 
 

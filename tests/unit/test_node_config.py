@@ -54,3 +54,14 @@ def test_bad_yaml_and_missing_file_are_clear(tmp_path: Path) -> None:
 def test_a_bad_override_is_named_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^config: zk_hosts: "):
         load_config(write(tmp_path, "name: hv1\n"), {"zk_hosts": "a b"})
+
+
+def test_fence_agents_are_validated_with_the_key_named(tmp_path: Path) -> None:
+    ok = load_config(write(tmp_path, "name: hv1\nfence:\n  default: {agent: command, "
+                                     "command: /bin/true}\n"), {})
+    assert ok.fence["default"]["command"] == "/bin/true"
+    with pytest.raises(ConfigError, match=r"fence\.nodes\.hv2\.host: required by the ipmi"):
+        load_config(write(tmp_path, "name: hv1\nfence:\n  nodes:\n    hv2: {agent: ipmi, "
+                                    "user: u, password: p}\n"), {})
+    with pytest.raises(ConfigError, match=r"fence\.default\.agent: "):
+        load_config(write(tmp_path, "name: hv1\nfence:\n  default: {agent: telnet}\n"), {})

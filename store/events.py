@@ -1,0 +1,45 @@
+"""The cluster's event log: a bounded list of sequential znodes under `<root>/events`.
+
+The primary records what it decided and why (fences, recoveries, flushes, failures);
+`GET /status`-style readers and operators list them. `trim` keeps the newest `keep`.
+Blocking (run in threads).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from store import codec
+from store.client import Store
+from store.errors import NotFound
+
+KEEP = 1000
+
+
+def record(store: Store, kind: str, message: str, **about: Any) -> str:
+    """Append an event; returns its znode path."""
+    doc = {"time": time.time(), "kind": kind, "message": message,
+           **{k: v for k, v in about.items() if v is not None}}
+    return str(store._call(store.client.create, store.paths.events + "/e-",
+                           codec.encode(doc), sequence=True))
+
+
+def recent(store: Store, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest `limit` events, oldest first."""
+    names = store.children(store.paths.events)[-limit:]
+    docs = store.get_many(f"{store.paths.events}/{n}" for n in names)
+    return [docs[p].doc for p in sorted(docs)]
+
+
+def trim(store: Store, *, keep: int = KEEP) -> int:
+    """Delete all but the newest `keep` events; returns how many went."""
+    names = store.children(store.paths.events)
+    gone = 0
+    for name in names[: max(0, len(names) - keep)]:
+        try:
+            store.delete(f"{store.paths.events}/{name}")
+            gone += 1
+        except NotFound:
+            pass
+    return gone
