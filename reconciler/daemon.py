@@ -21,6 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.config import NodeConfig
+from reconciler.controllers import ClusterState
+from reconciler.coordinator import Coordinator
+from reconciler.fencing import Fencer
 from reconciler.hypervisor import Hypervisor, bind_event_loop
 from reconciler.node import (
     NodeRegistration,
@@ -59,6 +62,10 @@ class NodeDaemon:
                                        cluster_default=self.cluster_default)
         self.queue = WorkQueue(self.reconciler.reconcile, workers=config.workers)
         self.provisioned = ProvisionedMemory(self.name, self.vms)
+        self.coordinator = Coordinator(
+            self.store, self.name, fencer=Fencer(config.fence),
+            state=ClusterState(self.store, vms=self.vms, nodes=self.nodes,
+                               cluster=self.cluster)) if config.coordinator else None
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._dirty = asyncio.Event()
@@ -102,6 +109,10 @@ class NodeDaemon:
         self.vms.subscribe(self._on_vm_change)
         self.vms.on_synced(self._on_synced)
         self.store.add_session_listener(self._on_session)
+        if self.coordinator is not None:
+            self.vms.subscribe(self.coordinator.on_vm_change)
+            self.nodes.subscribe(self.coordinator.on_node_change)
+            self.store.add_session_listener(self.coordinator.on_session)
         await self.hv.start_events(self._on_domain_event)
         await self._adopt()
         self.queue.start()
@@ -109,8 +120,12 @@ class NodeDaemon:
         await self._publish(heartbeat=True)
         self._tasks = [asyncio.create_task(self._publisher(), name="status-publisher"),
                        asyncio.create_task(self._resyncer(), name="resync")]
+        if self.coordinator is not None:
+            self._tasks.append(asyncio.create_task(self.coordinator.run(), name="coordinator"))
 
     async def _shutdown(self) -> None:
+        if self.coordinator is not None:
+            self.coordinator.stop()
         pending = [*self._tasks, *self._background]
         for task in pending:
             task.cancel()

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from kazoo.recipe.watchers import DataWatch
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from store import codec
 from store.client import Store
@@ -49,3 +49,25 @@ async def wait_doc(store: Store, path: str, predicate: Predicate, *,
 
 def state_is(*states: str) -> Predicate:
     return lambda doc: doc is not None and doc.get("state") in states
+
+
+async def wait_children(store: Store, path: str, check: Callable[[list[str]], Any], *,
+                        timeout: float = 10.0) -> Any:
+    """The first truthy `check(children of path)`, re-evaluated on every child change."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def on_children(_children: list[str]) -> None:
+        loop.call_soon_threadsafe(changed.set)
+
+    watch = ChildrenWatch(store.client, path, on_children, send_event=False)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed.clear()
+                found = await asyncio.to_thread(check, store.children(path))
+                if found:
+                    return found
+                await changed.wait()
+    finally:
+        watch._stopped = True  # kazoo's documented way is to return False; we stop it here

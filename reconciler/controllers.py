@@ -1,0 +1,322 @@
+"""The primary coordinator's cluster controllers, as level-triggered reconciles.
+
+Keys of the primary's work queue:
+- `schedule`: VMs desired running with no node are placed by their selector and limits
+  (one `Planner` pass, so a batch spreads).
+- `node/<name>`: one node's domain state and health:
+  - failed (its `alive` znode gone, daemon not stopped cleanly, heartbeat older than the
+    fence timeout): its VMs show `unknown`, it is fenced by its agent, and only after a
+    successful fence are its VMs recovered elsewhere (cold start) or, with no valid target,
+    stopped (and marked `autorestartPending` when they have autorestart). A failed fence
+    recovers nothing, records an event and is retried with backoff;
+  - spec `flushed`: ready -> flushing; every running VM placed there moves away
+    (temporarily: lastNode), or is stopped when nothing fits; flushed once none runs there;
+  - spec `ready`: -> unflushing; VMs whose lastNode is this node come back, its
+    autorestartPending VMs start there; then ready. Disabled VMs are never started.
+Where the cluster cannot keep a VM running (no valid target), the primary itself sets
+spec.state to stopped, with the reason in placement; this is the one spec write that is
+not the API's (see the issue note). Every write is version-checked against the cache.
+Called by `reconciler.coordinator` while this node is primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.fencing import Fencer
+from reconciler.workqueue import Result
+from schemas.domainxml import domain_resources
+from store import events, txn
+from store.client import Store, Versioned
+from store.codec import Doc
+from store.informer import Informer
+from store.placement import NodeView, Planner, VMNeeds
+
+log = logging.getLogger(__name__)
+
+UP_STATES = frozenset({"starting", "running", "shutting-down", "stopping", "restarting",
+                       "migrating", "unknown"})
+NOT_FAILED = frozenset({"", "stop", "fenced", "dead"})
+
+
+class FenceFailed(Exception):
+    """The agent did not confirm the node off; retried by the work queue with backoff."""
+
+
+@dataclass(frozen=True)
+class VMView:
+    name: str
+    spec: Versioned
+    placement: Versioned
+    status: Versioned | None
+    owner: Versioned | None
+
+    @property
+    def want(self) -> str:
+        return str(self.spec.doc.get("spec", {}).get("state", "stopped"))
+
+    @property
+    def node(self) -> str | None:
+        return self.placement.doc.get("node")
+
+    def runs_on(self, node: str) -> bool:
+        if self.owner is not None and self.owner.doc.get("node") == node:
+            return True
+        st = self.status.doc if self.status else {}
+        return st.get("node") == node and st.get("state") in UP_STATES
+
+
+class ClusterState:
+    """Read access to the caches, in the shapes the controllers need."""
+
+    def __init__(self, store: Store, *, vms: Informer, nodes: Informer,
+                 cluster: Informer) -> None:
+        self.store, self.vms, self.nodes, self.cluster = store, vms, nodes, cluster
+        self._needs: dict[str, tuple[int, VMNeeds]] = {}
+
+    def setting(self, key: str, default: Any) -> Any:
+        doc = self.cluster.get(self.store.paths.config)
+        return doc.doc.get(key, default) if doc else default
+
+    def node_names(self) -> list[str]:
+        return self.nodes.children(self.store.paths.nodes)
+
+    def node_doc(self, name: str) -> tuple[Versioned | None, Versioned | None]:
+        p = self.store.paths
+        return self.nodes.get(p.node(name)), self.nodes.get(p.node_status(name))
+
+    def node_view(self, name: str) -> NodeView:
+        status = self.nodes.get(self.store.paths.node_status(name))
+        alive = self.nodes.get(self.store.paths.node_alive(name)) is not None
+        return NodeView.from_status(name, status.doc if status else {}, alive=alive)
+
+    def node_views(self) -> list[NodeView]:
+        return [self.node_view(n) for n in self.node_names()]
+
+    def vm(self, name: str) -> VMView | None:
+        p = self.store.paths
+        spec, placement = self.vms.get(p.vm(name)), self.vms.get(p.vm_placement(name))
+        if spec is None or placement is None:
+            return None
+        return VMView(name, spec, placement, self.vms.get(p.vm_status(name)),
+                      self.vms.get(p.vm_owner(name)))
+
+    def all_vms(self) -> list[VMView]:
+        found = (self.vm(n) for n in self.vms.children(self.store.paths.vms))
+        return [v for v in found if v is not None]
+
+    def needs(self, vm: VMView) -> VMNeeds:
+        cached = self._needs.get(vm.name)
+        if cached is not None and cached[0] == vm.spec.mzxid:
+            return cached[1]
+        spec = vm.spec.doc.get("spec", {})
+        res = domain_resources(spec.get("xml", "")) if spec.get("xml") else None
+        meta = spec.get("meta", {})
+        needs = VMNeeds(vm.name, res.memory_mib if res else 0, res.vcpus if res else 1,
+                        tuple(meta.get("limits", [])), str(meta.get("selector", "none")))
+        self._needs[vm.name] = (vm.spec.mzxid, needs)
+        return needs
+
+
+class Controllers:
+    """The primary's reconciles (see the module docstring)."""
+
+    def __init__(self, store: Store, state: ClusterState, fencer: Fencer, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.state, self.fencer, self.clock = store, state, fencer, clock
+
+    async def reconcile(self, key: str) -> Result:
+        if key == "schedule":
+            return await self.schedule()
+        kind, _, name = key.partition("/")
+        if kind == "node" and name:
+            return await self.node(name)
+        log.error("unknown controller key %r", key)
+        return Result.done()
+
+    def _planner(self) -> Planner:
+        return Planner(self.state.node_views(), default=str(self.state.setting("selector", "mem")))
+
+    # --- scheduling ------------------------------------------------------------------------
+
+    async def schedule(self) -> Result:
+        waiting = [v for v in self.state.all_vms() if v.want == "running" and v.node is None
+                   and not v.placement.doc.get("autorestartPending")]
+        planner = self._planner()
+        for vm in sorted(waiting, key=lambda v: v.name):
+            target = planner.place(self.state.needs(vm))
+            reason = f"scheduled on {target}" if target else "waiting: no valid node"
+            await self._place(vm, node=target, reason=reason)
+        return Result.done()
+
+    async def _place(self, vm: VMView, *, node: str | None, reason: str, **extra: Any) -> None:
+        new = {**vm.placement.doc, "node": node, "reason": reason, **extra}
+        if new != vm.placement.doc:
+            await asyncio.to_thread(self.store.set, self.store.paths.vm_placement(vm.name), new,
+                                    version=vm.placement.version)
+
+    async def _stop_for_lack(self, vm: VMView, node: str, why: str) -> None:
+        """No valid target: stop the VM (spec and placement in one transaction)."""
+        spec_doc = vm.spec.doc
+        autorestart = bool(spec_doc.get("spec", {}).get("meta", {}).get("autorestart"))
+        meta = spec_doc.get("metadata", {})
+        new_spec = {**spec_doc, "spec": {**spec_doc["spec"], "state": "stopped",
+                                         "stopMode": "graceful"},
+                    "metadata": {**meta, "generation": int(meta.get("generation", 0)) + 1}}
+        placement = {**vm.placement.doc, "reason": why, "autorestartPending": autorestart,
+                     "home": node if autorestart else None}
+        p = self.store.paths
+        await asyncio.to_thread(txn.commit, self.store, [
+            txn.Set(p.vm(vm.name), new_spec, vm.spec.version),
+            txn.Set(p.vm_placement(vm.name), placement, vm.placement.version)])
+        await self._event("stopped", f"{vm.name}: {why}", vm=vm.name, node=node)
+
+    async def _event(self, kind: str, message: str, **about: Any) -> None:
+        log.info("%s: %s", kind, message)
+        await asyncio.to_thread(events.record, self.store, kind, message, **about)
+
+    # --- one node --------------------------------------------------------------------------
+
+    async def node(self, name: str) -> Result:
+        spec, status = self.state.node_doc(name)
+        if spec is None or status is None:
+            return Result.done()
+        view = self.state.node_view(name)
+        failing = self._failing(view, status.doc)
+        if failing is not None:
+            return await failing
+        want = spec.doc.get("spec", {}).get("domainState", "flushed")
+        if want == "flushed":
+            return await self.flush(name, status)
+        return await self.ready(name, status, view)
+
+    def _failing(self, view: NodeView, status: Doc) -> Awaitable[Result] | None:
+        """A coroutine handling a dead node, or None when the node is not failed."""
+        if view.alive or status.get("daemonState", "") in NOT_FAILED:
+            return None
+        silent = self.clock() - float(status.get("heartbeat", 0.0))
+        timeout = float(self.state.setting("fenceTimeout", 10.0))
+        if silent < timeout:
+            return _after(timeout - silent)
+        return self.fence(view.name)
+
+    async def _set_domain_state(self, name: str, state: str, **extra: Any) -> None:
+        def modify(doc: Doc) -> Doc:
+            return {**doc, "domainState": state, **extra}
+        await asyncio.to_thread(self.store.update, self.store.paths.node_status(name), modify)
+
+    # --- failure: fence, then recover ------------------------------------------------------
+
+    async def fence(self, name: str) -> Result:
+        spec, _ = self.state.node_doc(name)
+        if (spec is not None and spec.doc.get("spec", {}).get("fence") == "none") \
+                or self.state.setting("maintenance", False):
+            log.warning("node %s failed; fencing is off for it, nothing is recovered", name)
+            return Result.done()
+        await self._mark_unknown(name)
+        result = await asyncio.to_thread(self.fencer.fence, name)
+        if not result.ok:
+            await self._event("fence-failed", f"fencing {name} failed: {result.message}",
+                              node=name)
+            raise FenceFailed(result.message)
+        await self._event("fenced", f"{name} fenced: {result.message}", node=name)
+        await self._set_domain_state(name, "flushed", daemonState="fenced")
+        await self._mark_flushed(name)
+        recovered = await self._recover(name)
+        await self._event("recovered", f"{recovered} VM(s) of {name} placed elsewhere",
+                          node=name)
+        return Result.done()
+
+    async def _mark_unknown(self, node: str) -> None:
+        for vm in self.state.all_vms():
+            st = vm.status.doc if vm.status else {}
+            if vm.status is not None and vm.runs_on(node) and st.get("state") != "unknown":
+                new = {**st, "state": "unknown", "reason": f"node {node} is not responding",
+                       "since": self.clock()}
+                await asyncio.to_thread(self.store.set, self.store.paths.vm_status(vm.name),
+                                        new, version=vm.status.version)
+
+    async def _mark_flushed(self, name: str) -> None:
+        def modify(doc: Doc) -> Doc:
+            return {**doc, "spec": {**doc.get("spec", {}), "domainState": "flushed"}}
+        await asyncio.to_thread(self.store.update, self.store.paths.node(name), modify)
+
+    async def _recover(self, node: str) -> int:
+        planner, moved = self._planner(), 0
+        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
+            if vm.node != node or vm.want != "running":
+                continue
+            target = planner.place(self.state.needs(vm), exclude=[node])
+            if target is None:
+                await self._stop_for_lack(vm, node, f"no valid target to recover from {node}")
+                continue
+            await self._place(vm, node=target, reason=f"recovered: {node} was fenced",
+                              lastNode=vm.placement.doc.get("lastNode") or node)
+            moved += 1
+        return moved
+
+    # --- flush and ready -------------------------------------------------------------------
+
+    async def flush(self, name: str, status: Versioned) -> Result:
+        state = status.doc.get("domainState")
+        if state == "flushed":
+            return Result.done()
+        if state != "flushing":
+            await self._set_domain_state(name, "flushing")
+        planner = self._planner()
+        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
+            if vm.node != name or vm.want != "running":
+                continue
+            target = planner.place(self.state.needs(vm), exclude=[name])
+            if target is None:
+                await self._stop_for_lack(vm, name, f"no valid target during the flush of {name}")
+            else:
+                await self._place(vm, node=target, reason=f"flush of {name}",
+                                  lastNode=vm.placement.doc.get("lastNode") or name)
+        if any(vm.runs_on(name) for vm in self.state.all_vms()):
+            return Result.done()  # the VMs' status changes bring this node back to the queue
+        await self._set_domain_state(name, "flushed")
+        await self._event("flushed", f"{name} is flushed", node=name)
+        return Result.done()
+
+    async def ready(self, name: str, status: Versioned, view: NodeView) -> Result:
+        state = status.doc.get("domainState")
+        if state == "ready":
+            return Result.done()
+        if not view.alive or view.daemon_state != "run":
+            return Result.done()  # its daemon's registration brings it back to the queue
+        if state != "unflushing":
+            await self._set_domain_state(name, "unflushing")
+        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
+            if vm.want == "disabled":
+                continue
+            if vm.placement.doc.get("lastNode") == name and vm.node != name:
+                await self._place(vm, node=name, reason=f"returned to {name}", lastNode=None)
+            elif vm.placement.doc.get("autorestartPending") and \
+                    vm.placement.doc.get("home") == name:
+                await self._autorestart(vm, name)
+        await self._set_domain_state(name, "ready")
+        await self._event("ready", f"{name} is ready", node=name)
+        return Result.done()
+
+    async def _autorestart(self, vm: VMView, node: str) -> None:
+        spec_doc, meta = vm.spec.doc, vm.spec.doc.get("metadata", {})
+        new_spec = {**spec_doc, "spec": {**spec_doc["spec"], "state": "running"},
+                    "metadata": {**meta, "generation": int(meta.get("generation", 0)) + 1}}
+        placement = {**vm.placement.doc, "node": node, "autorestartPending": False,
+                     "home": None, "reason": f"autorestart on {node}"}
+        p = self.store.paths
+        await asyncio.to_thread(txn.commit, self.store, [
+            txn.Set(p.vm(vm.name), new_spec, vm.spec.version),
+            txn.Set(p.vm_placement(vm.name), placement, vm.placement.version)])
+        await self._event("autorestart", f"{vm.name} starts again on {node}", vm=vm.name,
+                          node=node)
+
+
+async def _after(seconds: float) -> Result:
+    return Result.after(seconds)

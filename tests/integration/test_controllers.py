@@ -1,0 +1,234 @@
+"""The primary's controllers with three coordinator daemons on test-driver nodes: placement,
+flush and ready with limits and autorestart, spreading, fencing and recovery, failover.
+
+A "crash" closes a daemon's libvirt connection (its test-driver guests vanish, like a
+power-off) and ends its ZooKeeper session without the clean stop; the fence agent is a
+`command` that records the node it fenced (exit 0) or fails (exit 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.config import NodeConfig
+from reconciler.daemon import NodeDaemon
+from reconciler.hypervisor import Hypervisor
+from store import election, events, txn, vms
+from store.client import Store
+from tests.support.libvirt_nodes import simple_domain_xml, write_node_file
+from tests.support.waits import wait_children, wait_doc
+
+NAMES = ("hv1", "hv2", "hv3")
+
+
+class Member:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.hv = Hypervisor(config.libvirt_uri)
+        self.hv.open()
+        self.daemon = NodeDaemon(config, hypervisor=self.hv)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.daemon.run())
+        await asyncio.wait_for(self.daemon.ready.wait(), 30)
+
+    async def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.daemon.stop()
+            await asyncio.wait_for(self.task, 30)
+        self.hv.close()
+
+    async def crash(self) -> None:
+        """Power-off: guests gone, session gone, no clean stop recorded."""
+        assert self.task is not None
+        self.hv.close()
+        await asyncio.to_thread(self.daemon.store.client.stop)
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+
+
+def fence_script(tmp_path: Path, *, ok: bool) -> str:
+    script = tmp_path / ("fence-ok" if ok else "fence-fail")
+    script.write_text(f"#!/bin/sh\necho \"$HERD_NODE\" >> {tmp_path}/fenced\n"
+                      f"exit {0 if ok else 1}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+async def make_cluster(zk_hosts: str, zk_root: str, tmp_path: Path, store: Store, *,
+                       fence_ok: bool = True) -> list[Member]:
+    store.update(store.paths.config, lambda d: {**d, "fenceTimeout": 1.0})
+    base = NodeConfig(name="hv1", zk_hosts=zk_hosts, zk_root=zk_root, zk_timeout=4.0,
+                      libvirt_uri="", coordinator=True, address=None,
+                      initial_domain_state="ready", status_interval=0.5,
+                      resync_interval=30.0, workers=4, log_level="INFO",
+                      fence={"default": {"agent": "command",
+                                         "command": fence_script(tmp_path, ok=fence_ok)}})
+    members = [Member(replace(base, name=n, libvirt_uri=write_node_file(tmp_path, n)))
+               for n in NAMES]
+    for m in members:
+        await m.start()
+    return members
+
+
+@pytest.fixture
+async def cluster(zk_hosts: str, zk_root: str, tmp_path: Path,
+                  store: Store) -> AsyncIterator[list[Member]]:
+    members = await make_cluster(zk_hosts, zk_root, tmp_path, store)
+    yield members
+    for m in members:
+        await m.stop()
+
+
+def define(store: Store, name: str, *, node: str | None = None, limits: tuple[str, ...] = (),
+           autorestart: bool = False, selector: str = "none", memory_mib: int = 512) -> None:
+    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": name, "generation": 1},
+          "spec": {"state": "running", "node": node, "shutdownTimeout": 5,
+                   "meta": {"limits": list(limits), "selector": selector,
+                            "autorestart": autorestart, "migrationMethod": "any"},
+                   "xml": simple_domain_xml(name, memory_mib=memory_mib)}}
+    txn.commit(store, vms.define_ops(store.paths, vm))
+
+
+def set_node(store: Store, node: str, domain_state: str) -> None:
+    store.update(store.paths.node(node), lambda d: {**d, "spec": {**d["spec"],
+                                                                   "domainState": domain_state}})
+
+
+def running_on(node: str | None = None) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda d: bool(d and d["state"] == "running" and d["node"] is not None
+                          and (node is None or d["node"] == node))
+
+
+async def node_state(store: Store, node: str, state: str, timeout: float = 20) -> None:
+    await wait_doc(store, store.paths.node_status(node),
+                   lambda d: bool(d and d.get("domainState") == state), timeout=timeout)
+
+
+async def test_an_unplaced_vm_is_scheduled_by_its_selector(cluster: list[Member],
+                                                           store: Store) -> None:
+    define(store, "busy1", node="hv1", memory_mib=8192)
+    define(store, "busy2", node="hv2", memory_mib=4096)
+    await wait_doc(store, store.paths.vm_status("busy1"), running_on("hv1"))
+    await wait_doc(store, store.paths.vm_status("busy2"), running_on("hv2"))
+    await wait_doc(store, store.paths.node_status("hv1"),
+                   lambda d: bool(d and d["resources"]["memAlloc"] == 8192))
+    define(store, "free", selector="mem")
+    await wait_doc(store, store.paths.vm_status("free"), running_on("hv3"))
+    assert election.primary(store) in NAMES
+
+
+async def test_flush_moves_stops_and_ready_brings_back(cluster: list[Member],
+                                                       store: Store) -> None:
+    define(store, "any", node="hv1")
+    define(store, "pinned-auto", node="hv1", limits=("hv1",), autorestart=True)
+    define(store, "pinned", node="hv1", limits=("hv1",))
+    for name in ("any", "pinned-auto", "pinned"):
+        await wait_doc(store, store.paths.vm_status(name), running_on("hv1"))
+    set_node(store, "hv1", "flushed")
+    await node_state(store, "hv1", "flushed")
+    moved = store.get(store.paths.vm_status("any")).doc
+    assert moved["state"] in ("starting", "running") and moved["node"] in (None, "hv2", "hv3")
+    await wait_doc(store, store.paths.vm_status("any"), running_on())
+    assert store.get(store.paths.vm_placement("any")).doc["lastNode"] == "hv1"
+    auto = store.get(store.paths.vm_placement("pinned-auto")).doc
+    assert auto["autorestartPending"] is True and auto["home"] == "hv1"
+    assert store.get(store.paths.vm_status("pinned-auto")).doc["state"] == "stopped"
+    assert store.get(store.paths.vm_placement("pinned")).doc["autorestartPending"] is False
+    assert store.get(store.paths.vm("pinned")).doc["spec"]["state"] == "stopped"
+
+    set_node(store, "hv1", "ready")
+    await node_state(store, "hv1", "ready")
+    await wait_doc(store, store.paths.vm_status("any"), running_on("hv1"))
+    await wait_doc(store, store.paths.vm_status("pinned-auto"), running_on("hv1"))
+    assert store.get(store.paths.vm_status("pinned")).doc["state"] == "stopped"
+
+
+async def test_a_big_flush_spreads_over_the_other_nodes(cluster: list[Member],
+                                                        store: Store) -> None:
+    names = [f"vm{i:02d}" for i in range(30)]
+    for name in names:
+        define(store, name, node="hv1", selector="vms", memory_mib=64)
+    for name in names:
+        await wait_doc(store, store.paths.vm_status(name), running_on("hv1"), timeout=30)
+    set_node(store, "hv1", "flushed")
+    await node_state(store, "hv1", "flushed", timeout=60)
+    for name in names:
+        await wait_doc(store, store.paths.vm_status(name), running_on(), timeout=30)
+    nodes = [store.get(store.paths.vm_placement(n)).doc["node"] for n in names]
+    assert nodes.count("hv2") == 15 and nodes.count("hv3") == 15
+
+
+async def test_a_crashed_node_is_fenced_and_its_vms_recovered(
+        cluster: list[Member], store: Store, tmp_path: Path) -> None:
+    victim = next(m for m in cluster if m.config.name == "hv2")
+    define(store, "web", node="hv2")
+    define(store, "pinned-auto", node="hv2", limits=("hv2",), autorestart=True)
+    for name in ("web", "pinned-auto"):
+        await wait_doc(store, store.paths.vm_status(name), running_on("hv2"))
+    if election.primary(store) == "hv2":
+        pytest.skip("hv2 leads; the failover test covers a primary crash")
+    await victim.crash()
+    await wait_doc(store, store.paths.vm_status("web"),
+                   lambda d: bool(d and d["state"] == "running" and d["node"] in ("hv1", "hv3")),
+                   timeout=30)
+    assert (tmp_path / "fenced").read_text().split() == ["hv2"]
+    status = store.get(store.paths.node_status("hv2")).doc
+    assert status["daemonState"] == "fenced" and status["domainState"] == "flushed"
+    pending = store.get(store.paths.vm_placement("pinned-auto")).doc
+    assert pending["autorestartPending"] is True and pending["home"] == "hv2"
+    assert [e["kind"] for e in events.recent(store) if e.get("node") == "hv2"] == \
+        ["fenced", "stopped", "recovered"]  # stopped: pinned-auto had nowhere else to go
+
+
+async def test_a_failed_fence_recovers_nothing(zk_hosts: str, zk_root: str, tmp_path: Path,
+                                               store: Store) -> None:
+    members = await make_cluster(zk_hosts, zk_root, tmp_path, store, fence_ok=False)
+    try:
+        victim = next(m for m in members if m.config.name != election.primary(store))
+        define(store, "web", node=victim.config.name)
+        await wait_doc(store, store.paths.vm_status("web"), running_on(victim.config.name))
+        await victim.crash()
+        await wait_doc(store, store.paths.vm_status("web"),
+                       lambda d: bool(d and d["state"] == "unknown"), timeout=30)
+        found = await _event(store, "fence-failed")
+        assert found["node"] == victim.config.name
+        assert store.get(store.paths.vm_placement("web")).doc["node"] == victim.config.name
+    finally:
+        for m in members:
+            if m.task is not None and not m.task.done():
+                await m.stop()
+
+
+async def _event(store: Store, kind: str) -> dict[str, Any]:
+    def find(_names: list[str]) -> dict[str, Any] | None:
+        return next((e for e in events.recent(store) if e["kind"] == kind), None)
+    found: dict[str, Any] = await wait_children(store, store.paths.events, find, timeout=30)
+    return found
+
+
+async def test_a_new_primary_takes_over_and_acts(cluster: list[Member], store: Store) -> None:
+    first = election.primary(store)
+    leader = next(m for m in cluster if m.config.name == first)
+    await leader.stop()  # a clean stop releases the election at once
+    await _primary_changes(store, first)
+    define(store, "after")
+    await wait_doc(store, store.paths.vm_status("after"), running_on(), timeout=30)
+    assert store.get(store.paths.vm_placement("after")).doc["node"] != first
+
+
+async def _primary_changes(store: Store, old: str | None) -> str:
+    def changed(_names: list[str]) -> str | None:
+        now = election.primary(store)
+        return now if now is not None and now != old else None
+    new: str = await wait_children(store, store.paths.election, changed, timeout=30)
+    return new
