@@ -1,9 +1,8 @@
 """`make demo`: bring up a local cluster and show it working.
 
-The local cluster (`herdctl dev up`, issue #6) needs the node daemon (#3), the controllers
-(#4) and the API (#5), none of which is built yet. Until they are, the demo only sets up
-(done by `make setup` before this runs) and says plainly what is not built; it never
-pretends. Called by `make demo`.
+The local cluster (`herdctl dev up`, issue #6) needs the API (#5) and the CLI (#6), which
+are not built yet. Until they are, the demo only sets up (done by `make setup` before this
+runs) and says plainly what is not built; it never pretends. Called by `make demo`.
 """
 
 from __future__ import annotations
@@ -12,13 +11,13 @@ import sys
 
 BUILT = [
     "store: ZooKeeper client, version-checked writes, atomic commit and rename, "
-    "watched cache with one persistent recursive watch (tests/integration, bench/)",
-    "schemas: VM, Node, placement, status, config and API request bodies (tests/unit)",
-    "statemachine: the VM lifecycle table with the abortable shutdown (tests/unit)",
+    "watched cache with one persistent recursive watch, placement rules, election",
+    "schemas: VM, Node, placement, status, config and API request bodies",
+    "statemachine: the VM lifecycle table with the abortable shutdown",
+    "herd-node: the node daemon (reconcile loop on libvirt, ownership, adoption)",
+    "the cluster controllers: election, scheduling, flush/ready, autorestart, fencing",
 ]
 NOT_BUILT = [
-    "herd-node, the node daemon (issue #3)",
-    "the cluster controllers: election, placement, flush/ready, fencing (issue #4)",
     "herd-api, the REST API (issue #5)",
     "herdctl and `herdctl dev up`, the local cluster this demo will start (issue #6)",
 ]
