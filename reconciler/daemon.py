@@ -40,6 +40,8 @@ from store.layout import ensure_layout
 
 log = logging.getLogger(__name__)
 
+PUBLISH_GAP = 0.5  # seconds between event-driven node status writes
+
 
 class NodeDaemon:
     """One node's daemon; `run()` until `stop()`."""
@@ -169,8 +171,10 @@ class NodeDaemon:
                        for v in (change.old, change.new))
         if was_mine or self.concerns_me(name):
             self._enqueue(name)
-        if len(parts) == 3 and parts[2] == "placement" and was_mine:
-            self._dirty_threadsafe()
+        if len(parts) == 3 and parts[2] == "placement":
+            self.provisioned.placed(name, change.new.doc.get("node") if change.new else None)
+            if was_mine:
+                self._dirty_threadsafe()
 
     def _enqueue(self, name: str) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -216,6 +220,7 @@ class NodeDaemon:
         """Queue what concerns this node; report domains Herd does not know."""
         domains = await asyncio.to_thread(self.hv.list_domains)
         self.local_domains = set(domains)
+        self.provisioned.rescan()
         for name in self.vms.children(self.store.paths.vms):
             self.reconciler.known.add(name)
         for name in sorted(set(domains) - self.reconciler.known):
@@ -237,12 +242,15 @@ class NodeDaemon:
     # --- node status ---------------------------------------------------------------------------
 
     async def _publisher(self) -> None:
-        """Heartbeat every interval; on local changes, write what changed (debounced)."""
+        """Heartbeat every interval; local changes publish what changed, at most every
+        PUBLISH_GAP seconds (a burst of libvirt events is one write, not hundreds)."""
         next_beat = time.monotonic() + self.config.status_interval
+        last = 0.0
         while True:
             try:
                 async with asyncio.timeout(max(0.0, next_beat - time.monotonic())):
                     await self._dirty.wait()
+                    await asyncio.sleep(max(0.0, last + PUBLISH_GAP - time.monotonic()))
             except TimeoutError:
                 pass
             beat = time.monotonic() >= next_beat
@@ -251,8 +259,9 @@ class NodeDaemon:
                 await self._publish(heartbeat=beat)
             except Exception as e:
                 log.warning("publishing node status failed: %s", e)
+            last = time.monotonic()
             if beat:
-                next_beat = time.monotonic() + self.config.status_interval
+                next_beat = last + self.config.status_interval
 
     async def _publish(self, *, heartbeat: bool) -> None:
         info, domains = await asyncio.to_thread(node_snapshot, self.hv)

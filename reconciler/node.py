@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reconciler.hypervisor import DomainInfo, DomainState, Hypervisor, NodeInfo
 from schemas.domainxml import domain_resources
@@ -61,21 +61,39 @@ def measure(info: NodeInfo, domains: dict[str, DomainInfo], provisioned_mib: int
                      load=info.load, vms=len(up))
 
 
-@dataclass
 class ProvisionedMemory:
-    """Memory of the VMs placed on this node, from their spec XML (parsed once per change)."""
+    """Memory of the VMs placed on this node, from their spec XML.
 
-    node: str
-    vms: Informer
-    _parsed: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (mzxid, MiB)
+    The set of VMs placed here is kept up to date from placement changes (`placed`), so a
+    total costs O(VMs on this node), not O(VMs in the cluster); each spec is parsed once
+    per change of it.
+    """
+
+    def __init__(self, node: str, vms: Informer) -> None:
+        self.node = node
+        self.vms = vms
+        self.local: set[str] = set()
+        self._parsed: dict[str, tuple[int, int]] = {}  # name -> (spec mzxid, MiB)
+
+    def rescan(self) -> None:
+        p = self.vms.store.paths
+        self.local = {n for n in self.vms.children(p.vms)
+                      if (pl := self.vms.get(p.vm_placement(n))) is not None
+                      and pl.doc.get("node") == self.node}
+
+    def placed(self, name: str, node: str | None) -> None:
+        if node == self.node:
+            self.local.add(name)
+        else:
+            self.local.discard(name)
+            self._parsed.pop(name, None)
 
     def total(self) -> int:
         p = self.vms.store.paths
         total = 0
-        for name in self.vms.children(p.vms):
-            placement = self.vms.get(p.vm_placement(name))
+        for name in list(self.local):
             spec = self.vms.get(p.vm(name))
-            if placement is None or spec is None or placement.doc.get("node") != self.node:
+            if spec is None:
                 continue
             cached = self._parsed.get(name)
             if cached is None or cached[0] != spec.mzxid:
