@@ -167,6 +167,8 @@ class NodeDaemon:
         if len(parts) < 2 or parts[0] != "vms":
             return
         name = parts[1]
+        if self.reconciler.echo(name, parts[2] if len(parts) == 3 else "", change):
+            return
         was_mine = any(v is not None and v.doc.get("node") == self.name
                        for v in (change.old, change.new))
         if was_mine or self.concerns_me(name):

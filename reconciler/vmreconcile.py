@@ -28,7 +28,7 @@ from statemachine import Action, Desired, Observed, Recorded, Step, VMState, pla
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
-from store.informer import Informer
+from store.informer import Change, Informer
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,19 @@ class VMReconciler:
             self._written.pop(view.name, None)
             raise
         self._written[view.name] = Versioned(new, stat)
+
+    def echo(self, name: str, child: str, change: Change) -> bool:
+        """True for a change this reconciler made itself (nothing new to reconcile): the
+        status it wrote last, or the owner znode its own session created or deleted."""
+        if child == "status" and change.new is not None:
+            mine = self._written.get(name)
+            return mine is not None and mine.mzxid == change.new.mzxid
+        if child == "owner":
+            owner = change.new or change.old
+            session = self.store.client.client_id
+            return (owner is not None and session is not None
+                    and owner.stat.ephemeralOwner == session[0])
+        return False
 
     def forget(self, name: str) -> None:
         """The VM and its domain are gone: drop what we remembered of it."""

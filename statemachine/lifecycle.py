@@ -17,6 +17,7 @@ model's data. Pure: no I/O, no clock reads (`now` is passed in).
 
 from __future__ import annotations
 
+import threading
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -138,19 +139,26 @@ class Lifecycle:
         self.requeue_after: float | None = None
         self.reason = ""
         self.fired = ""
-        self.machine = Machine(
-            model=self,
-            states=VMState,
-            initial=recorded.state,
-            transitions=TRANSITIONS,
-            auto_transitions=False,
-            ignore_invalid_triggers=False,
-        )
+        self.machine = _MACHINE
+        with _MACHINE_LOCK:
+            _MACHINE.add_model(self, initial=recorded.state)
 
     def fire(self, trigger: Trigger) -> None:
         """Run `trigger`; raises `transitions.MachineError` if invalid from the state."""
-        self.machine.events[trigger].trigger(self)
+        with _MACHINE_LOCK:
+            self.machine.events[trigger].trigger(self)
         self.fired = trigger.value
+
+    def close(self) -> None:
+        """Detach from the shared machine (which would otherwise keep this model alive)."""
+        with _MACHINE_LOCK:
+            _MACHINE.remove_model(self)
+
+    def __enter__(self) -> Lifecycle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def step(self) -> Step:
         """What the callbacks recorded, with the state the machine reached."""
@@ -291,3 +299,17 @@ class Lifecycle:
     def record_nothing(self) -> None:
         reason = "VM deleted" if not self.desired.exists else "another node is responsible"
         self._record(Action.NONE, f"{reason}; no domain on this node", deadline=self.deadline)
+
+
+# One machine for every model: building it (about 190 Transition objects) for each plan
+# cost more than everything else a reconcile does on the loop. Models are added for one
+# plan and removed after it; the lock keeps concurrent plans (threads) apart.
+_MACHINE = Machine(
+    model=None,
+    states=VMState,
+    initial=VMState.STOPPED,
+    transitions=TRANSITIONS,
+    auto_transitions=False,
+    ignore_invalid_triggers=False,
+)
+_MACHINE_LOCK = threading.RLock()

@@ -30,9 +30,9 @@ _SHUTDOWN_STATE: dict[Trigger, VMState] = {
 def plan(desired: Desired, observed: Observed, status: Recorded, *, now: float) -> Step:
     """The next step for one VM on this node: the action to carry out, the status to write."""
     trigger = derive_trigger(desired, observed, status, now=now)
-    lifecycle = Lifecycle(desired, observed, recorded=status, now=now)
-    lifecycle.fire(trigger)
-    return lifecycle.step()
+    with Lifecycle(desired, observed, recorded=status, now=now) as lifecycle:
+        lifecycle.fire(trigger)
+        return lifecycle.step()
 
 
 def derive_trigger(
