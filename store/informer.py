@@ -4,10 +4,13 @@ by ONE persistent recursive watch, with an event fan-out to subscribers.
 How it stays correct:
 - the watch is added *before* the subtree is listed, so no change after the listing
   started is missed;
-- every read, whether from the listing or triggered by a watch event (which carries only a
-  path), is an async `get` whose completion is applied to the cache in the order the reads
-  were sent (send and link happen under one lock; kazoo completes replies in order on one
-  thread); a reply keeps the newest document by `mzxid`, and `NoNode` means deleted;
+- every read, whether from the listing or triggered by watch events (which carry only a
+  path), is an async `multiRead` batch whose completion is applied to the cache in the
+  order the reads were sent (send and link happen under one lock; kazoo completes replies
+  in order on one thread); a reply keeps the newest document by `mzxid`, and `NoNode`
+  means deleted;
+- a burst of watch events is read as one batch: each event queues its path, and one flush
+  queued behind them on kazoo's callback thread reads them all (no timer);
 - a (re)sync ends with a sweep queued behind all its reads: cached paths that neither the
   listing nor any event since the sync began has seen are gone, and are dropped;
 - after any reconnect (same session or a new one) the watch is added again and the whole
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kazoo.exceptions import NoNodeError
-from kazoo.protocol.states import WatchedEvent
+from kazoo.protocol.states import Callback, WatchedEvent
 
 from store import codec
 from store.addwatch import add_persistent_recursive_watch, remove_persistent_recursive_watch
@@ -66,6 +69,8 @@ class Informer:
         self._sync_listeners: list[SyncListener] = []
         self._send_lock = threading.Lock()
         self._seen: set[str] | None = None  # paths seen since the current (re)sync began
+        self._pending: dict[str, None] = {}  # paths changed since the last flush, in order
+        self._flush_queued = False
         self._synced = threading.Event()
         self._resync_wanted = threading.Event()
         self._stopping = threading.Event()
@@ -197,13 +202,21 @@ class Informer:
     # --- reads and their application (kazoo's completion thread) ----------------------------
 
     def _on_watch(self, event: WatchedEvent) -> None:
-        self._read(event.path)
-
-    def _read(self, path: str) -> Any:
+        """Queue the path; one flush, queued behind the events already waiting on kazoo's
+        callback thread, reads the whole burst in `multiRead` batches (in event order)."""
         with self._send_lock:
-            result = self.store.client.get_async(path)
-            result.rawlink(lambda r: self._apply(path, r))
-            return result
+            self._pending[event.path] = None
+            if self._flush_queued:
+                return
+            self._flush_queued = True
+        self.store.client.handler.dispatch_callback(Callback("watch", self._flush, ()))
+
+    def _flush(self) -> None:
+        with self._send_lock:
+            paths, self._pending = list(self._pending), {}
+            self._flush_queued = False
+        for batch in _batches(paths):
+            self._read_batch(batch)
 
     def _read_batch(self, paths: list[str]) -> Any:
         with self._send_lock:
@@ -219,16 +232,6 @@ class Informer:
             return
         for path, reply in zip(paths, replies, strict=True):
             self._apply_reply(path, reply)
-
-    def _apply(self, path: str, result: Any) -> None:
-        try:
-            reply = result.get_nowait()
-        except NoNodeError as e:
-            reply = e
-        except Exception as e:  # connection trouble: the resync after reconnect repairs it
-            log.debug("read of %s failed: %s", path, e)
-            return
-        self._apply_reply(path, reply)
 
     def _apply_reply(self, path: str, reply: Any) -> None:
         if self._seen is not None:
