@@ -24,7 +24,7 @@ from reconciler.config import NodeConfig
 from reconciler.controllers import ClusterState
 from reconciler.coordinator import Coordinator
 from reconciler.fencing import Fencer
-from reconciler.hypervisor import Hypervisor, bind_event_loop
+from reconciler.hypervisor import Hypervisor, bind_event_loop, settle_events
 from reconciler.node import (
     NodeRegistration,
     ProvisionedMemory,
@@ -142,6 +142,8 @@ class NodeDaemon:
             except Exception as e:
                 log.warning("could not record the stop in ZooKeeper: %s", e)
         await asyncio.to_thread(self._disconnect)
+        if self._owns_hv:
+            await settle_events()  # libvirtaio's leftovers end on this loop, not after it
 
     def _disconnect(self) -> None:
         for informer in (self.vms, self.nodes, self.cluster):
