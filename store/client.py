@@ -34,6 +34,7 @@ from kazoo.exceptions import (
     OperationTimeoutError,
     SessionExpiredError,
 )
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry, RetryFailedError
 
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 SessionListener = Callable[[str], None]
 """Called with "suspended", "reconnected" (same session) or "lost" (a new session follows)."""
 
-UNAVAILABLE = (ConnectionClosedError, SessionExpiredError, OperationTimeoutError, RetryFailedError)
+UNAVAILABLE = (ConnectionClosedError, SessionExpiredError, OperationTimeoutError, RetryFailedError,
+               KazooTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ class Store:
         self.paths = Paths(root)
         self.client = KazooClient(hosts=hosts, timeout=timeout)
         self.conflict_retries = conflict_retries
-        self._op_timeout = timeout
+        # How long a pipelined batch may wait for its reply; generous, since replies queue
+        # behind a reconnect; past it, ZooKeeper counts as unavailable.
+        self._op_timeout = max(timeout, 10.0)
         self._retry = KazooRetry(max_tries=8, delay=0.05, backoff=2, max_delay=1.0,
                                  ignore_expire=False)
         self._writable = threading.Event()
