@@ -151,6 +151,13 @@ class Store:
 
     # --- primitives --------------------------------------------------------------------------
 
+    def _bounded(self, fn_async: Callable[..., Any]) -> Callable[..., Any]:
+        """A kazoo `*_async` call made synchronous with a bound: a request queued while the
+        connection is down must never block its caller forever (past it: Unavailable)."""
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return fn_async(*args, **kwargs).get(timeout=self._op_timeout)
+        return call
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a kazoo call, retrying on connection loss; map kazoo errors to ours."""
         try:
@@ -171,14 +178,14 @@ class Store:
             raise Unavailable("ZooKeeper connection is suspended; not writing")
 
     def get(self, path: str) -> Versioned:
-        data, stat = self._call(self.client.get, path)
+        data, stat = self._call(self._bounded(self.client.get_async), path)
         return Versioned(codec.decode(data, path=path), stat)
 
     def exists(self, path: str) -> ZnodeStat | None:
-        return self._call(self.client.exists, path)
+        return self._call(self._bounded(self.client.exists_async), path)
 
     def children(self, path: str) -> list[str]:
-        return sorted(self._call(self.client.get_children, path))
+        return sorted(self._call(self._bounded(self.client.get_children_async), path))
 
     def get_many(self, paths: Iterable[str], *, batch: int = 256) -> dict[str, Versioned]:
         """Batched, pipelined reads (`multiRead`): every batch is sent before any reply is
@@ -205,17 +212,21 @@ class Store:
         self, path: str, doc: Doc, *, ephemeral: bool = False, makepath: bool = False
     ) -> str:
         self._check_writable()
-        return str(self._call(self.client.create, path, codec.encode(doc),
+        return str(self._call(self._bounded(self.client.create_async), path, codec.encode(doc),
                               ephemeral=ephemeral, makepath=makepath))
 
     def set(self, path: str, doc: Doc, *, version: int) -> ZnodeStat:
         """Write `doc` only if the znode still has `version` (-1: unconditionally)."""
         self._check_writable()
-        return self._call(self.client.set, path, codec.encode(doc), version=version)
+        return self._call(self._bounded(self.client.set_async), path, codec.encode(doc),
+                          version=version)
 
     def delete(self, path: str, *, version: int = -1, recursive: bool = False) -> None:
         self._check_writable()
-        self._call(self.client.delete, path, version=version, recursive=recursive)
+        if recursive:  # kazoo has no async recursive delete; admin and tests only
+            self._call(self.client.delete, path, version=version, recursive=True)
+        else:
+            self._call(self._bounded(self.client.delete_async), path, version=version)
 
     def ensure(self, path: str, doc: Doc | None = None) -> None:
         """Create `path` (and its parents) if missing; an existing znode is left as it is."""

@@ -21,7 +21,7 @@ def record(store: Store, kind: str, message: str, **about: Any) -> str:
     """Append an event; returns its znode path."""
     doc = {"time": time.time(), "kind": kind, "message": message,
            **{k: v for k, v in about.items() if v is not None}}
-    return str(store._call(store.client.create, store.paths.events + "/e-",
+    return str(store._call(store._bounded(store.client.create_async), store.paths.events + "/e-",
                            codec.encode(doc), sequence=True))
 
 

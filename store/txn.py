@@ -145,7 +145,7 @@ def commit_pipelined(
 
 def _outcome(store: Store, ops: Sequence[Op], result: object) -> StoreError | None:
     try:
-        _check_results(ops, store._call(result.get))  # type: ignore[attr-defined]
+        _check_results(ops, store._call(result.get, timeout=store._op_timeout))  # type: ignore[attr-defined]
     except StoreError as e:
         return e
     return None
@@ -166,7 +166,7 @@ def _transaction(store: Store, ops: Sequence[Op]) -> Any:
 
 
 def _commit_one(store: Store, ops: Sequence[Op]) -> None:
-    _check_results(ops, store._call(_transaction(store, ops).commit))
+    _check_results(ops, store._call(store._bounded(_transaction(store, ops).commit_async)))
 
 
 def _check_results(ops: Sequence[Op], results: list[Any]) -> None:
