@@ -34,6 +34,7 @@ from reconciler.node import (
 )
 from reconciler.vmreconcile import VMReconciler
 from reconciler.workqueue import WorkQueue
+from store import events
 from store.client import Store
 from store.informer import Change, Informer
 from store.layout import ensure_layout
@@ -227,8 +228,14 @@ class NodeDaemon:
         self.provisioned.rescan()
         for name in self.vms.children(self.store.paths.vms):
             self.reconciler.known.add(name)
-        for name in sorted(set(domains) - self.reconciler.known):
+        foreign = sorted(set(domains) - self.reconciler.known)
+        for name in foreign:
             log.warning("domain %s is not managed by Herd; leaving it alone", name)
+        if foreign:
+            await asyncio.to_thread(
+                events.record, self.store, "foreign-domains",
+                f"{self.name} runs domains Herd does not manage: {', '.join(foreign)}",
+                node=self.name)
         self._resync_all()
 
     def _resync_all(self) -> None:

@@ -20,7 +20,7 @@ import pytest
 from reconciler.config import NodeConfig
 from reconciler.daemon import NodeDaemon
 from reconciler.hypervisor import DomainState, Hypervisor
-from store import txn, vms
+from store import events, txn, vms
 from store.client import Store
 from tests.support.libvirt_nodes import simple_domain_xml, write_node_file
 from tests.support.waits import state_is, wait_doc
@@ -293,6 +293,8 @@ async def test_a_domain_herd_does_not_know_is_left_alone(node_config: NodeConfig
         await status(store, "mine", state_is("running"))
         assert domain_state(run, "foreign") == DomainState.RUNNING
         assert store.exists(store.paths.vm("foreign")) is None
+        reported = [e for e in events.recent(store) if e["kind"] == "foreign-domains"]
+        assert reported and "foreign" in reported[0]["message"]
     finally:
         await run.stop()
         run.hv.close()
