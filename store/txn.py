@@ -151,18 +151,54 @@ def _outcome(store: Store, ops: Sequence[Op], result: object) -> StoreError | No
     return None
 
 
-def _transaction(store: Store, ops: Sequence[Op]) -> Any:
+def _transaction(store: Store, ops: Sequence[Op], *, limit: int | None = None) -> Any:
+    """kazoo's transaction of `ops`, each document encoded once; with `limit`, refuses
+    operations that would not fit one request."""
     t = store.client.transaction()
+    size = 0
     for op in ops:
+        data = codec.encode(op.doc) if isinstance(op, Create | Set) else b""
+        size += len(op.path.encode()) + len(data) + _OP_OVERHEAD
         if isinstance(op, Create):
-            t.create(op.path, codec.encode(op.doc), ephemeral=op.ephemeral)
+            t.create(op.path, data, ephemeral=op.ephemeral)
         elif isinstance(op, Set):
-            t.set_data(op.path, codec.encode(op.doc), version=op.version)
+            t.set_data(op.path, data, version=op.version)
         elif isinstance(op, Delete):
             t.delete(op.path, version=op.version)
         else:
             t.check(op.path, op.version)
+    if limit is not None and size > limit:
+        raise StoreError(f"the operations take {size} bytes, more than one ZooKeeper "
+                         f"transaction ({limit})")
     return t
+
+
+Done = Callable[[StoreError | None], None]
+
+
+def commit_async(store: Store, ops: Sequence[Op], done: Done) -> None:
+    """Send `ops` as ONE transaction without blocking; `done(None | error)` runs on kazoo's
+    completion thread when ZooKeeper answers (errors mapped as `commit` maps them).
+
+    For the asyncio API server: many commits in flight pipeline on one connection instead
+    of parking a thread each. Raises at once, sending nothing, when the connection is
+    suspended or the operations need more than one transaction.
+    """
+    if not store.writable:
+        raise Unavailable("ZooKeeper connection is suspended; not writing")
+    result = _transaction(store, ops, limit=MAX_TXN_BYTES).commit_async()
+
+    def finished(res: Any) -> None:
+        try:
+            _check_results(ops, res.get_nowait())
+        except StoreError as e:
+            done(e)
+        except Exception as e:  # connection loss and the like: kazoo's own errors
+            done(Unavailable(f"ZooKeeper unavailable: {type(e).__name__}: {e}"))
+        else:
+            done(None)
+
+    result.rawlink(finished)
 
 
 def _commit_one(store: Store, ops: Sequence[Op]) -> None:

@@ -109,6 +109,10 @@ def running_on(node: str | None = None) -> Callable[[dict[str, Any] | None], boo
                           and (node is None or d["node"] == node))
 
 
+def mem_alloc_is(mib: int) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda d: bool(d and d["resources"]["memAlloc"] == mib)
+
+
 async def node_state(store: Store, node: str, state: str, timeout: float = 20) -> None:
     await wait_doc(store, store.paths.node_status(node),
                    lambda d: bool(d and d.get("domainState") == state), timeout=timeout)
@@ -121,8 +125,7 @@ async def test_an_unplaced_vm_is_scheduled_by_its_selector(cluster: list[Member]
     await wait_doc(store, store.paths.vm_status("busy1"), running_on("hv1"))
     await wait_doc(store, store.paths.vm_status("busy2"), running_on("hv2"))
     for node, alloc in (("hv1", 8192), ("hv2", 4096)):  # the scheduler reads these figures
-        await wait_doc(store, store.paths.node_status(node),
-                       lambda d, a=alloc: bool(d and d["resources"]["memAlloc"] == a))
+        await wait_doc(store, store.paths.node_status(node), mem_alloc_is(alloc))
     define(store, "free", selector="mem")
     await wait_doc(store, store.paths.vm_status("free"), running_on("hv3"))
     assert election.primary(store) in NAMES

@@ -1,0 +1,140 @@
+"""How handlers reach the cluster: the app's store and cache, fresh reads for writes that
+depend on a read, and the read-your-writes settle after a write.
+
+A write returns only once this server's cache shows it (`settled_vm`, `settled_node`):
+the same client's next GET, on this server, sees what it wrote. The wait follows the
+watch (`ClusterCache.wait_for`); after `SETTLE_TIMEOUT` a direct read answers instead.
+Called by the handler modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from server.cache import ClusterCache
+from server.config import ServerConfig
+from server.errors import ApiError, not_found
+from server.keys import CACHE, CONFIG, STORE
+from server.views import NodeRecord, VMRecord
+from store import txn
+from store.client import Store
+from store.errors import StoreError, Unavailable
+from store.txn import commit_async
+
+SETTLE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Ctx:
+    store: Store
+    cache: ClusterCache
+    config: ServerConfig
+
+
+def ctx(request: web.Request) -> Ctx:
+    app = request.app
+    return Ctx(app[STORE], app[CACHE], app[CONFIG])
+
+
+def reading(request: web.Request) -> Ctx:
+    """The context of a read: the cache must be in sync (else 503)."""
+    c = ctx(request)
+    c.cache.require_synced()
+    return c
+
+
+def writing(request: web.Request) -> Ctx:
+    """The context of a write: ZooKeeper must be writable now (else 503, at once)."""
+    c = ctx(request)
+    if not c.store.writable:
+        raise Unavailable("ZooKeeper connection is suspended; not writing")
+    c.cache.require_synced()
+    return c
+
+
+def cached_vm(c: Ctx, name: str) -> VMRecord:
+    rec = c.cache.vm(name)
+    if rec is None:
+        raise not_found("VM", name)
+    return rec
+
+
+def cached_node(c: Ctx, name: str) -> NodeRecord:
+    rec = c.cache.node(name)
+    if rec is None:
+        raise not_found("Node", name)
+    return rec
+
+
+def fresh_vm(store: Store, name: str) -> VMRecord | None:
+    """The VM's znodes read from ZooKeeper now (one pipelined round trip). Blocking."""
+    p = store.paths
+    found = store.get_many([p.vm(name), p.vm_placement(name), p.vm_status(name),
+                            p.vm_owner(name)])
+    spec = found.get(p.vm(name))
+    if spec is None:
+        return None
+    return VMRecord(name, spec, found.get(p.vm_placement(name)), found.get(p.vm_status(name)),
+                    found.get(p.vm_owner(name)))
+
+
+async def settled_vm(c: Ctx, name: str, done: Callable[[VMRecord], bool]) -> VMRecord:
+    """The VM once the cache shows `done(record)`; read directly after the settle timeout."""
+    def check() -> VMRecord | None:
+        rec = c.cache.vm(name)
+        return rec if rec is not None and done(rec) else None
+
+    rec = await c.cache.wait_for(("VM", name), check, timeout=SETTLE_TIMEOUT)
+    if rec is None:
+        rec = await asyncio.to_thread(fresh_vm, c.store, name)
+    if rec is None:
+        raise not_found("VM", name)
+    return rec
+
+
+async def settled_gone(c: Ctx, kind: str, name: str) -> None:
+    """Return once the cache no longer has the object (or after the settle timeout)."""
+    def check() -> bool | None:
+        found = c.cache.vm(name) if kind == "VM" else c.cache.node(name)
+        return True if found is None else None
+
+    await c.cache.wait_for((kind, name), check, timeout=SETTLE_TIMEOUT)
+
+
+async def settled_node(c: Ctx, name: str, mzxid: int) -> NodeRecord:
+    def check() -> NodeRecord | None:
+        rec = c.cache.node(name)
+        return rec if rec is not None and rec.spec.mzxid >= mzxid else None
+
+    rec = await c.cache.wait_for(("Node", name), check, timeout=SETTLE_TIMEOUT)
+    return rec if rec is not None else cached_node(c, name)
+
+
+async def commit(store: Store, ops: list[txn.Op]) -> None:
+    """Commit `ops` as one transaction without holding a thread (pipelined with every
+    other commit in flight). Operations too large for one transaction are a 413, never a
+    split or a 500; the other store errors are raised as they are."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[StoreError | None] = loop.create_future()
+
+    def done(error: StoreError | None) -> None:
+        loop.call_soon_threadsafe(_settle_future, answer, error)
+
+    try:
+        commit_async(store, ops, done)
+    except StoreError as e:
+        if type(e) is not StoreError:
+            raise
+        raise ApiError(413, "too_large", f"{e}; make the change smaller") from None
+    error = await answer
+    if error is not None:
+        raise error
+
+
+def _settle_future(future: asyncio.Future[StoreError | None], error: StoreError | None) -> None:
+    if not future.done():
+        future.set_result(error)

@@ -1,0 +1,144 @@
+"""`POST /apply`: a list of VMs and Nodes applied in ONE ZooKeeper transaction.
+
+Planning reads every object's current znode from ZooKeeper (pipelined) and decides per
+object: `created` (a VM gets its placement and status znodes too), `configured` (a set
+carrying the version read) or `unchanged` (nothing written). A `metadata.resourceVersion`
+in an object must still be current (else 409). The commit is all-or-nothing: any object
+changed or created meanwhile fails the whole transaction (409) and nothing is written; a
+list too large for one transaction is refused (413) rather than split. `dry_run` answers
+the plan with each object's changes (path, old, new) and writes nothing.
+Registered by `server.routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from marshmallow import ValidationError
+
+from schemas.requests import ApplyRequest
+from server.access import SETTLE_TIMEOUT, Ctx, commit, writing
+from server.errors import ApiError, conflict
+from server.http import json_response, read_json
+from server.objects import (
+    check_node_in_limits,
+    new_object,
+    replace_node,
+    replace_vm,
+    strip_read_only,
+)
+from store import txn, vms
+from store.client import Store, Versioned
+from store.codec import Doc
+from store.errors import AlreadyExists, Conflict, NotFound
+
+# One instance each: building a schema costs more than a load.
+_APPLY_REQUEST = ApplyRequest()
+
+
+@dataclass
+class Plan:
+    ops: list[txn.Op] = field(default_factory=list)
+    results: list[Doc] = field(default_factory=list)
+    written: dict[tuple[str, str], Doc] = field(default_factory=dict)
+
+
+def changes(old: Any, new: Any, prefix: str = "") -> list[Doc]:
+    """The differences of two documents as (dotted path, old, new), nested mappings walked."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[Doc] = []
+        for key in sorted(set(old) | set(new)):
+            out += changes(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [{"path": prefix.rstrip("."), "old": old, "new": new}]
+
+
+def _path(store: Store, obj: Doc) -> str:
+    name = obj["metadata"]["name"]
+    return store.paths.vm(name) if obj["kind"] == "VM" else store.paths.node(name)
+
+
+def _check_version(obj: Doc, current: Versioned | None, index: int) -> None:
+    given = obj["metadata"].get("resourceVersion")
+    if given is None:
+        return
+    if not given.isdigit():
+        raise ValidationError({"objects": {index: {"metadata": {"resourceVersion": [
+            "Not a resourceVersion: give the one a GET answered (digits)."]}}}})
+    if current is None or current.mzxid != int(given):
+        now = "absent" if current is None else str(current.mzxid)
+        raise conflict(f"{obj['kind']} {obj['metadata']['name']!r} is at resourceVersion "
+                       f"{now}, not {given}", index=index)
+
+
+def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
+              current: Versioned | None) -> None:
+    key, path = (obj["kind"], obj["metadata"]["name"]), _path(store, obj)
+    result: Doc = {"kind": key[0], "name": key[1]}
+    if current is None:
+        doc = new_object(obj)
+        plan.ops += (vms.define_ops(store.paths, doc) if key[0] == "VM"
+                     else [txn.Create(path, doc)])
+        plan.written[key] = doc
+        plan.results.append({**result, "action": "created", "changes": []})
+        return
+    new = replace_vm(current.doc, obj) if key[0] == "VM" else replace_node(current.doc, obj, raw)
+    if new is None:
+        plan.results.append({**result, "action": "unchanged", "changes": []})
+        return
+    plan.ops.append(txn.Set(path, new, current.version))
+    plan.written[key] = new
+    plan.results.append({**result, "action": "configured", "changes": changes(current.doc, new)})
+
+
+def plan_apply(store: Store, objects: list[Doc], raw: list[Doc]) -> Plan:
+    """Read the objects' current state and plan the transaction. Blocking."""
+    for index, obj in enumerate(objects):
+        if obj["kind"] == "VM":
+            try:
+                check_node_in_limits(obj["spec"])
+            except ApiError as e:
+                raise ValidationError({"objects": {index: {"spec": e.details}}}) from None
+    current = store.get_many([_path(store, o) for o in objects])
+    plan = Plan()
+    for index, (obj, given) in enumerate(zip(objects, raw, strict=True)):
+        found = current.get(_path(store, obj))
+        _check_version(obj, found, index)
+        _plan_one(store, plan, obj=obj, raw=given, current=found)
+    return plan
+
+
+async def _settle(c: Ctx, written: dict[tuple[str, str], Doc]) -> dict[tuple[str, str], str]:
+    """Wait until the cache shows every written object; their resourceVersions."""
+    versions: dict[tuple[str, str], str] = {}
+    for (kind, name), doc in written.items():
+        def check(kind: str = kind, name: str = name, doc: Doc = doc) -> str | None:
+            rec = c.cache.vm(name) if kind == "VM" else c.cache.node(name)
+            return str(rec.spec.mzxid) if rec is not None and rec.spec.doc == doc else None
+        found = await c.cache.wait_for((kind, name), check, timeout=SETTLE_TIMEOUT)
+        if found is not None:
+            versions[(kind, name)] = found
+    return versions
+
+
+async def apply(request: web.Request) -> web.Response:
+    c = writing(request)
+    raw = await read_json(request)
+    if isinstance(raw, dict) and isinstance(raw.get("objects"), list):
+        raw = {**raw, "objects": [strip_read_only(o) for o in raw["objects"]]}
+    data = _APPLY_REQUEST.load(raw)
+    plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"])
+    if data["dry_run"]:
+        return json_response({"dry_run": True, "results": plan.results})
+    try:
+        await commit(c.store, plan.ops)
+    except (Conflict, AlreadyExists, NotFound) as e:
+        raise conflict(f"an object changed while being applied; nothing was written ({e})") \
+            from None
+    versions = await _settle(c, plan.written)
+    results = [{**r, "resourceVersion": versions.get((r["kind"], r["name"]))}
+               for r in plan.results]
+    return json_response({"dry_run": False, "results": results})

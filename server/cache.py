@@ -1,0 +1,311 @@
+"""The API server's watched cache: three informers (`/vms`, `/nodes`, `/config`) and what
+the server keeps beside them, all updated on the event loop.
+
+Informer callbacks run on kazoo's thread; they only queue the change and schedule ONE
+drain on the loop (`call_soon_threadsafe`). A drain then, in order:
+- keeps the name indexes (VMs and nodes; single lookups go straight to the informers'
+  dicts, O(1) by path);
+- drops the cached list entry (`GET /vm` JSON fragment) of every VM it touched;
+- turns the changes into watch events (`server.events`), one per object and run of
+  changes (a new VM's ADDED waits until its placement and status are cached), and
+  publishes them once the initial sync is over;
+- re-checks the waiters of every object it touched (`wait_for`): `wait=true` requests and
+  the read-your-writes settle after each write follow the watch, never a poll.
+Reads answer 503 while an informer is not in sync (suspended or lost session, resync).
+Created by `server.app`'s cleanup context; used by every handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from server.events import Event, EventHub
+from server.views import NodeRecord, VMRecord, node_object, vm_object
+from store.client import Store
+from store.errors import Unavailable
+from store.informer import Change, Informer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Key = tuple[str, str]  # ("VM" | "Node", name)
+Check = Callable[[], Any]
+_SKIP = {"ADDED": ("ADDED", "MODIFIED"), "MODIFIED": ("MODIFIED",)}
+
+
+class ClusterCache:
+    """Informers plus indexes, list fragments, watch events and waiters (see module doc)."""
+
+    def __init__(self, store: Store, *, history: int) -> None:
+        p = store.paths
+        self.store = store
+        self.vms = Informer(store, p.vms)
+        self.nodes = Informer(store, p.nodes)
+        self.config = Informer(store, p.config)
+        self.hub = EventHub(history)
+        self.watermark = 0
+        self._vm_names: dict[str, None] = {}
+        self._node_names: dict[str, None] = {}
+        self._sorted: list[str] | None = None
+        self._fragments: dict[str, bytes] = {}
+        self._waiters: dict[Key, list[tuple[Check, asyncio.Future[Any]]]] = {}
+        self._pending: deque[Change] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._incomplete: set[str] = set()  # VMs whose ADDED waits for their children
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Sync every informer (in a thread), then follow changes as events."""
+        self._loop = asyncio.get_running_loop()
+        for informer in (self.vms, self.nodes, self.config):
+            self._unsubscribe.append(informer.subscribe(self._on_change))
+            informer.on_synced(self._on_synced)
+        await asyncio.to_thread(self._start_informers)
+        self._drain()
+        self.hub.go_live(self.watermark)
+
+    def _start_informers(self) -> None:
+        for informer in (self.config, self.nodes, self.vms):
+            informer.start()
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        self.close()
+        await asyncio.to_thread(self._stop_informers)
+
+    def _stop_informers(self) -> None:
+        for informer in (self.vms, self.nodes, self.config):
+            informer.stop()
+
+    def close(self) -> None:
+        """End every watch stream and fail every waiter (the server is shutting down)."""
+        self.hub.close_all()
+        for entries in self._waiters.values():
+            for _check, future in entries:
+                if not future.done():
+                    future.set_exception(Unavailable("the API server is shutting down"))
+
+    # --- reads -------------------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        return all(i.wait_synced(0) for i in (self.vms, self.nodes, self.config))
+
+    def require_synced(self) -> None:
+        if not self.synced:
+            raise Unavailable("the API server's cache is not in sync with ZooKeeper")
+
+    def vm(self, name: str) -> VMRecord | None:
+        p, get = self.store.paths, self.vms.get
+        spec = get(p.vm(name))
+        if spec is None:
+            return None
+        return VMRecord(name, spec, get(p.vm_placement(name)), get(p.vm_status(name)),
+                        get(p.vm_owner(name)))
+
+    def vm_names(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self._vm_names)
+        return self._sorted
+
+    def all_vms(self) -> Iterator[VMRecord]:
+        for name in self.vm_names():
+            rec = self.vm(name)
+            if rec is not None:
+                yield rec
+
+    def vm_fragment(self, rec: VMRecord) -> bytes:
+        """The JSON of a list entry (no XML), encoded once per change of the VM."""
+        fragment = self._fragments.get(rec.name)
+        if fragment is None:
+            fragment = json.dumps(vm_object(rec, xml=False), separators=(",", ":")).encode()
+            self._fragments[rec.name] = fragment
+        return fragment
+
+    def node(self, name: str) -> NodeRecord | None:
+        p, get = self.store.paths, self.nodes.get
+        spec = get(p.node(name))
+        if spec is None:
+            return None
+        return NodeRecord(name, spec, get(p.node_status(name)), get(p.node_alive(name)) is not None)
+
+    def node_names(self) -> list[str]:
+        return sorted(self._node_names)
+
+    def all_nodes(self) -> list[NodeRecord]:
+        return [n for n in (self.node(name) for name in self.node_names()) if n is not None]
+
+    def setting(self, key: str, default: Any) -> Any:
+        doc = self.config.get(self.store.paths.config)
+        return doc.doc.get(key, default) if doc else default
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    async def wait_for(self, key: Key, check: Callable[[], T | None], *,
+                       timeout: float) -> T | None:
+        """The first non-None answer of `check`, re-asked whenever the object `key` changes;
+        None after `timeout` seconds. An exception raised by `check` is raised here."""
+        first = check()
+        if first is not None:
+            return first
+        assert self._loop is not None
+        future: asyncio.Future[T] = self._loop.create_future()
+        entry = (check, future)
+        self._waiters.setdefault(key, []).append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            entries = self._waiters.get(key, [])
+            if entry in entries:
+                entries.remove(entry)
+            if not entries:
+                self._waiters.pop(key, None)
+
+    def _wake(self, key: Key) -> None:
+        for check, future in list(self._waiters.get(key, ())):
+            if future.done():
+                continue
+            try:
+                answer = check()
+            except Exception as e:
+                future.set_exception(e)
+                continue
+            if answer is not None:
+                future.set_result(answer)
+
+    def _wake_all(self) -> None:
+        for key in list(self._waiters):
+            self._wake(key)
+
+    # --- changes (kazoo's thread, then the loop) ---------------------------------------------
+
+    def _on_change(self, change: Change) -> None:
+        with self._lock:
+            self._pending.append(change)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._call_soon(self._drain)
+
+    def _on_synced(self) -> None:
+        self._call_soon(self._wake_all)
+
+    def _call_soon(self, fn: Callable[[], None]) -> None:
+        try:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+
+    def _key(self, path: str) -> tuple[Key, bool] | None:
+        """The object a path belongs to, and whether it is the object's own znode."""
+        parts = self.store.paths.split(path)
+        if len(parts) < 2 or parts[0] not in ("vms", "nodes"):
+            return None
+        return ("VM" if parts[0] == "vms" else "Node", parts[1]), len(parts) == 2
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch = list(self._pending)
+            self._pending.clear()
+            self._scheduled = False
+        events: list[tuple[Key, str, Change]] = []
+        for change in batch:
+            self._advance(change)
+            found = self._key(change.path)
+            if found is None:
+                continue
+            key, own = found
+            self._index(key, own, change)
+            kind = self._event_type(key, own, change)
+            if kind is None:
+                continue
+            same = bool(events) and events[-1][0] == key
+            if same and kind in _SKIP.get(events[-1][1], ()):
+                continue
+            if same and kind == "DELETED" and events[-1][1] == "MODIFIED":
+                events.pop()  # the children go first in a delete: one DELETED says it all
+            events.append((key, kind, change))
+        touched = dict.fromkeys(key for key, _kind, _change in events)
+        if self.hub.live:
+            for key, kind, change in events:
+                gated = self._gate(key, kind)
+                if gated is not None:
+                    self.hub.publish(self._event(key, gated, change))
+        for key in touched:
+            self._wake(key)
+
+    def _advance(self, change: Change) -> None:
+        if change.new is not None:
+            self.watermark = max(self.watermark, change.new.mzxid)
+        else:  # a delete: its zxid is at most the newest the connection has seen
+            self.watermark = max(self.watermark, int(self.store.client.last_zxid or 0))
+
+    def _index(self, key: Key, own: bool, change: Change) -> None:
+        kind, name = key
+        if kind == "VM":
+            self._fragments.pop(name, None)
+        if not own:
+            return
+        names = self._vm_names if kind == "VM" else self._node_names
+        if change.kind == "deleted":
+            names.pop(name, None)
+        else:
+            names[name] = None
+        if kind == "VM":
+            self._sorted = None
+
+    def _event_type(self, key: Key, own: bool, change: Change) -> str | None:
+        if own:
+            return {"added": "ADDED", "modified": "MODIFIED", "deleted": "DELETED"}[change.kind]
+        if change.kind == "deleted" and change.path.rsplit("/", 1)[1] in ("placement", "status"):
+            return None  # they go only with their VM: its DELETED follows
+        names = self._vm_names if key[0] == "VM" else self._node_names
+        return "MODIFIED" if key[1] in names else None
+
+    def _gate(self, key: Key, kind: str) -> str | None:
+        """A new VM is announced once its placement and status are cached too (they are
+        created in one transaction but read one by one), so its ADDED event is whole."""
+        name = key[1]
+        if key[0] != "VM" or (kind != "ADDED" and name not in self._incomplete):
+            return kind
+        if kind == "DELETED":
+            self._incomplete.discard(name)
+            return None
+        p = self.store.paths
+        if self.vms.get(p.vm_placement(name)) and self.vms.get(p.vm_status(name)):
+            self._incomplete.discard(name)
+            return "ADDED"
+        self._incomplete.add(name)
+        return None
+
+    def _event(self, key: Key, kind: str, change: Change) -> Event:
+        kind_name, name = key
+        return Event(self.watermark, kind, kind_name, name, self.render(key, change))
+
+    def render(self, key: Key, change: Change | None = None) -> dict[str, Any]:
+        """The object `key` as the cache has it now (for a delete: as it was last)."""
+        kind, name = key
+        if kind == "VM":
+            rec = self.vm(name)
+            if rec is None and change is not None and change.old is not None:
+                rec = VMRecord(name, change.old, None, None, None)
+            return vm_object(rec, xml=True) if rec is not None else {}
+        node = self.node(name)
+        if node is None and change is not None and change.old is not None:
+            node = NodeRecord(name, change.old, None, False)
+        return node_object(node, primary=None) if node is not None else {}

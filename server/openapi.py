@@ -1,0 +1,102 @@
+"""`GET /openapi.json`: the OpenAPI 3 document, generated from the marshmallow schemas
+(apispec with its MarshmallowPlugin) and the route table (`server.routes`).
+
+Project fields get what apispec cannot infer: `Choice` its enum, `Name` the name pattern.
+Every error answer has the one error body (`ErrorBody`). Built once per application.
+Called by `server.status.openapi`, tests and the fuzz test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
+from schemas.common import Choice
+from schemas.names import MAX_NAME_LEN, NAME_RE, Name
+from schemas.requests import ErrorBody
+from server.config import ServerConfig
+from server.keys import CONFIG
+from server.routes import ROUTES, Route
+
+VERSION = "0.1.0"
+_DOCS: dict[int, dict[str, Any]] = {}
+
+ERROR_TEXT = {400: "Bad request (not JSON, or refused for a reason the message names)",
+              401: "No valid bearer token", 403: "Anonymous requests may only read",
+              404: "No such object", 409: "Conflict with the current state (or a stale write)",
+              410: "The events to resume from are gone: list again, then watch",
+              413: "Too large", 422: "Invalid input: field-level details",
+              503: "ZooKeeper is unreachable: retry after Retry-After seconds",
+              504: "Not reached before the timeout: details hold the current state"}
+
+
+def _project_fields(_converter: Any, field: fields.Field[Any], **_kw: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(field, Choice):
+        out["enum"] = list(field.choices)
+    if isinstance(field, Name):
+        out.update(pattern=NAME_RE, maxLength=MAX_NAME_LEN, minLength=1)
+    return out
+
+
+def _name_param(name: str) -> dict[str, Any]:
+    return {"in": "path", "name": name, "required": True,
+            "schema": {"type": "string", "pattern": NAME_RE, "maxLength": MAX_NAME_LEN}}
+
+
+def _answer(route: Route) -> dict[str, Any]:
+    if route.answer is None:
+        schema: dict[str, Any] = {"type": "string"} if route.content_type == "text/plain" \
+            else {"type": "object"}
+        return {"description": route.summary, "content": {route.content_type: {"schema": schema}}}
+    return {"description": route.summary,
+            "content": {route.content_type: {"schema": route.answer}}}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": route.summary,
+                          "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+                          "responses": {str(route.status): _answer(route)}}
+    params = [_name_param(n) for n in ("vm", "node") if "{" + n + "}" in route.path]
+    if route.query is not None:
+        params.append({"in": "query", "schema": route.query})
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": route.body}}}
+    for status in sorted(set(route.errors)):
+        op["responses"][str(status)] = {
+            "description": ERROR_TEXT[status],
+            "content": {"application/json": {"schema": "ErrorBody"}}}
+    return op
+
+
+def build(config: ServerConfig) -> dict[str, Any]:
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="Herd API", version=VERSION, openapi_version="3.0.3",
+                   plugins=[plugin],
+                   info={"description": "Herd keeps VMs running across KVM hypervisors."})
+    plugin.converter.add_attribute_function(_project_fields)  # type: ignore[union-attr]
+    spec.components.schema("ErrorBody", schema=ErrorBody)
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    doc = spec.to_dict()
+    doc["security"] = [{"bearer": []}, {}] if config.anonymous_reads else [{"bearer": []}]
+    return doc
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    """The document of `app` (built on first use, then kept)."""
+    key = id(app)
+    if key not in _DOCS:
+        _DOCS[key] = build(app[CONFIG])
+    return _DOCS[key]

@@ -1,0 +1,110 @@
+"""The route table of the API (DESIGN.md section 5), prefix `/api/v1`: one entry per
+operation with what the OpenAPI document says of it (summary, body and query schemas,
+answer schema, error statuses). `server.app` registers it; `server.openapi` describes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.typedefs import Handler
+from marshmallow import Schema
+
+from schemas.requests import (
+    ApplyRequest,
+    DeleteQuery,
+    NodeDomainStateRequest,
+    VMDefineRequest,
+    VMListQuery,
+    VMMetaRequest,
+    VMModifyRequest,
+    VMNodeRequest,
+    VMRenameRequest,
+    VMStateRequest,
+)
+from schemas.vm import VMSchema
+from server import apply, metrics, node_handlers, status, vm_handlers, vm_verbs, watch
+from server.responses import (
+    ApplyResult,
+    ClusterStatus,
+    DeleteResult,
+    NodeDomainStateView,
+    NodeList,
+    NodeObject,
+    VMList,
+    VMMetaView,
+    VMObject,
+    VMPlacementView,
+    VMStateView,
+    WatchEvent,
+)
+
+PREFIX = "/api/v1"
+READ = (401, 503)
+WRITE = (400, 401, 403, 409, 413, 422, 503)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    answer: type[Schema] | None
+    status: int = 200
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    errors: tuple[int, ...] = READ
+    content_type: str = "application/json"
+
+
+def _r(method: str, path: str, handler: Handler, summary: str, answer: type[Schema] | None,
+       **kw: Any) -> Route:
+    return Route(method, PREFIX + path, handler, summary, answer, **kw)
+
+
+ROUTES: tuple[Route, ...] = (
+    _r("GET", "/vm", vm_handlers.list_vms, "List VMs (no XML unless xml=true)", VMList,
+       query=VMListQuery, errors=(*READ, 422)),
+    _r("POST", "/vm", vm_handlers.define_vm, "Define a VM", VMObject, status=201,
+       body=VMDefineRequest, errors=WRITE),
+    _r("GET", "/vm/{vm}", vm_handlers.get_vm, "One VM", VMObject, errors=(*READ, 404, 422)),
+    _r("POST", "/vm/{vm}", vm_handlers.modify_vm, "Modify a VM (only the fields given)",
+       VMObject, body=VMModifyRequest, errors=(*WRITE, 404)),
+    _r("PUT", "/vm/{vm}", vm_handlers.replace, "Replace a VM (or create it): "
+       "metadata.resourceVersion, when given, must be current", VMObject, body=VMSchema,
+       errors=(*WRITE, 404)),
+    _r("DELETE", "/vm/{vm}", vm_handlers.delete_vm, "Delete a stopped VM (any VM with force)",
+       DeleteResult, query=DeleteQuery, errors=(*WRITE, 404)),
+    _r("GET", "/vm/{vm}/meta", vm_handlers.get_meta, "A VM's metadata", VMMetaView,
+       errors=(*READ, 404, 422)),
+    _r("POST", "/vm/{vm}/meta", vm_handlers.modify_meta, "Modify metadata (only the fields "
+       "given)", VMMetaView, body=VMMetaRequest, errors=(*WRITE, 404)),
+    _r("GET", "/vm/{vm}/state", vm_verbs.get_state, "Desired and observed state", VMStateView,
+       errors=(*READ, 404, 422)),
+    _r("POST", "/vm/{vm}/state", vm_verbs.set_state, "start, shutdown, stop, restart, disable",
+       VMStateView, body=VMStateRequest, errors=(*WRITE, 404, 504)),
+    _r("GET", "/vm/{vm}/node", vm_verbs.get_node, "Placement", VMPlacementView,
+       errors=(*READ, 404, 422)),
+    _r("POST", "/vm/{vm}/node", vm_verbs.set_node, "migrate, move, unmigrate", VMPlacementView,
+       body=VMNodeRequest, errors=(*WRITE, 404, 504)),
+    _r("POST", "/vm/{vm}/rename", vm_handlers.rename, "Rename a stopped VM", VMObject,
+       body=VMRenameRequest, errors=(*WRITE, 404)),
+    _r("GET", "/node", node_handlers.list_nodes, "List nodes", NodeList),
+    _r("GET", "/node/{node}", node_handlers.get_node, "One node", NodeObject,
+       errors=(*READ, 404, 422)),
+    _r("GET", "/node/{node}/domain-state", node_handlers.get_domain_state,
+       "Desired and observed domain state", NodeDomainStateView, errors=(*READ, 404, 422)),
+    _r("POST", "/node/{node}/domain-state", node_handlers.set_domain_state, "flush or ready",
+       NodeDomainStateView, body=NodeDomainStateRequest, errors=(*WRITE, 404, 504)),
+    _r("POST", "/apply", apply.apply, "Apply VMs and Nodes atomically (dry_run: the diff)",
+       ApplyResult, body=ApplyRequest, errors=WRITE),
+    _r("GET", "/watch", watch.watch, "Stream change events (newline-delimited JSON)",
+       WatchEvent, query=watch.WatchQuery, errors=(*READ, 410, 422),
+       content_type="application/x-ndjson"),
+    _r("GET", "/status", status.cluster_status, "Cluster summary", ClusterStatus),
+    _r("GET", "/openapi.json", status.openapi, "This document", None),
+    _r("GET", "/metrics", metrics.metrics, "Prometheus metrics", None,
+       content_type="text/plain"),
+)

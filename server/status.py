@@ -1,0 +1,25 @@
+"""`GET /status` (cluster summary) and `GET /openapi.json` (the generated document).
+Registered by `server.routes`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.access import reading
+from server.http import json_response
+from server.node_handlers import current_primary
+from server.views import summary
+
+
+async def cluster_status(request: web.Request) -> web.Response:
+    c = reading(request)
+    body = summary(c.cache.all_vms(), c.cache.all_nodes(), primary=await current_primary(c))
+    body["resourceVersion"] = str(c.cache.watermark)
+    return json_response(body)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from server.openapi import document
+
+    return json_response(document(request.app))

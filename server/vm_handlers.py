@@ -1,0 +1,235 @@
+"""Handlers of the VM object: list, get, define, modify, replace (PUT), delete, metadata,
+rename. Reads come from the cache; writes go to ZooKeeper version-checked, then wait until
+the cache shows them (`server.access`). Registered by `server.routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from marshmallow import ValidationError
+
+from schemas.requests import (
+    DeleteQuery,
+    VMDefineRequest,
+    VMListQuery,
+    VMMetaRequest,
+    VMModifyRequest,
+    VMRenameRequest,
+    compile_limit,
+    define_request_to_vm,
+    meta_patch,
+    vm_spec_patch,
+)
+from schemas.vm import VMSchema
+from server.access import (
+    Ctx,
+    cached_vm,
+    commit,
+    reading,
+    settled_gone,
+    settled_vm,
+    writing,
+)
+from server.errors import ApiError, bad_request, conflict, not_found
+from server.http import dumps, json_response, load_body, load_query, path_name, raw_json, read_json
+from server.objects import (
+    check_node_in_limits,
+    new_object,
+    patch_vm,
+    replace_vm,
+    strip_read_only,
+)
+from server.views import VMRecord, vm_meta, vm_object
+from store import txn, vms
+from store.errors import AlreadyExists, NotFound, StoreError
+
+# One instance each: building a schema costs more than a load.
+_DELETE_QUERY = DeleteQuery()
+_VM_DEFINE_REQUEST = VMDefineRequest()
+_VM_LIST_QUERY = VMListQuery()
+_VM_META_REQUEST = VMMetaRequest()
+_VM_MODIFY_REQUEST = VMModifyRequest()
+_VM_RENAME_REQUEST = VMRenameRequest()
+_VM_SCHEMA = VMSchema()
+
+DELETABLE = frozenset({"stopped", "disabled", "failed"})
+
+
+def complete(rec: VMRecord) -> bool:
+    """All the znodes of a new VM are in the cache."""
+    return rec.placement is not None and rec.status is not None
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+def _matches(rec: VMRecord, query: dict[str, Any]) -> bool:
+    node = query["node"]
+    if node is not None and node not in (rec.placement_doc.get("node"),
+                                         rec.status_doc.get("node")):
+        return False
+    return query["state"] is None or rec.state == query["state"]
+
+
+async def list_vms(request: web.Request) -> web.Response:
+    c = reading(request)
+    query = load_query(request, _VM_LIST_QUERY)
+    pattern = compile_limit(query["limit"]) if query["limit"] else None
+    parts: list[bytes] = []
+    for rec in c.cache.all_vms():
+        if pattern is not None and pattern.search(rec.name) is None:
+            continue
+        if not _matches(rec, query):
+            continue
+        parts.append(c.cache.vm_fragment(rec) if not query["xml"]
+                     else dumps(vm_object(rec, xml=True)).encode())
+    head = b'{"items":['
+    tail = f'],"count":{len(parts)},"resourceVersion":"{c.cache.watermark}"}}'.encode()
+    return raw_json(head + b",".join(parts) + tail)
+
+
+async def get_vm(request: web.Request) -> web.Response:
+    c = reading(request)
+    return json_response(vm_object(cached_vm(c, path_name(request, "vm"))))
+
+
+async def get_meta(request: web.Request) -> web.Response:
+    c = reading(request)
+    return json_response(vm_meta(cached_vm(c, path_name(request, "vm"))))
+
+
+# --- define, modify, replace -------------------------------------------------------------------
+
+async def define_vm(request: web.Request) -> web.Response:
+    c = writing(request)
+    vm = new_object(define_request_to_vm(await load_body(request, _VM_DEFINE_REQUEST)))
+    check_node_in_limits(vm["spec"])
+    name = vm["metadata"]["name"]
+    try:
+        await commit(c.store, vms.define_ops(c.store.paths, vm))
+    except AlreadyExists:
+        raise conflict(f"VM {name!r} exists already") from None
+    rec = await settled_vm(c, name, complete)
+    return json_response(vm_object(rec), status=201)
+
+
+async def _patch(c: Ctx, name: str, patch: dict[str, Any]) -> VMRecord:
+    """Merge `patch` into the VM's spec (read-modify-write, version-checked, retried)."""
+    try:
+        result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
+                                         lambda doc: patch_vm(doc, patch))
+    except NotFound:
+        raise not_found("VM", name) from None
+    return await settled_vm(c, name, lambda rec: rec.spec.mzxid >= result.mzxid)
+
+
+async def modify_vm(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "vm")
+    data = await load_body(request, _VM_MODIFY_REQUEST)
+    rec = await _patch(c, name, vm_spec_patch(data, vm_name=name))
+    return json_response(vm_object(rec))
+
+
+async def modify_meta(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "vm")
+    data = await load_body(request, _VM_META_REQUEST)
+    rec = await _patch(c, name, meta_patch(data))
+    return json_response(vm_meta(rec))
+
+
+def _resource_version(metadata: dict[str, Any]) -> int | None:
+    value = metadata.get("resourceVersion")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ValidationError({"metadata": {"resourceVersion": [
+            "Not a resourceVersion: give the one a GET answered (digits)."]}})
+    return int(value)
+
+
+async def replace(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "vm")
+    vm = dict(_VM_SCHEMA.load(strip_read_only(await read_json(request))))
+    if vm["metadata"]["name"] != name:
+        raise bad_request(f"metadata.name {vm['metadata']['name']!r} differs from the VM "
+                          f"{name!r} of the path; use rename to change a name",
+                          metadata={"name": ["Differs from the name in the path."]})
+    check_node_in_limits(vm["spec"])
+    expect = _resource_version(vm["metadata"])
+    try:
+        result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
+                                         lambda doc: replace_vm(doc, vm), expect_mzxid=expect)
+    except NotFound:
+        if expect is not None:
+            raise conflict(f"VM {name!r} no longer exists (resourceVersion {expect})") from None
+        return await _create_by_put(c, vm)
+    rec = await settled_vm(c, name, lambda r: r.spec.mzxid >= result.mzxid)
+    return json_response(vm_object(rec))
+
+
+async def _create_by_put(c: Ctx, vm: dict[str, Any]) -> web.Response:
+    name = vm["metadata"]["name"]
+    try:
+        await commit(c.store, vms.define_ops(c.store.paths, new_object(vm)))
+    except AlreadyExists:
+        raise conflict(f"VM {name!r} was created meanwhile; GET it and retry") from None
+    rec = await settled_vm(c, name, complete)
+    return json_response(vm_object(rec), status=201)
+
+
+# --- delete, rename ----------------------------------------------------------------------------
+
+def _refuse_delete(tree: dict[str, Any], c: Ctx, name: str) -> None:
+    p = c.store.paths
+    owner = tree.get(p.vm_owner(name))
+    status = tree.get(p.vm_status(name))
+    state = status.doc.get("state", "stopped") if status is not None else "stopped"
+    if owner is not None or state not in DELETABLE:
+        node = owner.doc.get("node") if owner is not None else None
+        where = f" on {node}" if node else ""
+        raise ApiError(409, "not_stopped", f"VM {name!r} is {state}{where}; stop it first, "
+                       "or delete with force=true", details={"state": state, "owner": node})
+
+
+async def delete_vm(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "vm")
+    query = load_query(request, _DELETE_QUERY)
+    try:
+        tree = await asyncio.to_thread(txn.read_subtree, c.store, c.store.paths.vm(name))
+    except NotFound:
+        raise not_found("VM", name) from None
+    if not query["force"]:
+        _refuse_delete(tree, c, name)
+    try:
+        await commit(c.store, txn.delete_subtree_ops(tree))
+    except (NotFound, AlreadyExists) as e:
+        raise conflict(f"VM {name!r} changed while it was being deleted; retry ({e})") from None
+    await settled_gone(c, "VM", name)
+    return json_response({"name": name, "deleted": True})
+
+
+async def rename(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "vm")
+    new = (await load_body(request, _VM_RENAME_REQUEST))["new_name"]
+    if new == name:
+        raise bad_request("new_name is the VM's current name", new_name=["Same as the name."])
+    try:
+        await asyncio.to_thread(vms.rename_vm, c.store, name, new)
+    except NotFound:
+        raise not_found("VM", name) from None
+    except AlreadyExists:
+        raise conflict(f"VM {new!r} exists already") from None
+    except StoreError as e:
+        if type(e) is not StoreError:
+            raise
+        raise ApiError(413, "too_large", str(e)) from None
+    await settled_gone(c, "VM", name)
+    rec = await settled_vm(c, new, complete)
+    return json_response(vm_object(rec))

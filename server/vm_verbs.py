@@ -1,0 +1,204 @@
+"""The imperative verbs of a VM: `POST /vm/{vm}/state` (start, shutdown, stop, restart,
+disable) and `POST /vm/{vm}/node` (migrate, move, unmigrate), with their GET views.
+
+State verbs patch the spec (version-checked read-modify-write; every change bumps
+`metadata.generation`): start → running; shutdown → stopped, graceful; stop → stopped,
+force; restart → `restartRequest` + 1 and running; disable → disabled, graceful.
+Node verbs write the placement in one transaction with a version check of the VM object
+and of the placement read (retried on a race): migrate remembers `lastNode` (409 when the
+VM is migrated already, unless `force`, which keeps the first `lastNode`), move forgets
+it, unmigrate returns to it. Explicit targets are checked with `store.placement.refusal`
+(400 naming the reason); without one the VM's selector picks (409 when none is valid).
+With `wait`, the answer comes when the status shows the result (followed through the
+cache's watch), or 504 with the current state after `timeout`.
+Registered by `server.routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from schemas.domainxml import domain_resources
+from schemas.requests import VMNodeRequest, VMStateRequest
+from server.access import Ctx, cached_vm, commit, fresh_vm, reading, settled_vm, writing
+from server.errors import ApiError, conflict, not_found
+from server.http import json_response, load_body, path_name
+from server.objects import patch_vm
+from server.views import VMRecord, vm_placement, vm_state
+from store import txn
+from store.codec import Doc
+from store.errors import Conflict, NotFound
+from store.placement import NodeView, VMNeeds, effective_selector, refusal, select
+
+# One instance each: building a schema costs more than a load.
+_VM_NODE_REQUEST = VMNodeRequest()
+_VM_STATE_REQUEST = VMStateRequest()
+
+NODE_RETRIES = 5
+
+
+def _verb_patch(verb: str, rec: VMRecord) -> Callable[[Doc], Doc | None]:
+    """The spec change of a state verb, as a modifier of the stored VM."""
+    fixed = {"start": {"state": "running"},
+             "shutdown": {"state": "stopped", "stopMode": "graceful"},
+             "stop": {"state": "stopped", "stopMode": "force"},
+             "disable": {"state": "disabled", "stopMode": "graceful"}}
+    observed = int(rec.status_doc.get("observedRestart", 0))
+
+    def modify(doc: Doc) -> Doc | None:
+        if verb != "restart":
+            return patch_vm(doc, fixed[verb])
+        current = int(doc.get("spec", {}).get("restartRequest", 0))
+        return patch_vm(doc, {"state": "running", "restartRequest": max(current, observed) + 1})
+    return modify
+
+
+def _reached(verb: str, restart_request: int) -> Callable[[VMRecord], bool]:
+    target = {"start": "running", "restart": "running", "shutdown": "stopped",
+              "stop": "stopped", "disable": "disabled"}[verb]
+
+    def done(rec: VMRecord) -> bool:
+        if rec.state != target:
+            return False
+        return verb != "restart" or int(rec.status_doc.get("observedRestart", 0)) >= \
+            restart_request
+    return done
+
+
+async def _await_vm(c: Ctx, name: str, *, done: Callable[[VMRecord], bool],
+                    timeout: float | None) -> VMRecord:
+    """The VM once `done`; 404 if it goes away; 504 with its state after `timeout`."""
+    def check() -> VMRecord | None:
+        rec = c.cache.vm(name)
+        if rec is None:
+            raise not_found("VM", name)
+        return rec if done(rec) else None
+
+    limit = min(timeout or c.config.max_wait_timeout, c.config.max_wait_timeout)
+    rec = await c.cache.wait_for(("VM", name), check, timeout=limit)
+    if rec is not None:
+        return rec
+    now = cached_vm(c, name)
+    raise ApiError(504, "timeout", f"VM {name!r} did not get there in {limit:g} s; "
+                   f"it is {now.state or 'unknown'}", details=vm_state(now))
+
+
+async def get_state(request: web.Request) -> web.Response:
+    c = reading(request)
+    return json_response(vm_state(cached_vm(c, path_name(request, "vm"))))
+
+
+async def set_state(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "vm")
+    data = await load_body(request, _VM_STATE_REQUEST)
+    rec = cached_vm(c, name)
+    try:
+        result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
+                                         _verb_patch(data["state"], rec))
+    except NotFound:
+        raise not_found("VM", name) from None
+    rec = await settled_vm(c, name, lambda r: r.spec.mzxid >= result.mzxid)
+    if data["wait"]:
+        request_no = int(result.doc.get("spec", {}).get("restartRequest", 0))
+        rec = await _await_vm(c, name, done=_reached(data["state"], request_no),
+                              timeout=data["timeout"])
+    return json_response(vm_state(rec))
+
+
+# --- placement ----------------------------------------------------------------------------------
+
+async def get_node(request: web.Request) -> web.Response:
+    c = reading(request)
+    return json_response(vm_placement(cached_vm(c, path_name(request, "vm"))))
+
+
+def _needs(rec: VMRecord) -> VMNeeds:
+    res = domain_resources(rec.spec_doc.get("xml", ""))
+    meta = rec.meta
+    return VMNeeds(rec.name, res.memory_mib, res.vcpus, tuple(meta.get("limits") or ()),
+                   str(meta.get("selector", "none")))
+
+
+def _views(c: Ctx) -> dict[str, NodeView]:
+    return {n.name: NodeView.from_status(n.name, n.status_doc, alive=n.alive)
+            for n in c.cache.all_nodes()}
+
+
+def _target(c: Ctx, rec: VMRecord, data: dict[str, Any]) -> str:
+    """The node the action moves the VM to (400/409 when there is none)."""
+    placement, needs, views = rec.placement_doc, _needs(rec), _views(c)
+    last = placement.get("lastNode")
+    if data["action"] == "migrate" and last and not data["force"]:
+        raise conflict(f"VM {rec.name!r} is migrated already (from {last}); unmigrate it "
+                       "first, or force")
+    default = str(c.cache.setting("selector", "mem"))
+    if data["action"] == "unmigrate":
+        if not last:
+            raise conflict(f"VM {rec.name!r} is not migrated: it has no last node to return to")
+        why = refusal(needs, views.get(last), selector=effective_selector(needs, default),
+                      name=last)
+        if why is not None:
+            raise conflict(f"VM {rec.name!r} cannot return to {last}: {why}")
+        return str(last)
+    node = data["node"]
+    current = sorted(str(n) for n in (placement.get("node"), rec.status_doc.get("node")) if n)
+    if node is None:
+        found = select(needs, views.values(), default=default, exclude=current)
+        if found is None:
+            raise conflict(f"no valid target for VM {rec.name!r} (limits, readiness, memory)")
+        return found
+    if node == placement.get("node"):
+        raise conflict(f"VM {rec.name!r} is placed on {node} already")
+    why = refusal(needs, views.get(node), selector=effective_selector(needs, default), name=node)
+    if why is not None:
+        raise ApiError(400, "invalid_target", why, details={"node": [why]})
+    return str(node)
+
+
+def _new_placement(rec: VMRecord, data: dict[str, Any], target: str) -> Doc:
+    placement = rec.placement_doc
+    action, last = data["action"], placement.get("lastNode")
+    base: Doc = {"node": None, "lastNode": None, "reason": "", "autorestartPending": False,
+                 "home": None, **placement}
+    if action == "migrate":
+        new_last = last if (data["force"] and last) else placement.get("node")
+        return {**base, "node": target, "lastNode": new_last, "reason": f"migrated to {target}"}
+    reason = f"moved to {target}" if action == "move" else f"returned to {target}"
+    return {**base, "node": target, "lastNode": None, "reason": reason}
+
+
+async def _place(c: Ctx, name: str, data: dict[str, Any]) -> tuple[VMRecord, Doc]:
+    """Plan and write the placement; retried when the VM changes in between."""
+    p = c.store.paths
+    for _attempt in range(NODE_RETRIES):
+        rec = await asyncio.to_thread(fresh_vm, c.store, name)
+        if rec is None:
+            raise not_found("VM", name)
+        target = _target(c, rec, data)
+        new = _new_placement(rec, data, target)
+        write: txn.Op = (txn.Set(p.vm_placement(name), new, rec.placement.version)
+                         if rec.placement is not None else txn.Create(p.vm_placement(name), new))
+        try:
+            await commit(c.store, [txn.Check(p.vm(name), rec.spec.version), write])
+        except (Conflict, NotFound):
+            continue
+        return rec, new
+    raise conflict(f"VM {name!r} kept changing; retry")
+
+
+async def set_node(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "vm")
+    data = await load_body(request, _VM_NODE_REQUEST)
+    before, placement = await _place(c, name, data)
+    rec = await settled_vm(c, name, lambda r: r.placement_doc == placement)
+    if data["wait"] and before.spec_doc.get("state") == "running":
+        target = placement["node"]
+        rec = await _await_vm(c, name, done=lambda r: r.state == "running"
+                              and r.status_doc.get("node") == target, timeout=data["timeout"])
+    return json_response(vm_placement(rec))
