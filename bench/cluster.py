@@ -220,6 +220,7 @@ class Arrival:
 
     state: str
     pending: set[str]
+    away_from: str | None = None  # the status must also name a node other than this one
     done: threading.Event = field(default_factory=threading.Event)
     at: float = 0.0
 
@@ -238,6 +239,7 @@ class StatusWatch:
         self.store.start()
         self.informer = Informer(self.store, self.store.paths.vms)
         self._states: dict[str, str] = {}
+        self._nodes: dict[str, str | None] = {}
         self._arrivals: list[Arrival] = []
         self._lock = threading.Lock()
         self.informer.subscribe(self._on_change)
@@ -249,20 +251,27 @@ class StatusWatch:
         if len(parts) != 3 or parts[2] != "status" or change.new is None:
             return
         name, state = parts[1], str(change.new.doc.get("state"))
+        node = change.new.doc.get("node")
         with self._lock:
             self._states[name] = state
+            self._nodes[name] = node
             for arrival in list(self._arrivals):
-                if arrival.state == state:
+                if arrival.state == state and (arrival.away_from is None
+                                               or node not in (None, arrival.away_from)):
                     arrival.pending.discard(name)
                 if not arrival.pending:
                     arrival.at = now
                     arrival.done.set()
                     self._arrivals.remove(arrival)
 
-    def expect(self, names: Iterable[str], state: str) -> Arrival:
+    def expect(self, names: Iterable[str], state: str, *,
+               away_from: str | None = None) -> Arrival:
         """Arm before the write that causes it; resolves at once if already there."""
         with self._lock:
-            arrival = Arrival(state, {n for n in names if self._states.get(n) != state})
+            arrival = Arrival(state, {n for n in names if self._states.get(n) != state
+                                      or (away_from is not None
+                                          and self._nodes.get(n) in (None, away_from))},
+                              away_from)
             if arrival.pending:
                 self._arrivals.append(arrival)
             else:

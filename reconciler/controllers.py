@@ -200,7 +200,7 @@ class Controllers:
         if view.alive or status.get("daemonState", "") in NOT_FAILED:
             return None
         silent = self.clock() - float(status.get("heartbeat", 0.0))
-        timeout = float(self.state.setting("fenceTimeout", 10.0))
+        timeout = float(self.state.setting("fenceTimeout", 8.0))
         if silent < timeout:
             return _after(timeout - silent)
         return self.fence(view.name)

@@ -16,7 +16,7 @@ LAYOUT_VERSION = 1
 DEFAULT_CONFIG: Doc = {
     "selector": "mem",
     "shutdownTimeout": 180,
-    "fenceTimeout": 10.0,
+    "fenceTimeout": 8.0,
     "maintenance": False,
 }
 

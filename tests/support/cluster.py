@@ -36,7 +36,8 @@ exit {code}
 class LocalCluster:
     def __init__(self, directory: Path, *, zk_hosts: str, zk_root: str,
                  nodes: tuple[str, ...] = ("hv1", "hv2", "hv3"), zk_timeout: float = 3.0,
-                 fence_ok: bool = True) -> None:
+                 status_interval: float = 1.0, fence_ok: bool = True, cpus: int = 8,
+                 memory_mib: int = 32768) -> None:
         self.dir = directory
         self.names = nodes
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -44,11 +45,11 @@ class LocalCluster:
         fence.write_text(FENCE.format(dir=directory, code=0 if fence_ok else 1))
         fence.chmod(0o755)
         for name in nodes:
-            uri = write_node_file(directory, name)
+            uri = write_node_file(directory, name, cpus=cpus, memory_mib=memory_mib)
             (directory / f"{name}.yaml").write_text(
                 f"name: {name}\nzk_hosts: {zk_hosts}\nzk_root: {zk_root}\n"
                 f"zk_timeout: {zk_timeout}\nlibvirt_uri: {uri}\ncoordinator: true\n"
-                f"initial_domain_state: ready\nstatus_interval: 1\n"
+                f"initial_domain_state: ready\nstatus_interval: {status_interval}\n"
                 f"fence:\n  default: {{agent: command, command: {fence}, timeout: 30}}\n")
 
     def start(self, name: str) -> None:
