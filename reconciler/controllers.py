@@ -148,17 +148,30 @@ class Controllers:
         waiting = [v for v in self.state.all_vms() if v.want == "running" and v.node is None
                    and not v.placement.doc.get("autorestartPending")]
         planner = self._planner()
+        moves = []
         for vm in sorted(waiting, key=lambda v: v.name):
             target = planner.place(self.state.needs(vm))
             reason = f"scheduled on {target}" if target else "waiting: no valid node"
-            await self._place(vm, node=target, reason=reason)
+            moves.append((vm, {"node": target, "reason": reason}))
+        await self._place_many(moves)
         return Result.done()
 
     async def _place(self, vm: VMView, *, node: str | None, reason: str, **extra: Any) -> None:
-        new = {**vm.placement.doc, "node": node, "reason": reason, **extra}
-        if new != vm.placement.doc:
-            await asyncio.to_thread(self.store.set, self.store.paths.vm_placement(vm.name), new,
-                                    version=vm.placement.version)
+        await self._place_many([(vm, {"node": node, "reason": reason, **extra})])
+
+    async def _place_many(self, moves: list[tuple[VMView, Doc]]) -> None:
+        """Version-checked placement writes, pipelined (one transaction each); a conflict
+        raises so the work queue retries the whole (level-triggered) pass."""
+        p = self.store.paths
+        writes = [[txn.Set(p.vm_placement(vm.name), {**vm.placement.doc, **change},
+                           vm.placement.version)]
+                  for vm, change in moves if {**vm.placement.doc, **change} != vm.placement.doc]
+        if not writes:
+            return
+        errors = await asyncio.to_thread(txn.commit_pipelined, self.store, writes)
+        failed = [e for e in errors if e is not None]
+        if failed:
+            raise failed[0]
 
     async def _stop_for_lack(self, vm: VMView, node: str, why: str) -> None:
         """No valid target: stop the VM (spec and placement in one transaction)."""
@@ -247,7 +260,7 @@ class Controllers:
         await asyncio.to_thread(self.store.update, self.store.paths.node(name), modify)
 
     async def _recover(self, node: str) -> int:
-        planner, moved = self._planner(), 0
+        planner, moves = self._planner(), []
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
             if vm.node != node or vm.want != "running":
                 continue
@@ -255,10 +268,10 @@ class Controllers:
             if target is None:
                 await self._stop_for_lack(vm, node, f"no valid target to recover from {node}")
                 continue
-            await self._place(vm, node=target, reason=f"recovered: {node} was fenced",
-                              lastNode=vm.placement.doc.get("lastNode") or node)
-            moved += 1
-        return moved
+            moves.append((vm, {"node": target, "reason": f"recovered: {node} was fenced",
+                               "lastNode": vm.placement.doc.get("lastNode") or node}))
+        await self._place_many(moves)
+        return len(moves)
 
     # --- flush and ready -------------------------------------------------------------------
 
@@ -268,7 +281,7 @@ class Controllers:
             return Result.done()
         if state != "flushing":
             await self._set_domain_state(name, "flushing")
-        planner = self._planner()
+        planner, moves = self._planner(), []
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
             if vm.node != name or vm.want != "running":
                 continue
@@ -276,8 +289,9 @@ class Controllers:
             if target is None:
                 await self._stop_for_lack(vm, name, f"no valid target during the flush of {name}")
             else:
-                await self._place(vm, node=target, reason=f"flush of {name}",
-                                  lastNode=vm.placement.doc.get("lastNode") or name)
+                moves.append((vm, {"node": target, "reason": f"flush of {name}",
+                                   "lastNode": vm.placement.doc.get("lastNode") or name}))
+        await self._place_many(moves)
         if any(vm.runs_on(name) for vm in self.state.all_vms()):
             return Result.done()  # the VMs' status changes bring this node back to the queue
         await self._set_domain_state(name, "flushed")
@@ -292,14 +306,17 @@ class Controllers:
             return Result.done()  # its daemon's registration brings it back to the queue
         if state != "unflushing":
             await self._set_domain_state(name, "unflushing")
+        returning = []
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
             if vm.want == "disabled":
                 continue
             if vm.placement.doc.get("lastNode") == name and vm.node != name:
-                await self._place(vm, node=name, reason=f"returned to {name}", lastNode=None)
+                returning.append((vm, {"node": name, "reason": f"returned to {name}",
+                                       "lastNode": None}))
             elif vm.placement.doc.get("autorestartPending") and \
                     vm.placement.doc.get("home") == name:
                 await self._autorestart(vm, name)
+        await self._place_many(returning)
         await self._set_domain_state(name, "ready")
         await self._event("ready", f"{name} is ready", node=name)
         return Result.done()

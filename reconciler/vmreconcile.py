@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.hypervisor import DomainInfo, DomainState, Hypervisor
+from reconciler.hypervisor import DomainInfo, DomainState, Hypervisor, HypervisorError
 from reconciler.workqueue import Result
 from statemachine import Action, Desired, Observed, Recorded, Step, VMState, plan
+from store import txn
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
@@ -120,12 +121,20 @@ class VMReconciler:
         step = plan(self.desired(view), self.observed(domain), self.recorded(view),
                     now=self.clock())
         if step.action == Action.START:
-            if not await self._claim(view):
+            claim = self._claim_ops(view)
+            if claim is None:
                 return Result.after(OWNER_WAIT)
+            try:  # own it and say "starting" in one transaction, before libvirt starts it
+                await self._write_status(view, step, domain, with_ops=claim)
+            except AlreadyExists:
+                return Result.after(OWNER_WAIT)
+            await self._act(step, view)
+        elif step.action in (Action.RELEASE, Action.UNDEFINE):
+            await self._act(step, view)
+            await self._write_status(view, step, domain, with_ops=self._release_ops(view))
         else:
             await self._sync_owner(view, domain)
-        await self._act(step, view)
-        if view.exists:
+            await self._act(step, view)
             await self._write_status(view, step, domain)
         return Result.done() if step.requeue_after is None else Result.after(step.requeue_after)
 
@@ -158,6 +167,22 @@ class VMReconciler:
                         since=float(doc.get("since", 0.0)))
 
     # --- ownership ---------------------------------------------------------------------------
+
+    def _claim_ops(self, view: View) -> list[txn.Op] | None:
+        """What claiming the VM takes: nothing (ours), a create (free), None (another's)."""
+        if self._ours(view.owner):
+            return []
+        if view.owner is not None:
+            log.info("%s: owned by %s (session %x); waiting", view.name,
+                     view.owner.doc.get("node"), view.owner.stat.ephemeralOwner)
+            return None
+        return [txn.Create(self.store.paths.vm_owner(view.name), {"node": self.node},
+                           ephemeral=True)]
+
+    def _release_ops(self, view: View) -> list[txn.Op]:
+        if view.owner is None or not self._ours(view.owner):
+            return []
+        return [txn.Delete(self.store.paths.vm_owner(view.name), view.owner.version)]
 
     async def _claim(self, view: View) -> bool:
         """Own the VM before starting it; False while another session holds it."""
@@ -196,6 +221,23 @@ class VMReconciler:
     # --- acting ------------------------------------------------------------------------------
 
     async def _act(self, step: Step, view: View) -> None:
+        """Carry out the step; a libvirt failure is recorded in status (state failed, the
+        error as reason) and raised again, so the work queue retries with backoff."""
+        try:
+            await self._do(step, view)
+        except HypervisorError as e:
+            if view.exists:
+                await asyncio.to_thread(self._record_failure, view.name, step, e)
+            raise
+
+    def _record_failure(self, name: str, step: Step, error: HypervisorError) -> None:
+        def modify(doc: Doc) -> Doc:
+            return {**doc, "state": "failed", "reason": f"{step.action} failed: {error}"[:256],
+                    "since": doc.get("since", 0.0) if doc.get("state") == "failed"
+                    else self.clock()}
+        self._written[name] = self.store.update(self.store.paths.vm_status(name), modify)
+
+    async def _do(self, step: Step, view: View) -> None:
         name = view.name
         if step.action == Action.START:
             await asyncio.to_thread(self.hv.define, view.spec_doc["xml"])
@@ -206,8 +248,6 @@ class VMReconciler:
             await asyncio.to_thread(self.hv.destroy, name)
         elif step.action in (Action.RELEASE, Action.UNDEFINE):
             await asyncio.to_thread(self.hv.undefine, name)
-            if self._ours(view.owner):
-                await self._release_owner(view)
         elif step.action == Action.MIGRATE_LIVE:
             await self._migrate_live(view)
         if step.action != Action.NONE:
@@ -261,18 +301,23 @@ class VMReconciler:
             return {**previous, "method": previous.get("method", method)}
         return {"source": self.node, "target": target, "method": method, "started": now}
 
-    async def _write_status(self, view: View, step: Step, domain: DomainInfo | None) -> None:
-        new = self._status_doc(view, step, domain)
-        if view.status is not None and new == view.status.doc:
+    async def _write_status(self, view: View, step: Step, domain: DomainInfo | None, *,
+                            with_ops: list[txn.Op] | None = None) -> None:
+        """Write status if it changed (version-checked), in one transaction with `with_ops`."""
+        ops = list(with_ops or [])
+        new = self._status_doc(view, step, domain) if view.exists else None
+        if new is not None and (view.status is None or new != view.status.doc):
+            version = view.status.version if view.status else -1
+            ops.append(txn.Set(self.store.paths.vm_status(view.name), new, version))
+        if not ops:
             return
-        path = self.store.paths.vm_status(view.name)
-        version = view.status.version if view.status else -1
         try:
-            stat = await asyncio.to_thread(self.store.set, path, new, version=version)
+            results = await asyncio.to_thread(txn.commit_one, self.store, ops)
         except Conflict:
             self._written.pop(view.name, None)
             raise
-        self._written[view.name] = Versioned(new, stat)
+        if isinstance(ops[-1], txn.Set) and new is not None:
+            self._written[view.name] = Versioned(new, results[-1])
 
     def echo(self, name: str, child: str, change: Change) -> bool:
         """True for a change this reconciler made itself (nothing new to reconcile): the

@@ -202,7 +202,18 @@ def commit_async(store: Store, ops: Sequence[Op], done: Done) -> None:
 
 
 def _commit_one(store: Store, ops: Sequence[Op]) -> None:
-    _check_results(ops, store._call(store._bounded(_transaction(store, ops).commit_async)))
+    commit_one(store, ops)
+
+
+def commit_one(store: Store, ops: Sequence[Op]) -> list[Any]:
+    """Commit `ops` as exactly one transaction; returns kazoo's result per operation (the
+    new ZnodeStat of each Set, the path of each Create, True for deletes and checks)."""
+    if not store.writable:
+        raise Unavailable("ZooKeeper connection is suspended; not writing")
+    t = _transaction(store, ops, limit=MAX_TXN_BYTES)
+    results: list[Any] = store._call(store._bounded(t.commit_async))
+    _check_results(ops, results)
+    return results
 
 
 def _check_results(ops: Sequence[Op], results: list[Any]) -> None:
