@@ -13,17 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from reconciler.fencing import FenceConfigSchema
 from schemas.names import Name
+from store.configfile import ConfigError, read_mapping
 
 DEFAULT_PATH = Path("/etc/herd/node.yaml")
-
-
-class ConfigError(Exception):
-    """The configuration is unusable; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -81,24 +77,6 @@ class NodeConfigSchema(Schema):
             raise ValidationError({"fence": e.messages}) from None
 
 
-def _read_file(path: Path, *, required: bool) -> dict[str, Any]:
-    if not path.exists():
-        if required:
-            raise ConfigError(f"config: {path} does not exist")
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config: {path} is not valid YAML: {e}") from None
-    except OSError as e:
-        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: {path} must hold a mapping of keys, not {type(data).__name__}")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
 def _describe(errors: Mapping[str, Any], prefix: str = "") -> str:
     parts = []
     for key, messages in sorted(errors.items(), key=lambda kv: str(kv[0])):
@@ -114,7 +92,7 @@ def _describe(errors: Mapping[str, Any], prefix: str = "") -> str:
 
 def load_config(path: Path | None, overrides: Mapping[str, Any]) -> NodeConfig:
     """The file at `path` (default: /etc/herd/node.yaml if it exists), then the overrides."""
-    data = _read_file(path or DEFAULT_PATH, required=path is not None)
+    data = read_mapping(path or DEFAULT_PATH, required=path is not None)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         loaded = NodeConfigSchema().load(data)

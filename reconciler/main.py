@@ -12,7 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from reconciler.config import ConfigError, NodeConfig, load_config
+from reconciler.config import NodeConfig, load_config
+from store.configfile import ConfigError
 from store.errors import LayoutTooNew, Unavailable
 
 

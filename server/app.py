@@ -17,12 +17,13 @@ from aiohttp import web
 
 from server.auth import Tokens, auth_middleware
 from server.cache import ClusterCache
-from server.config import ConfigError, ServerConfig
+from server.config import ServerConfig
 from server.errors import error_middleware
 from server.keys import CACHE, CONFIG, METRICS, STORE, TOKENS
 from server.metrics import Metrics, metrics_middleware
 from server.routes import ROUTES
 from store.client import Store
+from store.configfile import ConfigError
 from store.layout import ensure_layout
 
 

@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_WAIT_TIMEOUT
+from store.configfile import ConfigError, read_mapping
 
 DEFAULT_PORT = 8470
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
-
-
-class ConfigError(Exception):
-    """The configuration is unusable; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -89,20 +85,6 @@ class ServerConfigSchema(Schema):
             raise ValidationError("TLS needs both tls_cert and tls_key", missing)
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config: {path} is not valid YAML: {e}") from None
-    except OSError as e:
-        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: {path} must hold a mapping of keys, not {type(data).__name__}")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
 def _describe(errors: Mapping[str, Any]) -> str:
     parts = []
     for key, messages in sorted(errors.items(), key=lambda kv: str(kv[0])):
@@ -113,7 +95,7 @@ def _describe(errors: Mapping[str, Any]) -> str:
 
 def load_config(path: Path | None, overrides: Mapping[str, Any]) -> ServerConfig:
     """The file at `path` (if given), then the overrides that are not None."""
-    data = _read_file(path) if path is not None else {}
+    data = read_mapping(path) if path is not None else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         loaded = ServerConfigSchema().load(data)

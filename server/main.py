@@ -23,7 +23,8 @@ from aiohttp import web
 
 from server.app import make_app, ssl_context
 from server.auth import create_token
-from server.config import ConfigError, ServerConfig, load_config
+from server.config import ServerConfig, load_config
+from store.configfile import ConfigError
 from store.errors import LayoutTooNew, Unavailable
 
 

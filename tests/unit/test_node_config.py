@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import ConfigError, load_config
+from reconciler.config import load_config
+from store.configfile import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

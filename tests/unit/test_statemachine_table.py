@@ -162,3 +162,10 @@ def test_fresh_lifecycle_records_nothing_until_fired() -> None:
         VMState.SHUTTING_DOWN,
         250.0,
     )
+
+
+def test_the_observed_states_match_the_schemas() -> None:
+    """`schemas` and `statemachine` may not import each other; their state lists agree."""
+    from schemas.common import VMState as SchemaState
+
+    assert [s.value for s in SchemaState] == [s.value for s in VMState]

@@ -1,0 +1,35 @@
+"""Reading a daemon's YAML configuration file: one mapping of keys, with errors that name
+the file and the problem. Shared by `herd-node` (reconciler.config) and `herd-api`
+(server.config), which validate the keys themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the file or the key."""
+
+
+def read_mapping(path: Path, *, required: bool = True) -> dict[str, Any]:
+    """The file's top-level mapping, `-` in keys read as `_`; {} for an empty file (or a
+    missing one that is not required)."""
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config: {path} does not exist")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config: {path} is not valid YAML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping of keys, not {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
