@@ -26,6 +26,10 @@ test: setup lint
 bench: setup
 	$(PY) -m bench.store_bench
 	$(PY) -m bench.informer_bench
+	$(PY) -m bench.node_bench
+	$(PY) -m bench.controllers_bench
+	$(PY) -m bench.api_bench
+	$(PY) -m bench.report
 
 demo: setup
 	@$(PY) -m ctl.demo
