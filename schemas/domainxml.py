@@ -10,7 +10,10 @@ happen. Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import ParamSpec, TypeVar
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
@@ -119,7 +122,7 @@ def parse_domain_xml(xml: str) -> Element:
     return root
 
 
-def domain_name(xml: str) -> str | None:
+def _domain_name(xml: str) -> str | None:
     """The domain's <name> (None when it has none), after `parse_domain_xml`'s checks."""
     element = _only_child(parse_domain_xml(xml), "name")
     return None if element is None else _text(element)
@@ -162,7 +165,7 @@ def _insert_name(xml: str, name: str) -> str:
     return f"{xml[:end]}{indent}{element}{following}"
 
 
-def normalize_domain_xml(xml: str, name: str) -> str:
+def _normalize_domain_xml(xml: str, name: str) -> str:
     """Check domain XML for the VM `name`; return it, with a <name> added when absent.
 
     The text is returned unchanged when it already names the VM (formatting and comments
@@ -247,9 +250,38 @@ def _resources(root: Element) -> DomainResources:
     )
 
 
-def domain_resources(xml: str) -> DomainResources:
+def _domain_resources(xml: str) -> DomainResources:
     """Memory (KiB) and vCPUs the domain asks for, read from <memory> and <vcpu>.
 
     <memory> defaults to unit KiB and to 0 when absent; <vcpu> defaults to 1.
     """
     return _resources(parse_domain_xml(xml))
+
+
+# --- memoized entry points ------------------------------------------------------------------
+# One define validates the same XML in several schemas (request, VM object, placement fit);
+# these are pure functions of their text arguments, so small documents are parsed once.
+# Errors are not cached (lru_cache does not keep exceptions).
+
+P = ParamSpec("P")
+R = TypeVar("R")
+CACHED_XML_BYTES = 16 * 1024
+
+
+def _memoized(fn: Callable[P, R]) -> Callable[P, R]:
+    cached = lru_cache(maxsize=1024)(fn)
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        xml = args[0]
+        if isinstance(xml, str) and len(xml) <= CACHED_XML_BYTES and not kwargs:
+            return cached(*args)
+        return fn(*args, **kwargs)
+
+    call.__doc__ = fn.__doc__
+    call.__name__ = fn.__name__.lstrip("_")
+    return call
+
+
+domain_name = _memoized(_domain_name)
+normalize_domain_xml = _memoized(_normalize_domain_xml)
+domain_resources = _memoized(_domain_resources)
