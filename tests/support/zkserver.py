@@ -1,199 +1,27 @@
-"""Run real ZooKeeper servers (Debian's `zookeeper` package) for tests and benchmarks.
-
-`ZooKeeperCluster` starts one server or an N-member ensemble on free loopback ports, each
-in its own temp data directory, waits until every member answers the `srvr` four-letter
-word (and, for an ensemble, reports a mode), and stops them by PID. Members can be killed
-and restarted individually for fault tests. Used by `tests/conftest.py` and `bench/`.
+"""Real ZooKeeper servers for tests and benchmarks: the launcher lives in
+`ctl.dev.zookeeper` (it also serves `herdctl dev up`); this module re-exports its public
+names so that `from tests.support.zkserver import ZooKeeperCluster` keeps working. Used by
+`tests/conftest.py`, integration and e2e tests, and `bench/`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from ctl.dev.zookeeper import (
+    JARS,
+    MAIN,
+    Member,
+    ZooKeeperCluster,
+    ZooKeeperUnavailable,
+    four_letter,
+    free_port,
+)
 
-JARS = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
-MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-
-
-class ZooKeeperUnavailable(RuntimeError):
-    """Debian's ZooKeeper is not installed, or a member did not come up."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def four_letter(port: int, word: str, *, timeout: float = 1.0) -> str:
-    """Send a four-letter command to a member and return its whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(word.encode())
-        chunks = []
-        while data := s.recv(65536):
-            chunks.append(data)
-    return b"".join(chunks).decode(errors="replace")
-
-
-@dataclass
-class Member:
-    """One ZooKeeper server process and its ports."""
-
-    myid: int
-    client_port: int
-    peer_port: int
-    election_port: int
-    datadir: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-
-class ZooKeeperCluster:
-    """A ZooKeeper server or ensemble on loopback, owned by the caller."""
-
-    def __init__(self, workdir: Path, *, members: int = 1, tick_ms: int = 500) -> None:
-        if not Path("/usr/share/java/zookeeper.jar").exists() or not shutil.which("java"):
-            raise ZooKeeperUnavailable("Debian's zookeeper package (and java) is not installed")
-        self.workdir = workdir
-        self.tick_ms = tick_ms
-        self.members = [
-            Member(i, free_port(), free_port(), free_port(), workdir / f"zk{i}")
-            for i in range(1, members + 1)
-        ]
-
-    @property
-    def hosts(self) -> str:
-        """The kazoo hosts string for every member."""
-        return ",".join(f"127.0.0.1:{m.client_port}" for m in self.members)
-
-    def start(self, *, timeout: float = 30.0) -> None:
-        for m in self.members:
-            self._write_config(m)
-            self._spawn(m)
-        self.wait_healthy(timeout=timeout)
-
-    def _write_config(self, m: Member) -> None:
-        m.datadir.mkdir(parents=True, exist_ok=True)
-        (m.datadir / "myid").write_text(f"{m.myid}\n")
-        lines = [
-            f"tickTime={self.tick_ms}",
-            "initLimit=20",
-            "syncLimit=10",
-            f"dataDir={m.datadir}",
-            f"clientPort={m.client_port}",
-            "clientPortAddress=127.0.0.1",
-            "admin.enableServer=false",
-            "4lw.commands.whitelist=srvr,ruok,mntr,wchs,wchc,cons",
-            "maxClientCnxns=0",
-            "minSessionTimeout=1000",
-            "maxSessionTimeout=60000",
-            "snapCount=1000000",
-            "preAllocSize=4096",
-            "forceSync=no",
-            "jute.maxbuffer=4194304",
-        ]
-        if len(self.members) > 1:
-            lines += [
-                f"server.{o.myid}=127.0.0.1:{o.peer_port}:{o.election_port}"
-                for o in self.members
-            ]
-        (m.datadir / "zoo.cfg").write_text("\n".join(lines) + "\n")
-
-    def _spawn(self, m: Member) -> None:
-        log = open(m.datadir / "zookeeper.log", "ab")  # noqa: SIM115 - owned by the child
-        env = dict(os.environ, JAVA_TOOL_OPTIONS="-Xms64m -Xmx512m -XX:+UseSerialGC")
-        m.process = subprocess.Popen(
-            ["java", "-Dzookeeper.jute.maxbuffer=4194304", "-cp", JARS, MAIN,
-             str(m.datadir / "zoo.cfg")],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
-        )
-        log.close()
-
-    def member_mode(self, m: Member) -> str | None:
-        """`leader`, `follower` or `standalone` once a member serves, else None."""
-        try:
-            answer = four_letter(m.client_port, "srvr")
-        except OSError:
-            return None
-        for line in answer.splitlines():
-            if line.startswith("Mode:"):
-                return line.split(":", 1)[1].strip()
-        return None
-
-    def wait_healthy(self, *, timeout: float = 30.0) -> None:
-        """Block until every running member serves (the probe is the `srvr` word)."""
-        deadline = time.monotonic() + timeout
-        pending = [m for m in self.members if m.running]
-        while pending:
-            for m in list(pending):
-                if m.process is not None and m.process.poll() is not None:
-                    raise ZooKeeperUnavailable(f"zk{m.myid} exited: {self.log_tail(m)}")
-                if self.member_mode(m) is not None:
-                    pending.remove(m)
-            if pending and time.monotonic() > deadline:
-                raise ZooKeeperUnavailable(f"zk{pending[0].myid} not serving after {timeout}s")
-            if pending:
-                time.sleep(0.05)  # polling a child process's port: no event to wait on
-
-    def log_tail(self, m: Member, *, lines: int = 20) -> str:
-        path = m.datadir / "zookeeper.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def kill(self, index: int, *, sig: int = signal.SIGKILL) -> None:
-        """Kill member `index` (0-based) hard, like a crash."""
-        m = self.members[index]
-        if m.process is not None and m.process.poll() is None:
-            m.process.send_signal(sig)
-            m.process.wait(timeout=10)
-
-    def restart(self, index: int, *, timeout: float = 30.0) -> None:
-        m = self.members[index]
-        self.kill(index)
-        self._spawn(m)
-        self.wait_healthy(timeout=timeout)
-
-    def stop(self) -> None:
-        """Stop every member by PID (TERM, then KILL) and reap it."""
-        for m in self.members:
-            if m.process is None:
-                continue
-            if m.process.poll() is None:
-                m.process.terminate()
-                try:
-                    m.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    m.process.kill()
-                    m.process.wait(timeout=5)
-            m.process = None
-
-    def watch_count(self, index: int = 0) -> int:
-        """How many watches the member holds in all (the `Total watches:` line of `wchs`)."""
-        answer = four_letter(self.members[index].client_port, "wchs")
-        for line in answer.splitlines():
-            if line.startswith("Total watches:"):
-                return int(line.split(":", 1)[1])
-        raise ValueError(f"unexpected wchs answer: {answer!r}")
-
-    def session_watches(self, session_id: int, index: int = 0) -> list[str]:
-        """Paths that session `session_id` watches on member `index` (from `wchc`)."""
-        answer = four_letter(self.members[index].client_port, "wchc")
-        paths: list[str] = []
-        current = None
-        for line in answer.splitlines():
-            if line.startswith("0x"):
-                current = int(line, 16)
-            elif line.startswith("\t") and current == session_id:
-                paths.append(line.strip())
-        return paths
+__all__ = [
+    "JARS",
+    "MAIN",
+    "Member",
+    "ZooKeeperCluster",
+    "ZooKeeperUnavailable",
+    "four_letter",
+    "free_port",
+]

@@ -1,0 +1,291 @@
+"""`herdctl dev up | status | down`: a whole local cluster as processes.
+
+`up` starts, in order, ZooKeeper (Debian's package, `ctl.dev.zookeeper`), N `herd-node`
+daemons (every one a coordinator, each on its own test-driver node file, initially
+`ready`, fenced by a `command` agent that kills the node's process) and `herd-api` on a
+free port with a token from `herd-api token create`; it records each process in the state
+file as soon as it starts (`ctl.dev.state`), then waits until the API answers, every node
+shows daemonState `run`, alive and `ready` (followed through `GET /watch`) and a primary
+is elected. Whatever goes wrong (or Ctrl-C), it stops what it started before returning.
+`down` stops every recorded process by PID (TERM, then KILL; the API first, ZooKeeper
+last) and removes the state file; logs stay in the directory. Called by `ctl.cmd_dev` and
+`ctl.demo`; talks to the cluster over HTTP only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ctl.client import ApiError, Client, Unreachable
+from ctl.dev import processes, state
+from ctl.dev.nodes import node_config, write_fence_agent, write_node_file
+from ctl.dev.processes import ProcessRecord
+from ctl.dev.state import DevState
+from ctl.dev.zookeeper import ZooKeeperCluster, ZooKeeperUnavailable
+
+Say = Callable[[str], None]
+RUNTIME = ("zookeeper", "nodes", "api.log", "tokens", "api.tmp")  # what `up` starts afresh
+MARKER = ".herdctl-dev"  # `up` cleans only a directory that holds this file (or is empty)
+POLL = 0.05  # seconds between looks at a child's start-up output (see `_serving_url`)
+
+
+class DevError(Exception):
+    """The dev cluster could not be brought up (or down); the message says why."""
+
+
+def binary(name: str) -> str:
+    """A console script of this installation (the venv's bin first, then PATH)."""
+    sibling = Path(sys.executable).with_name(name)
+    if sibling.exists():
+        return str(sibling)
+    found = shutil.which(name)
+    if found is None:
+        raise DevError(f"{name} is not installed (run `make setup`)")
+    return found
+
+
+class Launch:
+    """One `dev up` in progress: the state so far and the children to reap."""
+
+    def __init__(self, directory: Path, *, nodes: int, say: Say) -> None:
+        self.dir = directory
+        self.say = say
+        self.state = DevState(dir=str(directory), nodes=[f"hv{i}" for i in range(1, nodes + 1)])
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def started(self, proc: subprocess.Popen[bytes], record: ProcessRecord) -> None:
+        self.children.append(proc)
+        self.state.processes.append(record)
+        state.save(self.state)
+
+    def check_alive(self) -> None:
+        for proc, record in zip(self.children, self.state.processes, strict=True):
+            if proc.poll() is not None:
+                raise DevError(f"{record.role} exited with code {proc.returncode}; "
+                               f"see {record.log}:\n{tail(Path(record.log))}")
+
+
+def tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def _fresh_dir(directory: Path) -> None:
+    """Make `directory` ready for a new cluster: the files of the last one go (its logs
+    too). A directory with other files in it and no MARKER is refused, never cleaned."""
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / MARKER
+    if not marker.exists() and any(directory.iterdir()):
+        raise DevError(f"{directory} is not empty and is no herdctl dev directory; "
+                       "give an empty or new one with --dir")
+    marker.write_text("a herdctl dev cluster lives here (herdctl dev up/down)\n")
+    for name in RUNTIME:
+        path = directory / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (directory / "nodes").mkdir()
+
+
+def _start_zookeeper(launch: Launch, timeout: float) -> None:
+    try:
+        zk = ZooKeeperCluster(launch.dir / "zookeeper", members=1)
+    except ZooKeeperUnavailable as e:
+        raise DevError(str(e)) from None
+    zk.spawn()
+    member = zk.members[0]
+    assert member.process is not None
+    log = member.datadir / "zookeeper.log"
+    launch.started(member.process, processes.record_of("zookeeper", member.process, log=log))
+    try:
+        zk.wait_healthy(timeout=timeout)
+    except ZooKeeperUnavailable as e:
+        raise DevError(f"ZooKeeper did not start: {e}") from None
+    launch.state.zk_hosts = zk.hosts
+    state.save(launch.state)
+    launch.say(f"zookeeper   {zk.hosts} (pid {member.process.pid})")
+
+
+def _start_nodes(launch: Launch) -> None:
+    folder = launch.dir / "nodes"
+    fence = write_fence_agent(folder)
+    herd_node = binary("herd-node")
+    for name in launch.state.nodes:
+        uri = write_node_file(folder, name)
+        config = folder / f"{name}.yaml"
+        config.write_text(node_config(name, zk_hosts=launch.state.zk_hosts,
+                                      zk_root=launch.state.zk_root, libvirt_uri=uri,
+                                      fence=fence))
+        proc, record = processes.spawn(f"node/{name}", [herd_node, "--config", str(config)],
+                                       log=folder / f"{name}.log")
+        (folder / f"{name}.pid").write_text(f"{proc.pid}\n")  # what the fence agent kills
+        launch.started(proc, record)
+        launch.say(f"herd-node   {name} on {uri} (pid {proc.pid})")
+
+
+def _create_token(directory: Path) -> str:
+    out = subprocess.run([binary("herd-api"), "token", "create", "--token-file",
+                          str(directory / "tokens"), "--label", "herdctl-dev"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise DevError(f"herd-api token create failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def _serving_url(launch: Launch, log: Path, *, deadline: float) -> str:
+    """The URL of herd-api's `herd-api: serving on <url>` line in its log."""
+    while time.monotonic() < deadline:
+        launch.check_alive()
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("herd-api: serving on "):
+                return line.split(" on ", 1)[1].strip()
+        # The line goes to a log file (a pipe would outlive herdctl): nothing to wait on
+        # but the child's own output, so look again shortly, within the deadline.
+        time.sleep(POLL)
+    raise DevError(f"herd-api did not serve within the time limit; see {log}:\n{tail(log)}")
+
+
+def _start_api(launch: Launch, *, deadline: float) -> None:
+    launch.state.token = _create_token(launch.dir)
+    log = launch.dir / "api.log"
+    argv = [binary("herd-api"), "--zk-hosts", launch.state.zk_hosts, "--zk-root",
+            launch.state.zk_root, "--listen-host", "127.0.0.1", "--listen-port", "0",
+            "--token-file", str(launch.dir / "tokens"), "--no-anonymous-reads"]
+    proc, record = processes.spawn("api", argv, log=log)
+    launch.started(proc, record)
+    launch.state.url = _serving_url(launch, log, deadline=deadline)
+    state.save(launch.state)
+    launch.say(f"herd-api    {launch.state.url} (pid {proc.pid})")
+
+
+def node_ready(obj: dict[str, Any]) -> bool:
+    """A node object (as GET /node or a watch event has it) that can take VMs."""
+    status = obj.get("status") or {}
+    return bool(obj.get("alive")) and status.get("daemonState") == "run" \
+        and status.get("domainState") == "ready"
+
+
+def _node_events(launch: Launch, client: Client, *,
+                 deadline: float) -> Iterator[dict[str, Any]]:
+    """Node watch events until the deadline, resumed every few seconds so that a dead
+    child is noticed even while no event comes."""
+    version: str | None = None
+    while time.monotonic() < deadline:
+        launch.check_alive()
+        window = max(0.1, min(3.0, deadline - time.monotonic()))
+        for event in client.watch(timeout=window, kind="Node", resourceVersion=version):
+            version = event.get("resourceVersion", version)
+            yield event
+
+
+def _wait_nodes(launch: Launch, client: Client, *, deadline: float) -> None:
+    seen: dict[str, dict[str, Any]] = {}
+    for event in _node_events(launch, client, deadline=deadline):
+        seen[event["name"]] = event["object"]
+        if all(node_ready(seen.get(n, {})) for n in launch.state.nodes):
+            return
+    states = {n: (seen.get(n, {}).get("status") or {}).get("daemonState", "absent")
+              for n in launch.state.nodes}
+    raise DevError(f"the nodes were not all running and ready in time: {states}")
+
+
+def _wait_primary(launch: Launch, client: Client, *, deadline: float) -> str:
+    # The election is not in the watch stream (no event carries the primary): ask
+    # GET /status again shortly, within the deadline.
+    while time.monotonic() < deadline:
+        launch.check_alive()
+        primary = client.get("/status").get("primary")
+        if primary:
+            return str(primary)
+        time.sleep(POLL * 4)
+    raise DevError("no primary coordinator was elected in time")
+
+
+def _wait_healthy(launch: Launch, *, deadline: float) -> None:
+    client = Client(launch.state.url, token=launch.state.token, timeout=10)
+    try:
+        _wait_nodes(launch, client, deadline=deadline)
+        primary = _wait_primary(launch, client, deadline=deadline)
+    except (ApiError, Unreachable) as e:
+        raise DevError(f"the API did not become healthy: {e}") from None
+    launch.say(f"ready       {len(launch.state.nodes)} nodes, primary {primary}")
+
+
+def up(directory: Path, *, nodes: int, timeout: float, say: Say) -> DevState:
+    """Start the whole cluster in `directory`; on any failure stop what was started."""
+    previous = state.load(directory)
+    if previous is not None and any(processes.alive(p) for p in previous.processes):
+        raise DevError(f"a dev cluster already runs from {directory} "
+                       f"(API {previous.url or 'not serving'}); `herdctl dev down` first")
+    _fresh_dir(directory)
+    launch = Launch(directory, nodes=nodes, say=say)
+    deadline = time.monotonic() + timeout
+    try:
+        _start_zookeeper(launch, timeout)
+        _start_nodes(launch)
+        _start_api(launch, deadline=deadline)
+        _wait_healthy(launch, deadline=deadline)
+    except BaseException:
+        say("dev up failed: stopping what it started")
+        stop_all(launch.state, children=launch.children, say=say)
+        if not any(processes.alive(r) for r in launch.state.processes):
+            state.remove(directory)
+        raise
+    launch.state.ready = True
+    state.save(launch.state)
+    return launch.state
+
+
+def stop_all(dev: DevState, *, children: list[subprocess.Popen[bytes]] | None = None,
+             say: Say) -> list[tuple[str, int, str]]:
+    """Stop every recorded process, newest first (the API, the nodes, ZooKeeper last),
+    and reap the ones that are this process's children."""
+    outcome = []
+    by_pid = {p.pid: p for p in children or []}
+    for record in reversed(dev.processes):
+        how = processes.stop(record)
+        processes.reap(by_pid.get(record.pid))
+        outcome.append((record.role, record.pid, how))
+        say(f"{record.role:<11} pid {record.pid}: {how}")
+    return outcome
+
+
+def down(directory: Path, *, say: Say) -> list[tuple[str, int, str]]:
+    """Stop the cluster recorded in `directory` (nothing to do without a state file). The
+    state file goes only once nothing recorded runs, so a failed `down` can be repeated."""
+    dev = state.load(directory)
+    if dev is None:
+        return []
+    outcome = stop_all(dev, say=say)
+    left = [r for r in dev.processes if processes.alive(r)]
+    if left:
+        raise DevError("still running: " + ", ".join(f"{r.role} (pid {r.pid})" for r in left))
+    state.remove(directory)
+    return outcome
+
+
+def status(directory: Path) -> dict[str, Any] | None:
+    """The recorded processes (running or not) and the API's cluster summary."""
+    dev = state.load(directory)
+    if dev is None:
+        return None
+    procs = [{"role": r.role, "pid": r.pid, "running": processes.alive(r), "log": r.log}
+             for r in dev.processes]
+    summary: Any
+    try:
+        summary = Client(dev.url, token=dev.token, timeout=5).get("/status") if dev.url \
+            else None
+    except (ApiError, Unreachable) as e:
+        summary = {"error": str(e)}
+    return {"dir": dev.dir, "url": dev.url, "zk_hosts": dev.zk_hosts, "nodes": dev.nodes,
+            "ready": dev.ready, "processes": procs, "cluster": summary}

@@ -1,0 +1,62 @@
+"""The simulated hypervisors of a dev cluster: libvirt test-driver node files, each node's
+`herd-node` configuration, and the `command` fence agent.
+
+- `write_node_file` writes `<dir>/<name>.xml` (8 vCPUs and 32 GiB by default) and returns
+  its URI `test:///<abs path>`: every connection to it parses the file afresh, so each
+  node daemon has a hypervisor of its own (see tests/support/libvirt_nodes.py for what
+  the test driver does and does not do);
+- `write_fence_agent` writes the fence agent: it powers a node off by killing its
+  `herd-node` process by the pid file (`<dir>/<node>.pid`); its test-driver guests die
+  with it, like a power-off. It exits 0 only once the process is gone;
+- `node_config` is the YAML of one node: a coordinator, initially `ready`, fenced by
+  that agent.
+Called by `ctl.dev.cluster`. No I/O but file writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+FENCE_AGENT = """#!/bin/sh
+# herdctl dev cluster fence agent: power the node off by killing its herd-node process.
+pidfile="{dir}/$HERD_NODE.pid"
+[ -f "$pidfile" ] || exit 0
+pid=$(cat "$pidfile")
+kill -9 "$pid" 2>/dev/null
+while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" | cut -c1)" != Z ]; do
+  sleep 0.05
+done
+echo "$HERD_NODE" >> "{dir}/fenced.log"
+exit 0
+"""
+
+
+def write_node_file(directory: Path, name: str, *, cpus: int = 8,
+                    memory_mib: int = 32768) -> str:
+    """Write `<directory>/<name>.xml` (one NUMA node, one socket, `cpus` cores, `memory_mib`
+    of memory, no domains) and return its URI, `test:///<abs path>`."""
+    path = (directory / f"{name}.xml").resolve()
+    cpu = (f"<cpu><mode>static</mode><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores>"
+           f"<threads>1</threads><active>{cpus}</active><mhz>2000</mhz></cpu>")
+    path.write_text(f"<node>\n  {cpu}\n  <memory>{memory_mib * 1024}</memory>\n</node>\n")
+    return f"test://{path}"
+
+
+def write_fence_agent(directory: Path) -> Path:
+    """The fence agent script for the nodes whose pid files are in `directory`."""
+    path = directory / "fence"
+    path.write_text(FENCE_AGENT.format(dir=directory.resolve()))
+    path.chmod(0o755)
+    return path
+
+
+def node_config(name: str, *, zk_hosts: str, zk_root: str, libvirt_uri: str,
+                fence: Path) -> str:
+    """The `herd-node --config` YAML of one dev node (keys of `reconciler.config`)."""
+    doc = {"name": name, "zk_hosts": zk_hosts, "zk_root": zk_root, "zk_timeout": 4.0,
+           "libvirt_uri": libvirt_uri, "coordinator": True, "initial_domain_state": "ready",
+           "status_interval": 2.0,
+           "fence": {"default": {"agent": "command", "command": str(fence), "timeout": 30}}}
+    return yaml.safe_dump(doc, sort_keys=False)
