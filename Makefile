@@ -20,6 +20,9 @@ unit: setup
 integration: setup
 	$(PYTEST) -q tests/integration
 
+e2e: setup
+	$(PYTEST) -q tests/e2e
+
 test: setup lint
 	$(PYTEST) -q -p no:cacheprovider tests
 

@@ -34,6 +34,7 @@ from schemas.domainxml import domain_resources
 from store import events, txn
 from store.client import Store, Versioned
 from store.codec import Doc
+from store.errors import Conflict
 from store.informer import Informer
 from store.placement import NodeView, Planner, VMNeeds
 
@@ -241,9 +242,25 @@ class Controllers:
         await self._set_domain_state(name, "flushed", daemonState="fenced")
         await self._mark_flushed(name)
         recovered = await self._recover(name)
+        await self._settle_left_behind(name)
         await self._event("recovered", f"{recovered} VM(s) of {name} placed elsewhere",
                           node=name)
         return Result.done()
+
+    async def _settle_left_behind(self, node: str) -> None:
+        """VMs still placed on the fenced node are off (the fence confirmed it): their
+        status says stopped, since no node is left to say so."""
+        for vm in self.state.all_vms():
+            st = vm.status.doc if vm.status else {}
+            if vm.status is None or vm.node != node or st.get("state") != "unknown":
+                continue
+            new = {**st, "state": "stopped", "node": None, "since": self.clock(),
+                   "reason": f"{node} was fenced", "shutdownDeadline": None}
+            try:
+                await asyncio.to_thread(self.store.set, self.store.paths.vm_status(vm.name),
+                                        new, version=vm.status.version)
+            except Conflict:
+                pass  # someone wrote a newer status: theirs stands
 
     async def _mark_unknown(self, node: str) -> None:
         for vm in self.state.all_vms():

@@ -15,6 +15,7 @@ Called by `ctl.dev.cluster`. No I/O but file writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -29,25 +30,27 @@ while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" | cut -c1)" != Z 
   sleep 0.05
 done
 echo "$HERD_NODE" >> "{dir}/fenced.log"
-exit 0
+exit {code}
 """
 
 
-def write_node_file(directory: Path, name: str, *, cpus: int = 8,
-                    memory_mib: int = 32768) -> str:
+def write_node_file(directory: Path, name: str, *, cpus: int = 8, memory_mib: int = 32768,
+                    domains: Sequence[str] = ()) -> str:
     """Write `<directory>/<name>.xml` (one NUMA node, one socket, `cpus` cores, `memory_mib`
-    of memory, no domains) and return its URI, `test:///<abs path>`."""
+    of memory, the given domain XMLs running) and return its URI, `test:///<abs path>`."""
     path = (directory / f"{name}.xml").resolve()
     cpu = (f"<cpu><mode>static</mode><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores>"
            f"<threads>1</threads><active>{cpus}</active><mhz>2000</mhz></cpu>")
-    path.write_text(f"<node>\n  {cpu}\n  <memory>{memory_mib * 1024}</memory>\n</node>\n")
+    body = "\n  ".join([cpu, f"<memory>{memory_mib * 1024}</memory>", *domains])
+    path.write_text(f"<node>\n  {body}\n</node>\n")
     return f"test://{path}"
 
 
-def write_fence_agent(directory: Path) -> Path:
-    """The fence agent script for the nodes whose pid files are in `directory`."""
+def write_fence_agent(directory: Path, *, exit_code: int = 0) -> Path:
+    """The fence agent script for the nodes whose pid files are in `directory`; tests give
+    a non-zero `exit_code` for an agent that fails after powering off."""
     path = directory / "fence"
-    path.write_text(FENCE_AGENT.format(dir=directory.resolve()))
+    path.write_text(FENCE_AGENT.format(dir=directory.resolve(), code=exit_code))
     path.chmod(0o755)
     return path
 

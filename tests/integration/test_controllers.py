@@ -193,6 +193,9 @@ async def test_a_crashed_node_is_fenced_and_its_vms_recovered(
     assert status["daemonState"] == "fenced" and status["domainState"] == "flushed"
     pending = store.get(store.paths.vm_placement("pinned-auto")).doc
     assert pending["autorestartPending"] is True and pending["home"] == "hv2"
+    left = await wait_doc(store, store.paths.vm_status("pinned-auto"),
+                          lambda d: bool(d and d["state"] == "stopped"))
+    assert left is not None and left["reason"] == "hv2 was fenced"
     assert [e["kind"] for e in events.recent(store) if e.get("node") == "hv2"] == \
         ["fenced", "stopped", "recovered"]  # stopped: pinned-auto had nowhere else to go
 

@@ -15,22 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.libvirt_nodes import write_node_file
+from ctl.dev.nodes import write_fence_agent, write_node_file
 
 HERD_NODE = str(Path(sys.executable).with_name("herd-node"))
 
-FENCE = """#!/bin/sh
-# Test fence agent: power the node off by killing its herd-node process.
-pidfile="{dir}/$HERD_NODE.pid"
-[ -f "$pidfile" ] || exit 0
-pid=$(cat "$pidfile")
-kill -9 "$pid" 2>/dev/null
-while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" | cut -c1)" != Z ]; do
-  sleep 0.05
-done
-echo "$HERD_NODE" >> "{dir}/fenced.log"
-exit {code}
-"""
 
 
 class LocalCluster:
@@ -41,9 +29,7 @@ class LocalCluster:
         self.dir = directory
         self.names = nodes
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        fence = directory / "fence"
-        fence.write_text(FENCE.format(dir=directory, code=0 if fence_ok else 1))
-        fence.chmod(0o755)
+        fence = write_fence_agent(directory, exit_code=0 if fence_ok else 1)
         for name in nodes:
             uri = write_node_file(directory, name, cpus=cpus, memory_mib=memory_mib)
             (directory / f"{name}.yaml").write_text(

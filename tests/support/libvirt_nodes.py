@@ -31,9 +31,9 @@ What the test driver does with such a file (libvirt 9.0, libvirt-python 12.8, ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from xml.sax.saxutils import escape
+
+from ctl.dev.nodes import write_node_file
 
 
 def simple_domain_xml(name: str, *, memory_mib: int = 512, vcpus: int = 1,
@@ -45,14 +45,4 @@ def simple_domain_xml(name: str, *, memory_mib: int = 512, vcpus: int = 1,
             f"<os><type>hvm</type></os>{poweroff}</domain>")
 
 
-
-def write_node_file(directory: Path, name: str, *, cpus: int = 8, memory_mib: int = 32768,
-                    domains: Sequence[str] = ()) -> str:
-    """Write `<directory>/<name>.xml` (one NUMA node, one socket, `cpus` cores, `memory_mib`
-    of memory, the given domain XMLs running) and return its URI, `test:///<abs path>`."""
-    path = (directory / f"{name}.xml").resolve()
-    cpu = (f"<cpu><mode>static</mode><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores>"
-           f"<threads>1</threads><active>{cpus}</active><mhz>2000</mhz></cpu>")
-    body = "\n  ".join([cpu, f"<memory>{memory_mib * 1024}</memory>", *domains])
-    path.write_text(f"<node>\n  {body}\n</node>\n")
-    return f"test://{path}"
+__all__ = ["simple_domain_xml", "write_node_file"]
