@@ -139,7 +139,10 @@ def list_vms(ctl: Ctl, fmt: str, *, node: str | None, state: str | None,
 def info(ctl: Ctl, name: str, *, fmt: str) -> None:
     """Everything about one VM."""
     vm = ctl.client.get(f"/vm/{name}")
-    emit(vm_info(vm) if fmt == "text" else to_json(vm) if fmt == "json" else to_yaml(vm))
+    if fmt != "text":
+        emit(to_json(vm) if fmt == "json" else to_yaml(vm))
+        return
+    emit(vm_info(vm, defaults=ctl.client.get("/status").get("config", {})))
 
 
 def _state_result(name: str, view: dict[str, Any], *, verb: str, waited: bool) -> str:

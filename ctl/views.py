@@ -42,8 +42,8 @@ def limits_text(limits: list[str] | None) -> str:
     return ",".join(limits) if limits else "any"
 
 
-def selector_text(selector: str | None) -> str:
-    return f"default ({DEFAULT_SELECTOR})" if selector in (None, "none") else str(selector)
+def selector_text(selector: str | None, default: str = DEFAULT_SELECTOR) -> str:
+    return f"default ({default})" if selector in (None, "none") else str(selector)
 
 
 VM_COLUMNS = (
@@ -132,13 +132,18 @@ def _desired_line(vm: dict[str, Any]) -> str:
     return f"{desired} ({mode})" if desired != "running" and mode else desired
 
 
-def _timeout_text(vm: dict[str, Any]) -> str:
+def _timeout_text(vm: dict[str, Any], defaults: dict[str, Any]) -> str:
     timeout = _d(vm, "spec", "shutdownTimeout")
-    return f"{timeout}s" if timeout else "cluster default"
+    if timeout:
+        return f"{timeout}s"
+    cluster = defaults.get("shutdownTimeout")
+    return f"cluster default ({cluster}s)" if cluster else "cluster default"
 
 
-def vm_info(vm: dict[str, Any], *, now: float | None = None) -> str:
-    """The `vm info` block."""
+def vm_info(vm: dict[str, Any], *, now: float | None = None,
+            defaults: dict[str, Any] | None = None) -> str:
+    """The `vm info` block; `defaults` are the cluster's (GET /status `config`)."""
+    defaults = defaults or {}
     meta = _d(vm, "spec", "meta") or {}
     placed = _d(vm, "placement", "node")
     generation = _d(vm, "metadata", "generation")
@@ -151,10 +156,11 @@ def vm_info(vm: dict[str, Any], *, now: float | None = None) -> str:
             f" (placed on {placed})" if placed and placed != _d(vm, "status", "node") else "")),
         ("Previous node", dash(_d(vm, "placement", "lastNode"))),
         ("Limits", limits_text(meta.get("limits"))),
-        ("Selector", selector_text(meta.get("selector"))),
+        ("Selector", selector_text(meta.get("selector"),
+                                   str(defaults.get("selector", DEFAULT_SELECTOR)))),
         ("Autorestart", dash(bool(meta.get("autorestart")))),
         ("Migration method", dash(meta.get("migrationMethod"))),
-        ("Shutdown timeout", _timeout_text(vm)),
+        ("Shutdown timeout", _timeout_text(vm, defaults)),
         ("Conditions", conditions_text(_d(vm, "status", "conditions"))),
         ("Reason", dash(_d(vm, "status", "reason"))),
         ("Placement", dash(_d(vm, "placement", "reason"))),

@@ -144,10 +144,20 @@ class VMCounts(Schema):
     desired = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
+class ClusterDefaults(Schema):
+    """The cluster-wide defaults of `/herd/config`."""
+
+    selector = fields.String(required=True)
+    shutdownTimeout = fields.Integer(required=True)
+    fenceTimeout = fields.Float(required=True)
+    maintenance = fields.Boolean(required=True)
+
+
 class ClusterStatus(Schema):
     primary = _nullable_str()
     nodes = fields.Nested(NodeCounts, required=True)
     vms = fields.Nested(VMCounts, required=True)
+    config = fields.Nested(ClusterDefaults, required=True)
     resourceVersion = fields.String(required=True)
 
 

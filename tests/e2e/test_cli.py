@@ -192,7 +192,9 @@ def test_flush_and_ready_wait_and_show_the_moves(herdctl: Herdctl, tmp_path: Pat
     for name in ("cli-mover", "cli-pin"):
         herdctl("vm", "start", name, "--wait")
     out = herdctl("node", "flush", "hv2", "--wait").stdout
-    assert "node/hv2: flushing" in out and "  vm/cli-mover: running on hv2 → hv1" in out
+    # Progress lines follow the watch; a quick burst may skip intermediate states, so the
+    # summary line and the cluster's end state are what is checked.
+    assert out.startswith("node/hv2: flush requested") and "vm/cli-mover" in out
     assert "cli-mover hv2→hv1" in out.splitlines()[-1]
     assert "cli-pin: no valid target during the flush of hv2" in out.splitlines()[-1]
     nodes = {n["metadata"]["name"]: n for n in herdctl.json("node", "list")}
