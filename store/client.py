@@ -119,6 +119,10 @@ class Store:
     def writable(self) -> bool:
         return self._writable.is_set()
 
+    def wait_writable(self, timeout: float | None = None) -> bool:
+        """Block until the session is connected and writes are allowed (False on timeout)."""
+        return self._writable.wait(timeout)
+
     def add_session_listener(self, listener: SessionListener) -> None:
         """Register a callback for session changes; it runs on kazoo's thread and must not block."""
         self._listeners.append(listener)
@@ -151,11 +155,36 @@ class Store:
 
     # --- primitives --------------------------------------------------------------------------
 
-    def _bounded(self, fn_async: Callable[..., Any]) -> Callable[..., Any]:
+    def _bounded(self, fn_async: Callable[..., Any], *, write: bool = False
+                 ) -> Callable[..., Any]:
         """A kazoo `*_async` call made synchronous with a bound: a request queued while the
-        connection is down must never block its caller forever (past it: Unavailable)."""
+        connection is down must never block its caller forever.
+
+        A write is only queued while the session is writable (checked again on every retry).
+        Past the bound, a request kazoo has not sent yet is withdrawn from its queue, so
+        `Unavailable` then means "not done"; one already sent may or may not have been
+        applied, and the error says so.
+        """
+        sent = False  # a write that reached a server before the connection dropped
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            return fn_async(*args, **kwargs).get(timeout=self._op_timeout)
+            nonlocal sent
+            if write and sent and not self._writable.is_set():
+                raise Unavailable("the connection was lost after the write was sent; it may "
+                                  "or may not have been applied")
+            if write:
+                self._check_writable()
+            result = fn_async(*args, **kwargs)
+            try:
+                return result.get(timeout=self._op_timeout)
+            except ConnectionLoss:
+                sent = True
+                raise
+            except KazooTimeoutError:
+                if _withdraw(self.client, result):
+                    raise Unavailable("ZooKeeper unavailable: request not sent") from None
+                raise Unavailable("ZooKeeper did not answer in time; the request may or may "
+                                  "not have been applied") from None
         return call
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -212,13 +241,14 @@ class Store:
         self, path: str, doc: Doc, *, ephemeral: bool = False, makepath: bool = False
     ) -> str:
         self._check_writable()
-        return str(self._call(self._bounded(self.client.create_async), path, codec.encode(doc),
-                              ephemeral=ephemeral, makepath=makepath))
+        create = self._bounded(self.client.create_async, write=True)
+        return str(self._call(create, path, codec.encode(doc), ephemeral=ephemeral,
+                              makepath=makepath))
 
     def set(self, path: str, doc: Doc, *, version: int) -> ZnodeStat:
         """Write `doc` only if the znode still has `version` (-1: unconditionally)."""
         self._check_writable()
-        return self._call(self._bounded(self.client.set_async), path, codec.encode(doc),
+        return self._call(self._bounded(self.client.set_async, write=True), path, codec.encode(doc),
                           version=version)
 
     def delete(self, path: str, *, version: int = -1, recursive: bool = False) -> None:
@@ -226,7 +256,7 @@ class Store:
         if recursive:  # kazoo has no async recursive delete; admin and tests only
             self._call(self.client.delete, path, version=version, recursive=True)
         else:
-            self._call(self._bounded(self.client.delete_async), path, version=version)
+            self._call(self._bounded(self.client.delete_async, write=True), path, version=version)
 
     def ensure(self, path: str, doc: Doc | None = None) -> None:
         """Create `path` (and its parents) if missing; an existing znode is left as it is."""
@@ -262,6 +292,18 @@ class Store:
                 continue
             return Versioned(new, stat)
         raise Conflict(f"{path}: still conflicting after {self.conflict_retries} attempts")
+
+
+def _withdraw(client: KazooClient, result: Any) -> bool:
+    """Remove a request kazoo has queued but not sent; True if it was still there."""
+    for entry in list(client._queue):
+        if entry[1] is result:
+            try:
+                client._queue.remove(entry)
+            except ValueError:  # the connection thread took it meanwhile: it was sent
+                return False
+            return True
+    return False
 
 
 def _backoff(attempt: int) -> None:

@@ -21,8 +21,9 @@ def record(store: Store, kind: str, message: str, **about: Any) -> str:
     """Append an event; returns its znode path."""
     doc = {"time": time.time(), "kind": kind, "message": message,
            **{k: v for k, v in about.items() if v is not None}}
-    return str(store._call(store._bounded(store.client.create_async), store.paths.events + "/e-",
-                           codec.encode(doc), sequence=True))
+    create = store._bounded(store.client.create_async, write=True)
+    return str(store._call(create, store.paths.events + "/e-", codec.encode(doc),
+                           sequence=True))
 
 
 def recent(store: Store, *, limit: int = 100) -> list[dict[str, Any]]:

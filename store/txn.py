@@ -211,7 +211,7 @@ def commit_one(store: Store, ops: Sequence[Op]) -> list[Any]:
     if not store.writable:
         raise Unavailable("ZooKeeper connection is suspended; not writing")
     t = _transaction(store, ops, limit=MAX_TXN_BYTES)
-    results: list[Any] = store._call(store._bounded(t.commit_async))
+    results: list[Any] = store._call(store._bounded(t.commit_async, write=True))
     _check_results(ops, results)
     return results
 

@@ -164,6 +164,13 @@ class ZooKeeperCluster:
             m.process.send_signal(sig)
             m.process.wait(timeout=10)
 
+    def restart_members(self, *indices: int, timeout: float = 60.0) -> None:
+        """Kill and start the given members together, then wait until all serve."""
+        for index in indices:
+            self.kill(index)
+            self._spawn(self.members[index])
+        self.wait_healthy(timeout=timeout)
+
     def restart(self, index: int, *, timeout: float = 30.0) -> None:
         m = self.members[index]
         self.kill(index)

@@ -201,6 +201,18 @@ def _expire_session(client: KazooClient, hosts: str) -> None:
     client.remove_listener(listener)
 
 
+def write_when_possible(store: Store, path: str, *, attempts: int = 5) -> None:
+    """A returning ensemble may re-elect once more: wait for writability, retry a refusal."""
+    for _ in range(attempts):
+        assert store.wait_writable(30), "the session never became writable again"
+        try:
+            store.create(path, {})
+            return
+        except Unavailable:
+            continue
+    raise AssertionError(f"could not write {path} after the quorum came back")
+
+
 @pytest.mark.ensemble
 def test_quorum_loss_stops_writes_and_the_cache_recovers(zk_ensemble: ZooKeeperCluster,
                                                          zk_root: str) -> None:
@@ -222,12 +234,14 @@ def test_quorum_loss_stops_writes_and_the_cache_recovers(zk_ensemble: ZooKeeperC
             store.create(p.vm("during"), {})
         synced = threading.Event()
         inf.on_synced(synced.set)
-        zk_ensemble.restart(0)
-        zk_ensemble.restart(1)
+        zk_ensemble.restart_members(0, 1)
         assert synced.wait(30), "the informer did not resync after the quorum came back"
-        store.create(p.vm("after"), {})
+        write_when_possible(store, p.vm("after"))
+        # "during" may exist now: a write that reached a leader which had just lost its
+        # quorum sits in that leader's log and may commit once quorum returns (ZooKeeper
+        # answers such a write with ConnectionLoss: its outcome is unknown, and the store
+        # says so). Whatever happened, the cache must match ZooKeeper exactly.
         wait_until_equal(store, inf)
-        assert inf.get(p.vm("during")) is None
         assert inf.get(p.vm("after")) is not None
     finally:
         if inf is not None:
