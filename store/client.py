@@ -43,6 +43,7 @@ from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound, Refused, Unavailable
 from store.multiread import GET_DATA, multi_read_async
 from store.paths import Paths
+from store.pollhandler import PollHandler
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class Store:
         self, hosts: str, root: str = "/herd", *, timeout: float = 10.0, conflict_retries: int = 20
     ) -> None:
         self.paths = Paths(root)
-        self.client = KazooClient(hosts=hosts, timeout=timeout)
+        self.client = KazooClient(hosts=hosts, timeout=timeout, handler=PollHandler())
         self.conflict_retries = conflict_retries
         # How long a pipelined batch may wait for its reply; generous, since replies queue
         # behind a reconnect; past it, ZooKeeper counts as unavailable.
