@@ -242,9 +242,9 @@ class Controllers:
         await self._set_domain_state(name, "flushed", daemonState="fenced")
         await self._mark_flushed(name)
         recovered = await self._recover(name)
-        await self._settle_left_behind(name)
         await self._event("recovered", f"{recovered} VM(s) of {name} placed elsewhere",
                           node=name)
+        await self._settle_left_behind(name)
         return Result.done()
 
     async def _settle_left_behind(self, node: str) -> None:
