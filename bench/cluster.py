@@ -109,7 +109,7 @@ def node_config(hosts: str, root: str, workdir: Path) -> NodeConfig:
     return NodeConfig(name=NODE, zk_hosts=hosts, zk_root=root, zk_timeout=10.0,
                       libvirt_uri=uri, coordinator=False, address=None,
                       initial_domain_state="ready", status_interval=5.0,
-                      resync_interval=30.0, workers=4, log_level="WARNING")
+                      resync_interval=30.0, workers=8, log_level="WARNING")
 
 
 class InProcessNode:

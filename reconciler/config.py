@@ -64,7 +64,8 @@ class NodeConfigSchema(Schema):
                                          validate=validate.OneOf(["ready", "flushed"]))
     status_interval = fields.Float(load_default=5.0, validate=_positive(3600))
     resync_interval = fields.Float(load_default=30.0, validate=_positive(86400))
-    workers = fields.Integer(load_default=4, validate=validate.Range(min=1, max=256))
+    # Reconciles mostly wait on ZooKeeper and libvirt: 8 overlap those waits on 2 cores.
+    workers = fields.Integer(load_default=8, validate=validate.Range(min=1, max=256))
     log_level = fields.String(load_default="INFO", validate=validate.OneOf(
         ["DEBUG", "INFO", "WARNING", "ERROR"]))
     fence = fields.Dict(load_default=dict)
