@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 UP_STATES = frozenset({"starting", "running", "shutting-down", "stopping", "restarting",
                        "migrating", "unknown"})
 NOT_FAILED = frozenset({"", "stop", "fenced", "dead"})
+STALE_RETRY = 0.2  # seconds: our cache lagged a write; it will have caught up by then
 
 
 class FenceFailed(Exception):
@@ -154,25 +155,26 @@ class Controllers:
             target = planner.place(self.state.needs(vm))
             reason = f"scheduled on {target}" if target else "waiting: no valid node"
             moves.append((vm, {"node": target, "reason": reason}))
-        await self._place_many(moves)
+        if await self._place_many(moves):
+            return Result.after(STALE_RETRY)
         return Result.done()
 
-    async def _place(self, vm: VMView, *, node: str | None, reason: str, **extra: Any) -> None:
-        await self._place_many([(vm, {"node": node, "reason": reason, **extra})])
 
-    async def _place_many(self, moves: list[tuple[VMView, Doc]]) -> None:
-        """Version-checked placement writes, pipelined (one transaction each); a conflict
-        raises so the work queue retries the whole (level-triggered) pass."""
+    async def _place_many(self, moves: list[tuple[VMView, Doc]]) -> int:
+        """Version-checked placement writes, pipelined (one transaction each). Returns how
+        many met a newer version: the cache had not caught up yet (often with our own
+        writes), so the pass should look again shortly; other errors raise."""
         p = self.store.paths
         writes = [[txn.Set(p.vm_placement(vm.name), {**vm.placement.doc, **change},
                            vm.placement.version)]
                   for vm, change in moves if {**vm.placement.doc, **change} != vm.placement.doc]
         if not writes:
-            return
+            return 0
         errors = await asyncio.to_thread(txn.commit_pipelined, self.store, writes)
-        failed = [e for e in errors if e is not None]
+        failed = [e for e in errors if e is not None and not isinstance(e, Conflict)]
         if failed:
             raise failed[0]
+        return sum(isinstance(e, Conflict) for e in errors)
 
     async def _stop_for_lack(self, vm: VMView, node: str, why: str) -> None:
         """No valid target: stop the VM (spec and placement in one transaction)."""
@@ -204,6 +206,8 @@ class Controllers:
         failing = self._failing(view, status.doc)
         if failing is not None:
             return await failing
+        if status.doc.get("daemonState") == "fenced" and not view.alive:
+            return await self._recover(name)  # level-triggered: until nothing is left there
         want = spec.doc.get("spec", {}).get("domainState", "flushed")
         if want == "flushed":
             return await self.flush(name, status)
@@ -241,11 +245,7 @@ class Controllers:
         await self._event("fenced", f"{name} fenced: {result.message}", node=name)
         await self._set_domain_state(name, "flushed", daemonState="fenced")
         await self._mark_flushed(name)
-        recovered = await self._recover(name)
-        await self._event("recovered", f"{recovered} VM(s) of {name} placed elsewhere",
-                          node=name)
-        await self._settle_left_behind(name)
-        return Result.done()
+        return await self._recover(name)
 
     async def _settle_left_behind(self, node: str) -> None:
         """VMs still placed on the fenced node are off (the fence confirmed it): their
@@ -276,7 +276,9 @@ class Controllers:
             return {**doc, "spec": {**doc.get("spec", {}), "domainState": "flushed"}}
         await asyncio.to_thread(self.store.update, self.store.paths.node(name), modify)
 
-    async def _recover(self, node: str) -> int:
+    async def _recover(self, node: str) -> Result:
+        """Place the fenced node's VMs that should run elsewhere (or stop them when nothing
+        fits), then record the ones left behind as stopped; again until none is left."""
         planner, moves = self._planner(), []
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
             if vm.node != node or vm.want != "running":
@@ -287,8 +289,13 @@ class Controllers:
                 continue
             moves.append((vm, {"node": target, "reason": f"recovered: {node} was fenced",
                                "lastNode": vm.placement.doc.get("lastNode") or node}))
-        await self._place_many(moves)
-        return len(moves)
+        if await self._place_many(moves):
+            return Result.after(STALE_RETRY)
+        if moves:
+            await self._event("recovered", f"{len(moves)} VM(s) of {node} placed elsewhere",
+                              node=node)
+        await self._settle_left_behind(node)
+        return Result.done()
 
     # --- flush and ready -------------------------------------------------------------------
 
@@ -308,7 +315,8 @@ class Controllers:
             else:
                 moves.append((vm, {"node": target, "reason": f"flush of {name}",
                                    "lastNode": vm.placement.doc.get("lastNode") or name}))
-        await self._place_many(moves)
+        if await self._place_many(moves):
+            return Result.after(STALE_RETRY)
         if any(vm.runs_on(name) for vm in self.state.all_vms()):
             return Result.done()  # the VMs' status changes bring this node back to the queue
         await self._set_domain_state(name, "flushed")
@@ -333,7 +341,8 @@ class Controllers:
             elif vm.placement.doc.get("autorestartPending") and \
                     vm.placement.doc.get("home") == name:
                 await self._autorestart(vm, name)
-        await self._place_many(returning)
+        if await self._place_many(returning):
+            return Result.after(STALE_RETRY)
         await self._set_domain_state(name, "ready")
         await self._event("ready", f"{name} is ready", node=name)
         return Result.done()
