@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     logging.basicConfig(level=config.log_level,
                         format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s")
+    # transitions logs every state entry and exit at INFO: ~9 lines per reconcile.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
     try:
         asyncio.run(serve(config))
     except (Unavailable, LayoutTooNew) as e:

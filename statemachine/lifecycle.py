@@ -129,6 +129,16 @@ class Lifecycle:
     def __init__(
         self, desired: Desired, observed: Observed, *, recorded: Recorded, now: float
     ) -> None:
+        self.machine = _MACHINE
+        with _MACHINE_LOCK:
+            _MACHINE.add_model(self, initial=recorded.state)
+        self.reset(desired, observed, recorded=recorded, now=now)
+
+    def reset(
+        self, desired: Desired, observed: Observed, *, recorded: Recorded, now: float
+    ) -> None:
+        """Start over at `recorded.state` with new inputs (a model is reused across plans:
+        attaching one to the machine costs more than the plan itself)."""
         self.desired = desired
         self.observed = observed
         self.recorded = recorded
@@ -139,9 +149,8 @@ class Lifecycle:
         self.requeue_after: float | None = None
         self.reason = ""
         self.fired = ""
-        self.machine = _MACHINE
         with _MACHINE_LOCK:
-            _MACHINE.add_model(self, initial=recorded.state)
+            _MACHINE.set_state(recorded.state, model=self)
 
     def fire(self, trigger: Trigger) -> None:
         """Run `trigger`; raises `transitions.MachineError` if invalid from the state."""

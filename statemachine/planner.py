@@ -12,6 +12,8 @@ Pure: no I/O, no clock reads.
 
 from __future__ import annotations
 
+import threading
+
 from statemachine.data import Desired, Observed, Recorded, Step, VMState
 from statemachine.lifecycle import TIMED_STATES, Lifecycle, Trigger
 
@@ -30,9 +32,17 @@ _SHUTDOWN_STATE: dict[Trigger, VMState] = {
 def plan(desired: Desired, observed: Observed, status: Recorded, *, now: float) -> Step:
     """The next step for one VM on this node: the action to carry out, the status to write."""
     trigger = derive_trigger(desired, observed, status, now=now)
-    with Lifecycle(desired, observed, recorded=status, now=now) as lifecycle:
-        lifecycle.fire(trigger)
-        return lifecycle.step()
+    lifecycle = getattr(_models, "lifecycle", None)
+    if lifecycle is None:
+        lifecycle = _models.lifecycle = Lifecycle(desired, observed, recorded=status, now=now)
+    else:
+        lifecycle.reset(desired, observed, recorded=status, now=now)
+    lifecycle.fire(trigger)
+    return lifecycle.step()
+
+
+# One reusable model per thread (plans on one thread never overlap).
+_models = threading.local()
 
 
 def derive_trigger(
