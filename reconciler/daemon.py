@@ -275,8 +275,8 @@ class NodeDaemon:
                 next_beat = last + self.config.status_interval
 
     async def _publish(self, *, heartbeat: bool) -> None:
-        info, domains = await asyncio.to_thread(node_snapshot, self.hv)
-        resources = measure(info, domains, self.provisioned.total())
+        usage = await asyncio.to_thread(node_snapshot, self.hv)
+        resources = measure(usage, self.provisioned.total())
         await asyncio.to_thread(
             self.registration.publish, resources, heartbeat=heartbeat,
             initial_domain_state=lambda: spec_domain_state(self.store, self.nodes, self.name))

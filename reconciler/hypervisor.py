@@ -139,6 +139,26 @@ class NodeInfo:
     load: float
 
 
+@dataclass(frozen=True)
+class Usage:
+    """The node, and the count, memory and vCPUs of its running domains."""
+
+    node: NodeInfo
+    running: int
+    memory_mib: int
+    vcpus: int
+
+
+def _info_or_none(dom: libvirt.virDomain) -> list[int] | None:
+    """dom.info(), or None when the domain vanished meanwhile."""
+    try:
+        return list(dom.info())
+    except libvirt.libvirtError as err:
+        if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
+
+
 class HypervisorError(Exception):
     """A libvirt call failed; `code` is libvirt's error code (`VIR_ERR_*`) when there is one."""
 
@@ -551,24 +571,34 @@ class Hypervisor:
     def node_info(self) -> NodeInfo:
         """Total and free memory, CPUs and load. Free memory is the host's free + buffers +
         cache; the test driver reports none, so there it is total minus running domains."""
-        conn = self._connection()
-        with _libvirt_call(f"cannot read node info of {self._uri}"):
-            _model, mem_total_mib, cpus, *_rest = conn.getInfo()
-            free = self._free_memory_mib(conn, int(mem_total_mib))
-        return NodeInfo(mem_total_mib=int(mem_total_mib), mem_free_mib=free, cpus=int(cpus),
-                        load=self._load())
+        return self.usage().node
 
-    def _free_memory_mib(self, conn: libvirt.virConnect, total_mib: int) -> int:
+    def usage(self) -> Usage:
+        """The node and what its running domains take, from ONE listing of the active
+        domains (the node status is published often; listing every domain with all its
+        details took more libvirt time than the reconciles themselves)."""
+        conn = self._connection()
+        with _libvirt_call(f"cannot read the usage of {self._uri}"):
+            _model, mem_total_mib, cpus, *_rest = conn.getInfo()
+            infos = [info for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                     if (info := _info_or_none(dom)) is not None]
+        used_kib = sum(int(i[2]) for i in infos)
+        free = self._host_free_mib(conn)
+        node = NodeInfo(mem_total_mib=int(mem_total_mib), cpus=int(cpus), load=self._load(),
+                        mem_free_mib=max(int(mem_total_mib) - used_kib // 1024, 0)
+                        if free is None else free)
+        return Usage(node=node, running=len(infos), vcpus=sum(int(i[3]) for i in infos),
+                     memory_mib=sum(int(i[1]) for i in infos) // 1024)
+
+    def _host_free_mib(self, conn: libvirt.virConnect) -> int | None:
+        """Free + buffers + cache of the host; None where the driver has no such figure."""
         try:
             stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
         except libvirt.libvirtError as err:
             if err.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
                 raise
-            used_kib = sum(int(dom.info()[2]) for dom in conn.listAllDomains(
-                libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
-            return max(total_mib - used_kib // 1024, 0)
-        kib = sum(int(stats.get(key, 0)) for key in ("free", "buffers", "cached"))
-        return kib // 1024
+            return None
+        return sum(int(stats.get(key, 0)) for key in ("free", "buffers", "cached")) // 1024
 
     def _load(self) -> float:
         parts = urlsplit(self._uri)

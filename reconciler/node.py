@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.hypervisor import DomainInfo, DomainState, Hypervisor, NodeInfo
+from reconciler.hypervisor import DomainState, Hypervisor, Usage
 from schemas.domainxml import domain_resources
 from store.client import Store
 from store.codec import Doc
@@ -53,12 +53,12 @@ class Resources:
                 "vcpuAlloc": self.vcpu_alloc, "load": round(self.load, 2), "vms": self.vms}
 
 
-def measure(info: NodeInfo, domains: dict[str, DomainInfo], provisioned_mib: int) -> Resources:
-    up = [d for d in domains.values() if d.state in UP]
+def measure(usage: Usage, provisioned_mib: int) -> Resources:
+    info = usage.node
     return Resources(mem_total=info.mem_total_mib, mem_free=info.mem_free_mib,
-                     mem_alloc=sum(d.memory_mib for d in up), mem_prov=provisioned_mib,
-                     vcpu_total=info.cpus, vcpu_alloc=sum(d.vcpus for d in up),
-                     load=info.load, vms=len(up))
+                     mem_alloc=usage.memory_mib, mem_prov=provisioned_mib,
+                     vcpu_total=info.cpus, vcpu_alloc=usage.vcpus, load=info.load,
+                     vms=usage.running)
 
 
 class ProvisionedMemory:
@@ -189,5 +189,5 @@ def spec_domain_state(store: Store, nodes: Informer, name: str) -> str:
     return str(spec.doc.get("spec", {}).get("domainState", "flushed")) if spec else "flushed"
 
 
-def node_snapshot(hv: Hypervisor) -> tuple[NodeInfo, dict[str, DomainInfo]]:
-    return hv.node_info(), hv.list_domains()
+def node_snapshot(hv: Hypervisor) -> Usage:
+    return hv.usage()
