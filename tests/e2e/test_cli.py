@@ -218,3 +218,31 @@ def test_exit_codes_and_errors_on_stderr(herdctl: Herdctl) -> None:
     assert "already runs" in herdctl("dev", "up", code=1).stderr
     assert "Primary:" in herdctl("cluster", "status").stdout
     assert "node/hv1" in herdctl("dev", "status").stdout
+
+
+def test_the_remaining_verbs_and_every_output_format(herdctl: Herdctl, tmp_path: Path) -> None:
+    herdctl("vm", "define", xml_file(tmp_path, "cli-verbs"), "--node", "hv1",
+            "--limit", "hv1,hv2", "--migration-method", "any")
+    herdctl("vm", "start", "cli-verbs", "--wait")
+    # every output format of both lists names what it lists
+    for fmt in ("table", "wide", "json", "yaml", "name"):
+        vms = herdctl("vm", "list", "-o", fmt).stdout
+        nodes = herdctl("node", "list", "-o", fmt).stdout
+        assert "cli-verbs" in vms and "hv1" in nodes and "hv3" in nodes, fmt
+    assert "hv2" in herdctl("node", "info", "hv2").stdout
+    node_yaml = herdctl("get", "node", "hv2", "-o", "yaml").stdout
+    assert "node/hv2 unchanged" in herdctl("apply", "-f", "-", input=node_yaml).stdout
+    # temporary migration and back, then the lifecycle verbs, each to its target state
+    herdctl("vm", "migrate", "cli-verbs", "--node", "hv2", "--wait")
+    info = herdctl.json("vm", "info", "cli-verbs")
+    assert info["status"]["node"] == "hv2" and info["placement"]["lastNode"] == "hv1"
+    herdctl("vm", "unmigrate", "cli-verbs", "--wait")
+    info = herdctl.json("vm", "info", "cli-verbs")
+    assert info["status"]["node"] == "hv1" and info["placement"]["lastNode"] is None
+    herdctl("vm", "restart", "cli-verbs", "--wait")
+    assert herdctl.json("vm", "info", "cli-verbs")["status"]["observedRestart"] == 1
+    herdctl("vm", "shutdown", "cli-verbs", "--wait")
+    assert herdctl.json("vm", "info", "cli-verbs")["status"]["state"] == "stopped"
+    herdctl("vm", "disable", "cli-verbs", "--wait")
+    assert herdctl.json("vm", "info", "cli-verbs")["status"]["state"] == "disabled"
+    herdctl("vm", "remove", "cli-verbs")
