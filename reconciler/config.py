@@ -37,6 +37,7 @@ class NodeConfig:
     workers: int
     log_level: str
     fence: dict[str, Any] = field(default_factory=dict)
+    event_log: str | None = None
 
 
 def _positive(maximum: float) -> validate.Range:
@@ -69,6 +70,9 @@ class NodeConfigSchema(Schema):
     log_level = fields.String(load_default="INFO", validate=validate.OneOf(
         ["DEBUG", "INFO", "WARNING", "ERROR"]))
     fence = fields.Dict(load_default=dict)
+    # A file that gets one JSON line per libvirt lifecycle event (for history checkers).
+    event_log = fields.String(load_default=None, allow_none=True,
+                              validate=validate.Length(min=1, max=4096))
 
     @validates_schema
     def _fence(self, data: dict[str, Any], **_kw: Any) -> None:

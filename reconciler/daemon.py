@@ -15,6 +15,7 @@ are left running: a daemon restart never restarts guests. Called by `reconciler.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -42,6 +43,22 @@ from store.layout import ensure_layout
 log = logging.getLogger(__name__)
 
 PUBLISH_GAP = 0.5  # seconds between event-driven node status writes
+
+
+class EventLog:
+    """Appends one JSON line per libvirt lifecycle event: when, node, VM, event, detail.
+    A record of what the hypervisor did, written by the node itself, for history checkers
+    that do not trust Herd's own status (tests/support/history.py)."""
+
+    def __init__(self, path: str, node: str) -> None:
+        self.path = path
+        self.node = node
+
+    def write(self, name: str, kind: str, detail: int) -> None:
+        line = json.dumps({"t": time.time(), "node": self.node, "vm": name, "event": kind,
+                           "detail": detail})
+        with open(self.path, "a") as f:  # one short append per event; O_APPEND keeps lines
+            f.write(line + "\n")
 
 
 class NodeDaemon:
@@ -116,6 +133,8 @@ class NodeDaemon:
             self.vms.subscribe(self.coordinator.on_vm_change)
             self.nodes.subscribe(self.coordinator.on_node_change)
             self.store.add_session_listener(self.coordinator.on_session)
+        if self.config.event_log:
+            self.event_listeners.append(EventLog(self.config.event_log, self.name).write)
         await self.hv.start_events(self._on_domain_event)
         await self._adopt()
         self.queue.start()

@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--resync-interval", type=float)
     ap.add_argument("--workers", type=int)
     ap.add_argument("--log-level")
+    ap.add_argument("--event-log", help="append one JSON line per libvirt lifecycle event")
     return ap.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ kill -9 "$pid" 2>/dev/null
 while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" | cut -c1)" != Z ]; do
   sleep 0.05
 done
-echo "$HERD_NODE" >> "{dir}/fenced.log"
+echo "$HERD_NODE $(date +%s.%N)" >> "{dir}/fenced.log"
 exit {code}
 """
 

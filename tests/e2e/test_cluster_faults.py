@@ -14,6 +14,7 @@ import pytest
 
 from store import election, txn, vms
 from store.client import Store
+from tests.support import history
 from tests.support.cluster import LocalCluster
 from tests.support.libvirt_nodes import simple_domain_xml
 from tests.support.waits import wait_children, wait_doc
@@ -26,6 +27,10 @@ def cluster(tmp_path: Path, zk_hosts: str, zk_root: str, store: Store) -> Iterat
     c.start_all()
     yield c
     c.stop_all()
+    # Checked from the nodes' own libvirt event logs, not from Herd's status.
+    runs = history.runs(history.load(c.event_logs()), c.deaths())
+    assert runs, "the nodes recorded no libvirt events"
+    assert not history.double_runs(runs), history.double_runs(runs)
 
 
 async def all_running(store: Store, cluster: LocalCluster) -> None:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ctl.dev.nodes import write_fence_agent, write_node_file
@@ -29,6 +30,7 @@ class LocalCluster:
         self.dir = directory
         self.names = nodes
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._killed: list[tuple[str, float]] = []
         fence = write_fence_agent(directory, exit_code=0 if fence_ok else 1)
         for name in nodes:
             uri = write_node_file(directory, name, cpus=cpus, memory_mib=memory_mib)
@@ -36,6 +38,7 @@ class LocalCluster:
                 f"name: {name}\nzk_hosts: {zk_hosts}\nzk_root: {zk_root}\n"
                 f"zk_timeout: {zk_timeout}\nlibvirt_uri: {uri}\ncoordinator: true\n"
                 f"initial_domain_state: ready\nstatus_interval: {status_interval}\n"
+                f"event_log: {directory / (name + '.events')}\n"
                 f"fence:\n  default: {{agent: command, command: {fence}, timeout: 30}}\n")
 
     def start(self, name: str) -> None:
@@ -51,14 +54,32 @@ class LocalCluster:
             self.start(name)
 
     def signal(self, name: str, sig: int) -> None:
+        if sig == signal.SIGKILL:
+            self._killed.append((name, time.time()))
         self.procs[name].send_signal(sig)
 
     def reap(self, name: str, *, timeout: float = 30) -> int:
         return self.procs[name].wait(timeout=timeout)
 
     def fenced(self) -> list[str]:
+        """The nodes the fence agent powered off, in order."""
+        return [node for node, _t in self._fence_log()]
+
+    def _fence_log(self) -> list[tuple[str, float]]:
         path = self.dir / "fenced.log"
-        return path.read_text().split() if path.exists() else []
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(line.split()[0], float(line.split()[1])) for line in lines if line.strip()]
+
+    def deaths(self) -> dict[str, list[float]]:
+        """When each node's process was killed (by a test or by the fence agent): its
+        test-driver guests died with it, without a lifecycle event."""
+        out: dict[str, list[float]] = {}
+        for node, t in [*self._killed, *self._fence_log()]:
+            out.setdefault(node, []).append(t)
+        return out
+
+    def event_logs(self) -> list[Path]:
+        return sorted(self.dir.glob("*.events"))
 
     def stop_all(self) -> None:
         """SIGTERM (after SIGCONT, for stopped ones), then SIGKILL whatever is left."""
