@@ -21,10 +21,10 @@ import libvirt
 import pytest
 
 from reconciler.config import NodeConfig
-from reconciler.daemon import NodeDaemon
 from reconciler.hypervisor import settle_events
 from store import txn, vms
 from store.client import Store
+from tests.support.daemons import RunningDaemon as Daemon
 from tests.support.libvirtd import (
     SYSTEM_URI,
     TEST_DOMAIN_PREFIX,
@@ -40,36 +40,6 @@ pytestmark = pytest.mark.qemu
 
 NODE = "hv1"
 UP_TIMEOUT = 30.0  # QEMU starts in well under a second; slow CI machines get room
-
-
-class Running:
-    """A daemon on the test's loop that owns its libvirt connection, restartable."""
-
-    def __init__(self, config: NodeConfig) -> None:
-        self.config = config
-        self.daemon: NodeDaemon | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> NodeDaemon:
-        self.daemon = NodeDaemon(self.config)
-        self.task = asyncio.create_task(self.daemon.run())
-        ready = asyncio.create_task(self.daemon.ready.wait())
-        done, _ = await asyncio.wait({self.task, ready}, timeout=30,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if ready not in done:
-            ready.cancel()
-            if self.task in done:
-                self.task.result()
-            await self.stop()
-            raise AssertionError("the daemon did not become ready within 30 s")
-        return self.daemon
-
-    async def stop(self) -> None:
-        """The SIGTERM path: `stop()`, then wait for `run()` to return."""
-        if self.daemon is not None and self.task is not None:
-            self.daemon.stop()
-            await asyncio.wait_for(self.task, 30)
-        self.daemon = self.task = None
 
 
 @pytest.fixture
@@ -90,13 +60,13 @@ async def virt(libvirtd: LibvirtDaemon) -> AsyncIterator[libvirt.virConnect]:
 
 
 @pytest.fixture
-async def node(zk_hosts: str, zk_root: str, vm_name: str) -> AsyncIterator[Running]:
+async def node(zk_hosts: str, zk_root: str, vm_name: str) -> AsyncIterator[Daemon]:
     """The daemon, stopped before `vm_name` removes the domain (else it would restart it)."""
     config = NodeConfig(name=NODE, zk_hosts=zk_hosts, zk_root=zk_root, zk_timeout=5.0,
                         libvirt_uri=SYSTEM_URI, coordinator=False, address=None,
                         initial_domain_state="ready", status_interval=1.0,
                         resync_interval=30.0, workers=4, log_level="INFO")
-    running = Running(config)
+    running = Daemon(config, shared_hypervisor=False)
     await running.start()
     yield running
     await running.stop()
@@ -161,7 +131,7 @@ async def started(store: Store, conn: libvirt.virConnect, name: str, *,
 
 # --- the tests -------------------------------------------------------------------------------
 
-async def test_start_runs_the_guest_in_qemu(node: Running, store: Store, vm_name: str,
+async def test_start_runs_the_guest_in_qemu(node: Daemon, store: Store, vm_name: str,
                                             virt: libvirt.virConnect) -> None:
     pid = await started(store, virt, vm_name)
     doc = store.get(store.paths.vm_status(vm_name)).doc
@@ -172,7 +142,7 @@ async def test_start_runs_the_guest_in_qemu(node: Running, store: Store, vm_name
 
 
 async def test_the_stubborn_guest_is_forced_off_at_the_timeout(
-        node: Running, store: Store, vm_name: str, virt: libvirt.virConnect) -> None:
+        node: Daemon, store: Store, vm_name: str, virt: libvirt.virConnect) -> None:
     pid = await started(store, virt, vm_name, timeout=2)
     set_spec(store, vm_name, state="stopped")
     doc = await status(store, vm_name, state_is("shutting-down"))
@@ -191,7 +161,7 @@ async def test_the_stubborn_guest_is_forced_off_at_the_timeout(
 
 
 async def test_start_aborts_the_shutdown_and_the_guest_stays_up(
-        node: Running, store: Store, vm_name: str, virt: libvirt.virConnect) -> None:
+        node: Daemon, store: Store, vm_name: str, virt: libvirt.virConnect) -> None:
     pid = await started(store, virt, vm_name, timeout=2)
     set_spec(store, vm_name, state="stopped")
     doc = await status(store, vm_name, state_is("shutting-down"))
@@ -207,7 +177,7 @@ async def test_start_aborts_the_shutdown_and_the_guest_stays_up(
 
 
 async def test_a_restarted_daemon_adopts_the_running_guest(
-        node: Running, store: Store, vm_name: str, virt: libvirt.virConnect) -> None:
+        node: Daemon, store: Store, vm_name: str, virt: libvirt.virConnect) -> None:
     pid = await started(store, virt, vm_name)
     before = store.get(store.paths.vm_status(vm_name)).doc
     await node.stop()

@@ -8,8 +8,6 @@ power-off) and ends its ZooKeeper session without the clean stop; the fence agen
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,42 +16,13 @@ from typing import Any
 import pytest
 
 from reconciler.config import NodeConfig
-from reconciler.daemon import NodeDaemon
-from reconciler.hypervisor import Hypervisor
 from store import election, events, txn, vms
 from store.client import Store
+from tests.support.daemons import RunningDaemon as Daemon
 from tests.support.libvirt_nodes import simple_domain_xml, write_node_file
 from tests.support.waits import wait_children, wait_doc
 
 NAMES = ("hv1", "hv2", "hv3")
-
-
-class Member:
-    def __init__(self, config: NodeConfig) -> None:
-        self.config = config
-        self.hv = Hypervisor(config.libvirt_uri)
-        self.hv.open()
-        self.daemon = NodeDaemon(config, hypervisor=self.hv)
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.daemon.run())
-        await asyncio.wait_for(self.daemon.ready.wait(), 30)
-
-    async def stop(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.daemon.stop()
-            await asyncio.wait_for(self.task, 30)
-        self.hv.close()
-
-    async def crash(self) -> None:
-        """Power-off: guests gone, session gone, no clean stop recorded."""
-        assert self.task is not None
-        self.hv.close()
-        await asyncio.to_thread(self.daemon.store.client.stop)
-        self.task.cancel()
-        with contextlib.suppress(BaseException):
-            await self.task
 
 
 def fence_script(tmp_path: Path, *, ok: bool) -> str:
@@ -65,7 +34,7 @@ def fence_script(tmp_path: Path, *, ok: bool) -> str:
 
 
 async def make_cluster(zk_hosts: str, zk_root: str, tmp_path: Path, store: Store, *,
-                       fence_ok: bool = True) -> list[Member]:
+                       fence_ok: bool = True) -> list[Daemon]:
     store.update(store.paths.config, lambda d: {**d, "fenceTimeout": 1.0})
     base = NodeConfig(name="hv1", zk_hosts=zk_hosts, zk_root=zk_root, zk_timeout=4.0,
                       libvirt_uri="", coordinator=True, address=None,
@@ -73,7 +42,7 @@ async def make_cluster(zk_hosts: str, zk_root: str, tmp_path: Path, store: Store
                       resync_interval=30.0, workers=4, log_level="INFO",
                       fence={"default": {"agent": "command",
                                          "command": fence_script(tmp_path, ok=fence_ok)}})
-    members = [Member(replace(base, name=n, libvirt_uri=write_node_file(tmp_path, n)))
+    members = [Daemon(replace(base, name=n, libvirt_uri=write_node_file(tmp_path, n)))
                for n in NAMES]
     for m in members:
         await m.start()
@@ -82,11 +51,12 @@ async def make_cluster(zk_hosts: str, zk_root: str, tmp_path: Path, store: Store
 
 @pytest.fixture
 async def cluster(zk_hosts: str, zk_root: str, tmp_path: Path,
-                  store: Store) -> AsyncIterator[list[Member]]:
+                  store: Store) -> AsyncIterator[list[Daemon]]:
     members = await make_cluster(zk_hosts, zk_root, tmp_path, store)
     yield members
     for m in members:
         await m.stop()
+        m.close()
 
 
 def define(store: Store, name: str, *, node: str | None = None, limits: tuple[str, ...] = (),
@@ -118,7 +88,7 @@ async def node_state(store: Store, node: str, state: str, timeout: float = 20) -
                    lambda d: bool(d and d.get("domainState") == state), timeout=timeout)
 
 
-async def test_an_unplaced_vm_is_scheduled_by_its_selector(cluster: list[Member],
+async def test_an_unplaced_vm_is_scheduled_by_its_selector(cluster: list[Daemon],
                                                            store: Store) -> None:
     define(store, "busy1", node="hv1", memory_mib=8192)
     define(store, "busy2", node="hv2", memory_mib=4096)
@@ -131,7 +101,7 @@ async def test_an_unplaced_vm_is_scheduled_by_its_selector(cluster: list[Member]
     assert election.primary(store) in NAMES
 
 
-async def test_flush_moves_stops_and_ready_brings_back(cluster: list[Member],
+async def test_flush_moves_stops_and_ready_brings_back(cluster: list[Daemon],
                                                        store: Store) -> None:
     define(store, "any", node="hv1")
     define(store, "pinned-auto", node="hv1", limits=("hv1",), autorestart=True)
@@ -160,7 +130,7 @@ async def test_flush_moves_stops_and_ready_brings_back(cluster: list[Member],
     assert store.get(store.paths.vm_status("pinned")).doc["state"] == "stopped"
 
 
-async def test_a_big_flush_spreads_over_the_other_nodes(cluster: list[Member],
+async def test_a_big_flush_spreads_over_the_other_nodes(cluster: list[Daemon],
                                                         store: Store) -> None:
     names = [f"vm{i:02d}" for i in range(30)]
     for name in names:
@@ -176,7 +146,7 @@ async def test_a_big_flush_spreads_over_the_other_nodes(cluster: list[Member],
 
 
 async def test_a_crashed_node_is_fenced_and_its_vms_recovered(
-        cluster: list[Member], store: Store, tmp_path: Path) -> None:
+        cluster: list[Daemon], store: Store, tmp_path: Path) -> None:
     victim = next(m for m in cluster if m.config.name == "hv2")
     define(store, "web", node="hv2")
     define(store, "pinned-auto", node="hv2", limits=("hv2",), autorestart=True)
@@ -215,8 +185,8 @@ async def test_a_failed_fence_recovers_nothing(zk_hosts: str, zk_root: str, tmp_
         assert store.get(store.paths.vm_placement("web")).doc["node"] == victim.config.name
     finally:
         for m in members:
-            if m.task is not None and not m.task.done():
-                await m.stop()
+            await m.stop()
+            m.close()
 
 
 async def _event(store: Store, kind: str) -> dict[str, Any]:
@@ -226,10 +196,11 @@ async def _event(store: Store, kind: str) -> dict[str, Any]:
     return found
 
 
-async def test_a_new_primary_takes_over_and_acts(cluster: list[Member], store: Store) -> None:
+async def test_a_new_primary_takes_over_and_acts(cluster: list[Daemon], store: Store) -> None:
     first = election.primary(store)
     leader = next(m for m in cluster if m.config.name == first)
     await leader.stop()  # a clean stop releases the election at once
+    leader.close()
     await _primary_changes(store, first)
     define(store, "after")
     await wait_doc(store, store.paths.vm_status("after"), running_on(), timeout=30)

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from reconciler.config import NodeConfig
-from reconciler.daemon import NodeDaemon
-from reconciler.hypervisor import DomainState, Hypervisor
+from reconciler.hypervisor import DomainState
 from store import events, txn, vms
 from store.client import Store
+from tests.support.daemons import RunningDaemon as Daemon
 from tests.support.libvirt_nodes import simple_domain_xml, write_node_file
 from tests.support.waits import state_is, wait_doc
 
@@ -36,43 +36,13 @@ def node_config(zk_hosts: str, zk_root: str, tmp_path: Path) -> NodeConfig:
                       status_interval=1.0, resync_interval=30.0, workers=4, log_level="INFO")
 
 
-class Running:
-    """A daemon running on the test's loop, restartable with the same hypervisor."""
-
-    def __init__(self, config: NodeConfig) -> None:
-        self.config = config
-        self.hv = Hypervisor(config.libvirt_uri)
-        self.hv.open()
-        self.daemon: NodeDaemon | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> NodeDaemon:
-        self.daemon = NodeDaemon(self.config, hypervisor=self.hv)
-        self.task = asyncio.create_task(self.daemon.run())
-        ready = asyncio.create_task(self.daemon.ready.wait())
-        done, _ = await asyncio.wait({self.task, ready}, timeout=30,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if ready not in done:
-            ready.cancel()
-            if self.task in done:
-                self.task.result()
-            raise AssertionError("the daemon did not become ready")
-        return self.daemon
-
-    async def stop(self) -> None:
-        if self.daemon is not None and self.task is not None:
-            self.daemon.stop()
-            await asyncio.wait_for(self.task, 30)
-        self.daemon = self.task = None
-
-
 @pytest.fixture
-async def node(node_config: NodeConfig) -> AsyncIterator[Running]:
-    running = Running(node_config)
+async def node(node_config: NodeConfig) -> AsyncIterator[Daemon]:
+    running = Daemon(node_config)
     await running.start()
     yield running
     await running.stop()
-    running.hv.close()
+    running.close()
 
 
 def define(store: Store, name: str, *, state: str = "running", node: str | None = NODE,
@@ -102,14 +72,14 @@ async def status(store: Store, name: str, predicate: Callable[[dict[str, Any] | 
     return doc
 
 
-def domain_state(run: Running, name: str) -> DomainState:
-    info = run.hv.domain(name)
+def domain_state(run: Daemon, name: str) -> DomainState:
+    info = run.hypervisor.domain(name)
     return DomainState.ABSENT if info is None else info.state
 
 
 # --- registration ---------------------------------------------------------------------------
 
-async def test_registers_the_node_and_publishes_resources(node: Running, store: Store) -> None:
+async def test_registers_the_node_and_publishes_resources(node: Daemon, store: Store) -> None:
     p = store.paths
     assert store.get(p.node(NODE)).doc["spec"]["domainState"] == "ready"
     alive = store.exists(p.node_alive(NODE))
@@ -120,7 +90,7 @@ async def test_registers_the_node_and_publishes_resources(node: Running, store: 
     assert st["libvirtUri"] == node.config.libvirt_uri
 
 
-async def test_resources_follow_running_vms(node: Running, store: Store) -> None:
+async def test_resources_follow_running_vms(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
     st = await wait_doc(store, store.paths.node_status(NODE),
@@ -131,20 +101,20 @@ async def test_resources_follow_running_vms(node: Running, store: Store) -> None
 
 
 async def test_sigterm_leaves_vms_running_and_marks_the_node_stopped(
-        node: Running, store: Store) -> None:
+        node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
-    first_id = node.hv.domain("vm1").domain_id  # type: ignore[union-attr]
+    first_id = node.hypervisor.domain("vm1").domain_id  # type: ignore[union-attr]
     await node.stop()
     assert store.get(store.paths.node_status(NODE)).doc["daemonState"] == "stop"
     assert store.exists(store.paths.node_alive(NODE)) is None
     assert domain_state(node, "vm1") == DomainState.RUNNING
-    assert node.hv.domain("vm1").domain_id == first_id  # type: ignore[union-attr]
+    assert node.hypervisor.domain("vm1").domain_id == first_id  # type: ignore[union-attr]
 
 
 # --- lifecycle ----------------------------------------------------------------------------------
 
-async def test_start_and_graceful_shutdown(node: Running, store: Store) -> None:
+async def test_start_and_graceful_shutdown(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     doc = await status(store, "vm1", state_is("running"))
     assert doc["node"] == NODE
@@ -157,7 +127,7 @@ async def test_start_and_graceful_shutdown(node: Running, store: Store) -> None:
     await wait_doc(store, store.paths.vm_owner("vm1"), lambda d: d is None)
 
 
-async def test_a_stubborn_guest_is_forced_off_at_the_timeout(node: Running, store: Store) -> None:
+async def test_a_stubborn_guest_is_forced_off_at_the_timeout(node: Daemon, store: Store) -> None:
     define(store, "stub", stubborn=True, timeout=1)
     await status(store, "stub", state_is("running"))
     set_spec(store, "stub", state="stopped")
@@ -170,10 +140,10 @@ async def test_a_stubborn_guest_is_forced_off_at_the_timeout(node: Running, stor
     assert domain_state(node, "stub") == DomainState.DEFINED
 
 
-async def test_start_aborts_a_shutdown_and_the_vm_stays_up(node: Running, store: Store) -> None:
+async def test_start_aborts_a_shutdown_and_the_vm_stays_up(node: Daemon, store: Store) -> None:
     define(store, "stub", stubborn=True, timeout=1)
     await status(store, "stub", state_is("running"))
-    domain_id = node.hv.domain("stub").domain_id  # type: ignore[union-attr]
+    domain_id = node.hypervisor.domain("stub").domain_id  # type: ignore[union-attr]
     set_spec(store, "stub", state="stopped")
     await status(store, "stub", state_is("shutting-down"))
     set_spec(store, "stub", state="running")
@@ -181,11 +151,11 @@ async def test_start_aborts_a_shutdown_and_the_vm_stays_up(node: Running, store:
                                                      and d["shutdownDeadline"] is None))
     await asyncio.sleep(1.5)  # past the old deadline: nothing may force it off now
     assert domain_state(node, "stub") == DomainState.RUNNING
-    assert node.hv.domain("stub").domain_id == domain_id  # type: ignore[union-attr]
+    assert node.hypervisor.domain("stub").domain_id == domain_id  # type: ignore[union-attr]
     assert store.get(store.paths.vm_status("stub")).doc["state"] == "running"
 
 
-async def test_a_force_stop_during_a_shutdown_destroys_at_once(node: Running,
+async def test_a_force_stop_during_a_shutdown_destroys_at_once(node: Daemon,
                                                                store: Store) -> None:
     define(store, "stub", stubborn=True, timeout=600)
     await status(store, "stub", state_is("running"))
@@ -196,18 +166,18 @@ async def test_a_force_stop_during_a_shutdown_destroys_at_once(node: Running,
     assert domain_state(node, "stub") == DomainState.DEFINED
 
 
-async def test_restart_runs_the_vm_again(node: Running, store: Store) -> None:
+async def test_restart_runs_the_vm_again(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
-    first = node.hv.domain("vm1").domain_id  # type: ignore[union-attr]
+    first = node.hypervisor.domain("vm1").domain_id  # type: ignore[union-attr]
     set_spec(store, "vm1", restartRequest=1)
     doc = await status(store, "vm1", lambda d: bool(d and d["state"] == "running"
                                                     and d["observedRestart"] == 1))
     assert doc["node"] == NODE
-    assert node.hv.domain("vm1").domain_id != first  # type: ignore[union-attr]
+    assert node.hypervisor.domain("vm1").domain_id != first  # type: ignore[union-attr]
 
 
-async def test_disable_stops_the_vm_as_disabled(node: Running, store: Store) -> None:
+async def test_disable_stops_the_vm_as_disabled(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
     set_spec(store, "vm1", state="disabled")
@@ -215,7 +185,7 @@ async def test_disable_stops_the_vm_as_disabled(node: Running, store: Store) -> 
     assert domain_state(node, "vm1") == DomainState.DEFINED
 
 
-async def test_a_deleted_vm_is_stopped_and_undefined(node: Running, store: Store) -> None:
+async def test_a_deleted_vm_is_stopped_and_undefined(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
     undefined = asyncio.get_running_loop().create_future()
@@ -228,10 +198,10 @@ async def test_a_deleted_vm_is_stopped_and_undefined(node: Running, store: Store
     node.daemon.event_listeners.append(on_event)
     store.delete(store.paths.vm("vm1"), recursive=True)
     await asyncio.wait_for(undefined, 10)
-    assert node.hv.domain("vm1") is None
+    assert node.hypervisor.domain("vm1") is None
 
 
-async def test_xml_change_while_running_requires_a_restart(node: Running, store: Store) -> None:
+async def test_xml_change_while_running_requires_a_restart(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
     set_spec(store, "vm1", xml=simple_domain_xml("vm1", memory_mib=1024))
@@ -242,33 +212,33 @@ async def test_xml_change_while_running_requires_a_restart(node: Running, store:
     doc = await status(store, "vm1", lambda d: bool(d and d["observedRestart"] == 1
                                                     and d["state"] == "running"))
     assert not any(c["type"] == "RestartRequired" for c in doc["conditions"])
-    assert node.hv.domain("vm1").memory_mib == 1024  # type: ignore[union-attr]
+    assert node.hypervisor.domain("vm1").memory_mib == 1024  # type: ignore[union-attr]
 
 
-async def test_a_vm_placed_elsewhere_is_left_alone(node: Running, store: Store) -> None:
+async def test_a_vm_placed_elsewhere_is_left_alone(node: Daemon, store: Store) -> None:
     define(store, "other", node="hv2")
     define(store, "mine")
     await status(store, "mine", state_is("running"))
-    assert node.hv.domain("other") is None
+    assert node.hypervisor.domain("other") is None
     assert store.get(store.paths.vm_status("other")).doc["state"] == "stopped"
 
 
 # --- restarts and adoption -------------------------------------------------------------------
 
 async def test_daemon_restart_adopts_running_vms_without_restarting_them(
-        node: Running, store: Store) -> None:
+        node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
-    first = node.hv.domain("vm1").domain_id  # type: ignore[union-attr]
+    first = node.hypervisor.domain("vm1").domain_id  # type: ignore[union-attr]
     await node.stop()
     await node.start()
     doc = await wait_doc(store, store.paths.vm_owner("vm1"), lambda d: d is not None, timeout=15)
     assert doc == {"node": NODE}
-    assert node.hv.domain("vm1").domain_id == first  # type: ignore[union-attr]
+    assert node.hypervisor.domain("vm1").domain_id == first  # type: ignore[union-attr]
     assert store.get(store.paths.vm_status("vm1")).doc["state"] == "running"
 
 
-async def test_daemon_restart_mid_shutdown_keeps_the_deadline(node: Running,
+async def test_daemon_restart_mid_shutdown_keeps_the_deadline(node: Daemon,
                                                               store: Store) -> None:
     define(store, "stub", stubborn=True, timeout=3)
     await status(store, "stub", state_is("running"))
@@ -286,7 +256,7 @@ async def test_daemon_restart_mid_shutdown_keeps_the_deadline(node: Running,
 async def test_a_domain_herd_does_not_know_is_left_alone(node_config: NodeConfig,
                                                          store: Store, tmp_path: Path) -> None:
     uri = write_node_file(tmp_path, "hv1b", domains=[simple_domain_xml("foreign")])
-    run = Running(replace(node_config, libvirt_uri=uri))
+    run = Daemon(replace(node_config, libvirt_uri=uri))
     await run.start()
     try:
         define(store, "mine")
@@ -297,10 +267,10 @@ async def test_a_domain_herd_does_not_know_is_left_alone(node_config: NodeConfig
         assert reported and "foreign" in reported[0]["message"]
     finally:
         await run.stop()
-        run.hv.close()
+        run.close()
 
 
-async def test_a_libvirt_failure_shows_as_failed_with_the_reason(node: Running,
+async def test_a_libvirt_failure_shows_as_failed_with_the_reason(node: Daemon,
                                                                  store: Store) -> None:
     # Valid for Herd's schema, refused by libvirt: an architecture it does not know.
     xml = simple_domain_xml("bad").replace("<type>hvm</type>", "<type arch='sparc99'>hvm</type>")
@@ -311,4 +281,4 @@ async def test_a_libvirt_failure_shows_as_failed_with_the_reason(node: Running,
     txn.commit(store, vms.define_ops(store.paths, vm))
     doc = await status(store, "bad", state_is("failed"))
     assert doc["reason"].startswith("start failed: cannot define domain 'bad'")
-    assert node.hv.domain("bad") is None
+    assert node.hypervisor.domain("bad") is None
