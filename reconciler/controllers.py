@@ -30,6 +30,7 @@ from typing import Any
 
 from reconciler.fencing import Fencer
 from reconciler.workqueue import Result
+from schemas.common import UP_STATES
 from schemas.domainxml import domain_resources
 from store import events, txn
 from store.client import Store, Versioned
@@ -40,8 +41,6 @@ from store.placement import NodeView, Planner, VMNeeds
 
 log = logging.getLogger(__name__)
 
-UP_STATES = frozenset({"starting", "running", "shutting-down", "stopping", "restarting",
-                       "migrating", "unknown"})
 NOT_FAILED = frozenset({"", "stop", "fenced", "dead"})
 STALE_RETRY = 0.2  # seconds: our cache lagged a write; it will have caught up by then
 

@@ -88,6 +88,12 @@ class VMState(StrEnum):
     UNKNOWN = "unknown"
 
 
+# Observed states in which a VM's guest may be up on some node: rename and delete refuse
+# them, the controllers count the VM as running there, the API shows its node.
+UP_STATES: frozenset[str] = frozenset(s.value for s in VMState) - {
+    VMState.STOPPED.value, VMState.FAILED.value, VMState.DISABLED.value}
+
+
 class ConditionStatus(StrEnum):
     """`status` of a VM condition."""
 

@@ -14,13 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas.common import API_VERSION
+from schemas.common import API_VERSION, UP_STATES
 from store.client import Versioned
 from store.codec import Doc
-
-# Observed states in which a VM's guest may be up somewhere.
-UP_STATES = frozenset({"starting", "running", "shutting-down", "stopping", "restarting",
-                       "migrating", "unknown"})
 
 
 @dataclass(frozen=True)

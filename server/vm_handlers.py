@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import ValidationError
 
+from schemas.common import UP_STATES
 from schemas.requests import (
     DeleteQuery,
     VMDefineRequest,
@@ -55,7 +56,6 @@ _VM_MODIFY_REQUEST = VMModifyRequest()
 _VM_RENAME_REQUEST = VMRenameRequest()
 _VM_SCHEMA = VMSchema()
 
-DELETABLE = frozenset({"stopped", "disabled", "failed"})
 
 
 def complete(rec: VMRecord) -> bool:
@@ -189,7 +189,7 @@ def _refuse_delete(tree: dict[str, Any], c: Ctx, name: str) -> None:
     owner = tree.get(p.vm_owner(name))
     status = tree.get(p.vm_status(name))
     state = status.doc.get("state", "stopped") if status is not None else "stopped"
-    if owner is not None or state not in DELETABLE:
+    if owner is not None or state in UP_STATES:
         node = owner.doc.get("node") if owner is not None else None
         where = f" on {node}" if node else ""
         raise ApiError(409, "not_stopped", f"VM {name!r} is {state}{where}; stop it first, "

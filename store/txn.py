@@ -29,6 +29,7 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
 )
 
+from schemas.common import UP_STATES
 from store import codec
 from store.client import Store, Versioned
 from store.codec import Doc
@@ -257,9 +258,6 @@ def delete_subtree_ops(tree: dict[str, Versioned]) -> list[Op]:
     return [Delete(p, tree[p].version) for p in ordered]
 
 
-RUNNING_STATES = frozenset({"starting", "running", "shutting-down", "stopping", "restarting",
-                            "migrating", "unknown"})
-
 Rewrite = Callable[[str, Doc], Doc]
 """Given a source znode's path below the VM and its document, the document for the target."""
 
@@ -292,7 +290,7 @@ def _refuse_running(tree: dict[str, Versioned], src: str, name: str) -> None:
         raise Refused(f"VM {name!r} is desired running; stop it before renaming")
     status = tree.get(src + "/status")
     state = status.doc.get("state") if status else None
-    if state in RUNNING_STATES:
+    if state in UP_STATES:
         raise Refused(f"VM {name!r} is {state}; stop it before renaming")
 
 

@@ -191,14 +191,6 @@ class ZooKeeperCluster:
                     m.process.wait(timeout=5)
             m.process = None
 
-    def watch_count(self, index: int = 0) -> int:
-        """How many watches the member holds in all (the `Total watches:` line of `wchs`)."""
-        answer = four_letter(self.members[index].client_port, "wchs")
-        for line in answer.splitlines():
-            if line.startswith("Total watches:"):
-                return int(line.split(":", 1)[1])
-        raise ValueError(f"unexpected wchs answer: {answer!r}")
-
     def session_watches(self, session_id: int, index: int = 0) -> list[str]:
         """Paths that session `session_id` watches on member `index` (from `wchc`)."""
         answer = four_letter(self.members[index].client_port, "wchc")
