@@ -37,7 +37,8 @@ def parse_limits(text: str) -> list[str]:
 
 
 def meta_body(*, limit: str | None, selector: str | None, autorestart: bool | None,
-              migration_method: str | None, shutdown_timeout: int | None) -> dict[str, Any]:
+              migration_method: str | None, shutdown_timeout: int | None,
+              migration_max_downtime: int | None = None) -> dict[str, Any]:
     """The metadata fields of a define or meta request: only the options given."""
     body: dict[str, Any] = {}
     if limit is not None:
@@ -50,6 +51,8 @@ def meta_body(*, limit: str | None, selector: str | None, autorestart: bool | No
         body["migration_method"] = migration_method
     if shutdown_timeout is not None:
         body["shutdown_timeout"] = shutdown_timeout
+    if migration_max_downtime is not None:
+        body["migration_max_downtime"] = migration_max_downtime
     return body
 
 
@@ -63,6 +66,8 @@ def meta_options(func: F) -> F:
                      help="start it again when its node comes back, if nothing else fits"),
         click.option("--migration-method", type=click.Choice([m.value for m in MigrationMethod]),
                      help="how it moves between nodes"),
+        click.option("--migration-max-downtime", type=click.IntRange(1, 60000), metavar="MS",
+                     help="longest final pause of a live migration (default: libvirt's)"),
         click.option("--shutdown-timeout", type=click.IntRange(1, 86400), metavar="SECONDS",
                      help="a graceful shutdown is forced after this long"),
     ]
@@ -106,13 +111,15 @@ def meta(ctl: Ctl, /, name: str, **options: Any) -> None:
     if not body:
         raise click.UsageError("nothing to change: give at least one of --limit, --selector, "
                                "--autorestart/--no-autorestart, --migration-method, "
-                               "--shutdown-timeout")
+                               "--migration-max-downtime, --shutdown-timeout")
     view = ctl.client.post(f"/vm/{name}/meta", body)
     emit(f"vm/{name} metadata changed")
     emit(pairs([("Limits", limits_text(view.get("limits"))),
                 ("Selector", selector_text(view.get("selector"))),
                 ("Autorestart", "yes" if view.get("autorestart") else "no"),
                 ("Migration method", str(view.get("migration_method"))),
+                ("Migration max downtime", f"{view['migration_max_downtime']} ms"
+                 if view.get("migration_max_downtime") else "libvirt default"),
                 ("Shutdown timeout", f"{view['shutdown_timeout']}s"
                  if view.get("shutdown_timeout") else "cluster default")]))
 

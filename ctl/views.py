@@ -160,6 +160,8 @@ def vm_info(vm: dict[str, Any], *, now: float | None = None,
                                    str(defaults.get("selector", DEFAULT_SELECTOR)))),
         ("Autorestart", dash(bool(meta.get("autorestart")))),
         ("Migration method", dash(meta.get("migrationMethod"))),
+        ("Max downtime", f"{meta['migrationMaxDowntime']} ms"
+         if meta.get("migrationMaxDowntime") else "-"),
         ("Shutdown timeout", _timeout_text(vm, defaults)),
         ("Conditions", conditions_text(_d(vm, "status", "conditions"))),
         ("Reason", dash(_d(vm, "status", "reason"))),

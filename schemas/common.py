@@ -325,6 +325,18 @@ def non_negative() -> validate.Range:
     return validate.Range(min=0, error="Must be 0 or more.")
 
 
+MAX_MIGRATION_DOWNTIME_MS = 60_000
+
+
+def migration_downtime_range() -> validate.Range:
+    """The longest final pause of a live migration: whole milliseconds, 1..60,000."""
+    return validate.Range(
+        min=1,
+        max=MAX_MIGRATION_DOWNTIME_MS,
+        error=f"Must be between 1 and {MAX_MIGRATION_DOWNTIME_MS} milliseconds.",
+    )
+
+
 def shutdown_timeout_range() -> validate.Range:
     """Shutdown timeouts: whole seconds, 1..MAX_SHUTDOWN_TIMEOUT."""
     return validate.Range(

@@ -132,6 +132,10 @@ class NodeStatusSchema(HerdSchema):
     libvirtUri = fields.String(
         load_default=None, validate=[validate.Length(max=1024), _validate_uri]
     )
+    # Where the other nodes' libvirtd reach this one for live migration.
+    migrationUri = fields.String(
+        load_default=None, validate=[validate.Length(max=1024), _validate_uri]
+    )
 
 
 class ClusterConfigSchema(HerdSchema):

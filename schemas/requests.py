@@ -39,6 +39,7 @@ from schemas.common import (
     Text,
     VMState,
     limits_field,
+    migration_downtime_range,
     shutdown_timeout_range,
 )
 from schemas.domainxml import domain_name, normalize_domain_xml
@@ -55,6 +56,7 @@ META_KEYS = {
     "selector": "selector",
     "autorestart": "autorestart",
     "migration_method": "migrationMethod",
+    "migration_max_downtime": "migrationMaxDowntime",
 }
 # Request field → key in `spec` of the stored VM.
 SPEC_KEYS = {"state": "state", "node": "node", "shutdown_timeout": "shutdownTimeout", "xml": "xml"}
@@ -144,7 +146,7 @@ class VMModifyRequest(_AtLeastOne):
     _name_required = False  # define: the XML must name the VM when no name is given
     AT_LEAST_ONE: tuple[str, ...] = (
         "xml", "node", "limits", "selector", "autorestart", "migration_method",
-        "shutdown_timeout", "state",
+        "migration_max_downtime", "shutdown_timeout", "state",
     )
 
     xml = _xml_field()
@@ -154,6 +156,7 @@ class VMModifyRequest(_AtLeastOne):
     selector = Choice(Selector)
     autorestart = StrictBool()
     migration_method = Choice(MigrationMethod)
+    migration_max_downtime = StrictInt(allow_none=True, validate=migration_downtime_range())
     shutdown_timeout = StrictInt(allow_none=True, validate=shutdown_timeout_range())
     state = Choice(DesiredState)
 
@@ -250,12 +253,14 @@ class VMMetaRequest(_AtLeastOne):
     class Meta:
         unknown = RAISE
 
-    AT_LEAST_ONE = ("limits", "selector", "autorestart", "migration_method", "shutdown_timeout")
+    AT_LEAST_ONE = ("limits", "selector", "autorestart", "migration_method",
+                    "migration_max_downtime", "shutdown_timeout")
 
     limits = NameList()
     selector = Choice(Selector)
     autorestart = StrictBool()
     migration_method = Choice(MigrationMethod)
+    migration_max_downtime = StrictInt(allow_none=True, validate=migration_downtime_range())
     shutdown_timeout = StrictInt(allow_none=True, validate=shutdown_timeout_range())
 
 

@@ -33,6 +33,7 @@ from schemas.common import (
     api_version_field,
     kind_field,
     limits_field,
+    migration_downtime_range,
     non_negative,
     shutdown_timeout_range,
     validate_epoch,
@@ -51,6 +52,8 @@ class VMMetaSchema(HerdSchema):
     selector = Choice(Selector, load_default=Selector.NONE.value)
     autorestart = StrictBool(load_default=False)
     migrationMethod = Choice(MigrationMethod, load_default=MigrationMethod.ANY.value)
+    # The final pause a live migration may take, in ms; absent or None: libvirt's default.
+    migrationMaxDowntime = StrictInt(allow_none=True, validate=migration_downtime_range())
 
 
 def _default_meta() -> dict[str, Any]:

@@ -49,6 +49,7 @@ class VMMetaView(Schema):
     selector = fields.String(required=True)
     autorestart = fields.Boolean(required=True)
     migration_method = fields.String(required=True)
+    migration_max_downtime = fields.Integer(required=True, allow_none=True)
     shutdown_timeout = fields.Integer(required=True, allow_none=True)
     resourceVersion = fields.String(required=True)
 

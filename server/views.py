@@ -97,6 +97,7 @@ def vm_meta(rec: VMRecord) -> Doc:
             "selector": meta.get("selector", "none"),
             "autorestart": meta.get("autorestart", False),
             "migration_method": meta.get("migrationMethod", "any"),
+            "migration_max_downtime": meta.get("migrationMaxDowntime"),
             "shutdown_timeout": rec.spec_doc.get("shutdownTimeout"),
             "resourceVersion": str(rec.spec.mzxid)}
 

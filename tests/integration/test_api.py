@@ -140,10 +140,12 @@ async def api(zk_hosts: str, zk_root: str, tmp_path: Path) -> AsyncIterator[Api]
 
 async def test_define_then_get_shows_metadata_and_znodes(api: Api, store: Store) -> None:
     body = await api.define("web1", limits=["hv1", "hv2"], selector="vms", autorestart=True,
-                            migration_method="shutdown", node="hv2", shutdown_timeout=30)
+                            migration_method="shutdown", node="hv2", shutdown_timeout=30,
+                            migration_max_downtime=50)
     assert body["metadata"]["name"] == "web1" and body["metadata"]["generation"] == 1
     assert body["spec"]["meta"] == {"limits": ["hv1", "hv2"], "selector": "vms",
-                                    "autorestart": True, "migrationMethod": "shutdown"}
+                                    "autorestart": True, "migrationMethod": "shutdown",
+                                    "migrationMaxDowntime": 50}
     assert body["placement"]["node"] == "hv2" and body["status"]["state"] == "stopped"
     status, got = await api.get("/vm/web1")
     assert status == 200 and got == body
@@ -152,6 +154,7 @@ async def test_define_then_get_shows_metadata_and_znodes(api: Api, store: Store)
     status, meta = await api.get("/vm/web1/meta")
     assert meta == {"name": "web1", "limits": ["hv1", "hv2"], "selector": "vms",
                     "autorestart": True, "migration_method": "shutdown", "shutdown_timeout": 30,
+                    "migration_max_downtime": 50,
                     "resourceVersion": got["metadata"]["resourceVersion"]}
 
 

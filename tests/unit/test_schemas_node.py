@@ -68,6 +68,7 @@ STATUS = {
     "version": "0.1.0",
     "address": "10.0.0.1:16509",
     "libvirtUri": "qemu:///system?socket=/run/n1/libvirt-sock",
+    "migrationUri": "qemu+tcp://10.0.0.1/system",
 }
 
 
@@ -80,6 +81,7 @@ def test_node_status_round_trips_and_defaults() -> None:
         "resources": {"memTotal": 0, "memFree": 0, "memUsed": 0, "memAlloc": 0, "memProv": 0,
                       "vcpuTotal": 0, "vcpuAlloc": 0, "load": 0.0, "vms": 0},
         "heartbeat": 0.0, "version": "", "address": None, "libvirtUri": None,
+        "migrationUri": None,
     }
 
 

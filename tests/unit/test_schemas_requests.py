@@ -30,9 +30,11 @@ from schemas import (
 NAMED = "<domain type='test'><name>web1</name><memory unit='MiB'>64</memory></domain>"
 UNNAMED = "<domain type='test'><memory unit='MiB'>64</memory></domain>"
 MODIFY_FIELDS = (
-    "xml, node, limits, selector, autorestart, migration_method, shutdown_timeout, state"
+    "xml, node, limits, selector, autorestart, migration_method, migration_max_downtime, "
+    "shutdown_timeout, state"
 )
-META_FIELDS = "limits, selector, autorestart, migration_method, shutdown_timeout"
+META_FIELDS = ("limits, selector, autorestart, migration_method, migration_max_downtime, "
+               "shutdown_timeout")
 
 
 def errors(schema: Schema, doc: Any) -> Any:
@@ -89,7 +91,7 @@ def test_define_with_a_name_fills_in_the_xml() -> None:
             "Name 'Web1' must be lowercase; use 1-63 characters: lowercase letters a-z, "
             "digits 0-9, '-' and '.', starting and ending with a letter or a digit."]}),
         ({"xml": NAMED, "labels": {}}, {"labels": [
-            "Unknown field; allowed fields: autorestart, limits, migration_method, name, node, "
+            "Unknown field; allowed fields: autorestart, limits, migration_max_downtime, migration_method, name, node, "
             "selector, shutdown_timeout, state, xml."]}),
         ({"xml": NAMED, "state": "started"}, {"state": [
             "Invalid state 'started'; must be one of: running, stopped, disabled."]}),
@@ -166,7 +168,7 @@ def test_meta_requires_one_field_and_patches_only_given_keys() -> None:
     message = f"No field given; one of {META_FIELDS} is required."
     assert errors(VMMetaRequest(), {}) == {"_schema": [message]}
     assert errors(VMMetaRequest(), {"xml": NAMED}) == {
-        "xml": ["Unknown field; allowed fields: autorestart, limits, migration_method, "
+        "xml": ["Unknown field; allowed fields: autorestart, limits, migration_max_downtime, migration_method, "
                 "selector, shutdown_timeout."],
         "_schema": [message],
     }

@@ -112,7 +112,8 @@ def test_unknown_fields_are_rejected_and_named_at_every_level() -> None:
                 "state, stopMode, xml."
             ],
             "meta": {"limit": [
-                "Unknown field; allowed fields: autorestart, limits, migrationMethod, selector."
+                "Unknown field; allowed fields: autorestart, limits, migrationMaxDowntime, "
+                "migrationMethod, selector."
             ]},
         },
     }
