@@ -38,6 +38,9 @@ class NodeConfig:
     log_level: str
     fence: dict[str, Any] = field(default_factory=dict)
     event_log: str | None = None
+    migration_uri: str | None = None
+    migration_concurrency: int = 2
+    migration_timeout: float = 300.0
 
 
 def _positive(maximum: float) -> validate.Range:
@@ -73,6 +76,16 @@ class NodeConfigSchema(Schema):
     # A file that gets one JSON line per libvirt lifecycle event (for history checkers).
     event_log = fields.String(load_default=None, allow_none=True,
                               validate=validate.Length(min=1, max=4096))
+
+    # Where the other nodes' libvirtd reach this one for live migration; published in the
+    # node's status. Default: qemu+tcp://<address>/system when `address` is set.
+    migration_uri = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        r"^[a-z][a-z0-9+]*://", error="must be a libvirt URI such as qemu+tls://host/system"))
+    # Outgoing live migrations at once (more wait for a slot), and how long one may take
+    # before it is aborted (the guest then stays here, running).
+    migration_concurrency = fields.Integer(load_default=2, validate=validate.Range(
+        min=1, max=64, error="must be between 1 and 64"))
+    migration_timeout = fields.Float(load_default=300.0, validate=_positive(86400))
 
     @validates_schema
     def _fence(self, data: dict[str, Any], **_kw: Any) -> None:
@@ -111,4 +124,6 @@ def load_config(path: Path | None, overrides: Mapping[str, Any]) -> NodeConfig:
             raise ConfigError(f"config: name: the hostname {host!r} is not a valid node name; "
                               "set name explicitly") from None
         loaded["name"] = host
+    if loaded["migration_uri"] is None and loaded["address"]:
+        loaded["migration_uri"] = f"qemu+tcp://{loaded['address']}/system"
     return NodeConfig(**loaded)

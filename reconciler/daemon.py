@@ -33,7 +33,7 @@ from reconciler.node import (
     node_snapshot,
     spec_domain_state,
 )
-from reconciler.vmreconcile import VMReconciler
+from reconciler.vmreconcile import MigrationLimits, VMReconciler
 from reconciler.workqueue import WorkQueue
 from store import events
 from store.client import Store
@@ -77,9 +77,12 @@ class NodeDaemon:
         self.registration = NodeRegistration(
             self.store, self.name, libvirt_uri=config.libvirt_uri,
             coordinator=config.coordinator, initial_domain_state=config.initial_domain_state,
-            address=config.address)
-        self.reconciler = VMReconciler(self.name, self.store, vms=self.vms, hypervisor=self.hv,
-                                       cluster_default=self.cluster_default)
+            address=config.address, migration_uri=config.migration_uri)
+        self.reconciler = VMReconciler(
+            self.name, self.store, vms=self.vms, hypervisor=self.hv,
+            cluster_default=self.cluster_default, wake=self._enqueue,
+            migrations=MigrationLimits(concurrency=config.migration_concurrency,
+                                       timeout=config.migration_timeout))
         self.queue = WorkQueue(self.reconciler.reconcile, workers=config.workers)
         self.provisioned = ProvisionedMemory(self.name, self.vms)
         self.coordinator = Coordinator(

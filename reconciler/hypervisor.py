@@ -159,6 +159,15 @@ def _info_or_none(dom: libvirt.virDomain) -> list[int] | None:
         raise
 
 
+@dataclass(frozen=True)
+class MigrationStats:
+    """What libvirt measured of a completed migration."""
+
+    elapsed_ms: int  # from the start of the job to its end
+    downtime_ms: int  # the guest's final pause
+    transferred_bytes: int
+
+
 class HypervisorError(Exception):
     """A libvirt call failed; `code` is libvirt's error code (`VIR_ERR_*`) when there is one."""
 
@@ -633,6 +642,40 @@ class Hypervisor:
                 dom.migrateSetMaxDowntime(max_downtime_ms)
         params = {} if migrate_uri is None else {libvirt.VIR_MIGRATE_PARAM_URI: migrate_uri}
         self._migrate(dom, dest_uri, params, timeout_s=timeout_s, what=what)
+
+    def migrating_out(self, name: str) -> bool:
+        """True while an outgoing migration job of the domain runs here (one this daemon
+        started before a restart, or someone else's)."""
+        dom = self._find(name)
+        if dom is None:
+            return False
+        try:
+            stats = dom.jobStats()
+        except libvirt.libvirtError as err:
+            if err.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_SUPPORT,
+                                        libvirt.VIR_ERR_OPERATION_INVALID):
+                return False
+            raise HypervisorError(f"cannot read the job of {name!r}: "
+                                  f"{err.get_error_message()}", code=err.get_error_code()) from err
+        return bool(stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE
+                    and stats.get("operation") == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+
+    def completed_migration(self, name: str) -> MigrationStats | None:
+        """The statistics of the last migration that brought the domain here (libvirt keeps
+        the completed job's on the destination too), or None when there are none."""
+        dom = self._find(name)
+        if dom is None:
+            return None
+        try:
+            stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        except libvirt.libvirtError:
+            return None
+        if stats.get("operation") not in (libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN,
+                                          libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT):
+            return None
+        return MigrationStats(elapsed_ms=int(stats.get("time_elapsed", 0)),
+                              downtime_ms=int(stats.get("downtime", 0)),
+                              transferred_bytes=int(stats.get("data_processed", 0)))
 
     def _migrate(self, dom: libvirt.virDomain, dest_uri: str, params: dict[str, str], *,
                  timeout_s: float | None, what: str) -> None:

@@ -108,13 +108,15 @@ class NodeRegistration:
     """Creates and maintains this node's znodes."""
 
     def __init__(self, store: Store, name: str, *, libvirt_uri: str, coordinator: bool,
-                 initial_domain_state: str, address: str | None = None) -> None:
+                 initial_domain_state: str, address: str | None = None,
+                 migration_uri: str | None = None) -> None:
         self.store = store
         self.name = name
         self.libvirt_uri = libvirt_uri
         self.coordinator = coordinator
         self.initial_domain_state = initial_domain_state
         self.address = address
+        self.migration_uri = migration_uri
         self.daemon_state = "init"
         self._last: Doc | None = None
         self._lock = threading.Lock()
@@ -160,7 +162,8 @@ class NodeRegistration:
 
     def status_doc(self, resources: Resources) -> Doc:
         return {"daemonState": self.daemon_state, "resources": resources.doc(),
-                "version": VERSION, "libvirtUri": self.libvirt_uri, "address": self.address}
+                "version": VERSION, "libvirtUri": self.libvirt_uri, "address": self.address,
+                "migrationUri": self.migration_uri}
 
     def publish(self, resources: Resources, *, initial_domain_state: Callable[[], str],
                 heartbeat: bool) -> bool:

@@ -19,16 +19,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.hypervisor import DomainInfo, DomainState, Hypervisor, HypervisorError
 from reconciler.workqueue import Result
 from statemachine import Action, Desired, Observed, Recorded, Step, VMState, plan
-from store import txn
+from store import events, txn
 from store.client import Store, Versioned
 from store.codec import Doc
-from store.errors import AlreadyExists, Conflict, NotFound
+from store.errors import AlreadyExists, Conflict
 from store.informer import Change, Informer
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 UP = (DomainState.RUNNING, DomainState.PAUSED)
 STATES = frozenset(s.value for s in VMState)
 OWNER_WAIT = 2.0  # look again this soon while another session holds the owner znode
+
+
+@dataclass(frozen=True)
+class MigrationLimits:
+    """Outgoing live migrations at once per node, and the time one may take."""
+
+    concurrency: int = 2
+    timeout: float = 300.0
 
 
 def xml_hash(xml: str) -> str:
@@ -66,7 +74,9 @@ class VMReconciler:
 
     def __init__(self, node: str, store: Store, *, vms: Informer, hypervisor: Hypervisor,
                  cluster_default: Callable[[str, Any], Any],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 wake: Callable[[str], None] = lambda _name: None,
+                 migrations: MigrationLimits = MigrationLimits()) -> None:
         self.node = node
         self.store = store
         self.vms = vms
@@ -77,6 +87,11 @@ class VMReconciler:
         # Names ZooKeeper has had while we watched: a domain whose name never appeared there
         # is not Herd's, and is left alone (reported), never destroyed.
         self.known: set[str] = set()
+        self.wake = wake  # re-queue a VM (thread-safe)
+        self.limits = migrations
+        self._outbound: set[str] = set()  # VMs migrating out of here now
+        self._slot_waiters: set[str] = set()  # VMs waiting for an outbound migration slot
+        self._live_failed: dict[str, str] = {}  # VM -> target a live migration failed to
 
     # --- reading -------------------------------------------------------------------------
 
@@ -118,8 +133,11 @@ class VMReconciler:
         domain = await asyncio.to_thread(self.hv.domain, name)
         if not self.responsible(view, domain):
             return await self._tidy(view, domain)
-        step = plan(self.desired(view), self.observed(domain), self.recorded(view),
-                    now=self.clock())
+        if self._incoming(view, domain):
+            return Result.after(OWNER_WAIT)  # the source still owns it; woken when it lets go
+        migrating_out = await self._migrating_out(view, domain)
+        step = plan(self.desired(view), self.observed(domain, migrating_out=migrating_out),
+                    self.recorded(view), now=self.clock())
         if step.action == Action.START:
             claim = self._claim_ops(view)
             if claim is None:
@@ -129,13 +147,27 @@ class VMReconciler:
             except AlreadyExists:
                 return Result.after(OWNER_WAIT)
             await self._act(step, view)
+        elif step.action == Action.MIGRATE_LIVE:
+            return await self._migrate(view, step, domain)
         elif step.action in (Action.RELEASE, Action.UNDEFINE):
             await self._act(step, view)
             await self._write_status(view, step, domain, with_ops=self._release_ops(view))
         else:
-            await self._sync_owner(view, domain)
-            await self._act(step, view)
-            await self._write_status(view, step, domain)
+            return await self._settle(view, step, domain)
+        return Result.done() if step.requeue_after is None else Result.after(step.requeue_after)
+
+    async def _settle(self, view: View, step: Step, domain: DomainInfo | None) -> Result:
+        """Every other step: act, then write status with the owner claimed (running here,
+        unowned: adopted, or arrived by live migration) or released (off here) in the
+        same transaction."""
+        ops = self._owner_ops(view, domain)
+        await self._act(step, view)
+        try:
+            await self._write_status(view, step, domain, with_ops=ops)
+        except AlreadyExists:
+            return Result.after(OWNER_WAIT)
+        if any(isinstance(op, txn.Create) for op in ops):
+            await self._record_arrival(view)
         return Result.done() if step.requeue_after is None else Result.after(step.requeue_after)
 
     def desired(self, view: View) -> Desired:
@@ -148,14 +180,16 @@ class VMReconciler:
             restart_request=int(spec.get("restartRequest", 0)),
             placed_here=view.placement.get("node") == self.node,
             migration_method=meta.get("migrationMethod", "any"),
-            live_supported=self.hv.live_migration_supported,
+            live_supported=self.hv.live_migration_supported
+            and self._live_failed.get(view.name) != view.placement.get("node"),
             shutdown_timeout=float(timeout),
             exists=view.exists,
         )
 
     @staticmethod
-    def observed(domain: DomainInfo | None) -> Observed:
-        return Observed(domain=str(domain.state) if domain else "absent")  # type: ignore[arg-type]
+    def observed(domain: DomainInfo | None, *, migrating_out: bool = False) -> Observed:
+        return Observed(domain=str(domain.state) if domain else "absent",  # type: ignore[arg-type]
+                        migrating_out=migrating_out)
 
     @staticmethod
     def recorded(view: View) -> Recorded:
@@ -184,39 +218,34 @@ class VMReconciler:
             return []
         return [txn.Delete(self.store.paths.vm_owner(view.name), view.owner.version)]
 
-    async def _claim(self, view: View) -> bool:
-        """Own the VM before starting it; False while another session holds it."""
-        if self._ours(view.owner):
-            return True
-        if view.owner is not None:
-            log.info("%s: owned by %s (session %x); waiting", view.name,
-                     view.owner.doc.get("node"), view.owner.stat.ephemeralOwner)
-            return False
-        try:
-            await asyncio.to_thread(self.store.create, self.store.paths.vm_owner(view.name),
-                                    {"node": self.node}, ephemeral=True)
-        except AlreadyExists:
-            return False
-        return True
-
-    async def _sync_owner(self, view: View, domain: DomainInfo | None) -> None:
-        """Running here: hold the owner znode. Off here: let it go."""
+    def _owner_ops(self, view: View, domain: DomainInfo | None) -> list[txn.Op]:
+        """Running here: hold the owner znode (claim it if free). Off here: let it go."""
         up = domain is not None and domain.state in UP
         if up and view.owner is None and view.exists:
-            await self._claim(view)
-        elif up and view.owner is not None and not self._ours(view.owner):
+            return [txn.Create(self.store.paths.vm_owner(view.name), {"node": self.node},
+                               ephemeral=True)]
+        if up and view.owner is not None and not self._ours(view.owner):
             log.error("%s runs here but %s owns it", view.name, view.owner.doc.get("node"))
-        elif not up and self._ours(view.owner):
-            await self._release_owner(view)
+        if not up:
+            return self._release_ops(view)
+        return []
 
-    async def _release_owner(self, view: View) -> None:
-        if view.owner is None:
-            return
-        try:
-            await asyncio.to_thread(self.store.delete, self.store.paths.vm_owner(view.name),
-                                    version=view.owner.version)
-        except NotFound:
-            pass
+    def _incoming(self, view: View, domain: DomainInfo | None) -> bool:
+        """The domain runs here, placed here, while another node's session owns the VM: a
+        live migration from there, not finished until that node reports it gone and lets
+        the owner znode go. Until then the source speaks for the VM."""
+        up = domain is not None and domain.state in UP
+        return (up and view.exists and view.placement.get("node") == self.node
+                and view.owner is not None and not self._ours(view.owner)
+                and view.owner.doc.get("node") != self.node)
+
+    async def _migrating_out(self, view: View, domain: DomainInfo | None) -> bool:
+        """An outgoing migration job of the domain runs here (say, one this daemon started
+        before it restarted): only where live migration exists and the VM is placed away."""
+        if (domain is None or domain.state not in UP or not self.hv.live_migration_supported
+                or view.placement.get("node") in (None, self.node)):
+            return False
+        return await asyncio.to_thread(self.hv.migrating_out, view.name)
 
     # --- acting ------------------------------------------------------------------------------
 
@@ -248,17 +277,87 @@ class VMReconciler:
             await asyncio.to_thread(self.hv.destroy, name)
         elif step.action in (Action.RELEASE, Action.UNDEFINE):
             await asyncio.to_thread(self.hv.undefine, name)
-        elif step.action == Action.MIGRATE_LIVE:
-            await self._migrate_live(view)
         if step.action != Action.NONE:
             log.info("%s: %s (%s)", name, step.action, step.reason)
 
-    async def _migrate_live(self, view: View) -> None:
-        target = view.placement.get("node")
-        status = self.store.paths.node_status(str(target))
-        node_status = await asyncio.to_thread(self.store.get, status)
-        uri = node_status.doc.get("migrationUri") or node_status.doc.get("libvirtUri")
-        await asyncio.to_thread(self.hv.migrate_live, view.name, str(uri))
+    # --- live migration ------------------------------------------------------------------
+
+    async def _migrate(self, view: View, step: Step, domain: DomainInfo | None) -> Result:
+        """Say `migrating` (source, target), then migrate peer to peer, within the node's
+        concurrency limit; a VM over the limit waits (status says so) and is woken when a
+        migration ends. Ownership stays here until the domain is gone here (`_settle`)."""
+        name = view.name
+        if len(self._outbound) >= self.limits.concurrency:
+            self._slot_waiters.add(name)
+            waiting = replace(step, reason=f"waiting for a migration slot "
+                                           f"({len(self._outbound)} in flight from {self.node})")
+            await self._write_status(view, waiting, domain)
+            return Result.done()
+        self._outbound.add(name)
+        self._slot_waiters.discard(name)
+        try:
+            await self._write_status(view, step, domain)
+            await self._do_migrate(view)
+        except HypervisorError as e:
+            return await self._live_failure(view, step, e)
+        finally:
+            self._outbound.discard(name)
+            for waiter in sorted(self._slot_waiters):
+                self.wake(waiter)
+        log.info("%s: live-migrated to %s", name, view.placement.get("node"))
+        return Result.after(0)  # gone here now: hand the owner znode over
+
+    async def _do_migrate(self, view: View) -> None:
+        target = str(view.placement.get("node"))
+        node_status = await asyncio.to_thread(self.store.get,
+                                              self.store.paths.node_status(target))
+        uri = node_status.doc.get("migrationUri")
+        if not uri:
+            raise HypervisorError(f"node {target} publishes no migration URI (set address or "
+                                  "migration_uri in its herd-node config)")
+        downtime = view.spec_doc.get("meta", {}).get("migrationMaxDowntime")
+        await asyncio.to_thread(self.hv.migrate_live, view.name, str(uri),
+                                max_downtime_ms=downtime, timeout_s=self.limits.timeout)
+
+    async def _live_failure(self, view: View, step: Step, error: HypervisorError) -> Result:
+        """Method `any`: fall back to shutdown-and-start (the next plan sees live migration
+        as unavailable for this target). Method `live`: status failed, retried with backoff."""
+        target = str(view.placement.get("node"))
+        method = view.spec_doc.get("meta", {}).get("migrationMethod", "any")
+        await asyncio.to_thread(
+            events.record, self.store, "migration-failed",
+            f"{view.name}: live migration {self.node} -> {target} failed: {error}",
+            vm=view.name, source=self.node, target=target,
+            fallback="shutdown" if method == "any" else None)
+        if method != "any":
+            await asyncio.to_thread(self._record_failure, view.name, step, error)
+            raise error
+        log.warning("%s: live migration to %s failed (%s); migrating by shutdown",
+                    view.name, target, error)
+        self._live_failed[view.name] = target
+        return Result.after(0)
+
+    async def _record_arrival(self, view: View) -> None:
+        """The owner znode was just claimed here: if the VM came by live migration, record
+        it in the cluster's events (start, end, duration, libvirt's downtime)."""
+        moving = (view.status.doc.get("migration") if view.status else None) or {}
+        if moving.get("target") != self.node or moving.get("method") != "live":
+            return
+        stats = await asyncio.to_thread(self.hv.completed_migration, view.name)
+        started, ended = float(moving.get("started", 0.0)), self.clock()
+        about: dict[str, Any] = {"vm": view.name, "source": moving.get("source"),
+                                 "target": self.node, "started": started, "ended": ended,
+                                 "duration": round(ended - started, 3)}
+        if stats is not None:
+            about.update(downtimeMs=stats.downtime_ms, libvirtMs=stats.elapsed_ms)
+        try:
+            await asyncio.to_thread(
+                events.record, self.store, "migrated",
+                f"{view.name}: live-migrated {about['source']} -> {self.node} in "
+                f"{about['duration']:.2f}s (downtime {about.get('downtimeMs', '?')} ms)",
+                **about)
+        except Exception:  # the record is history, not state: never fail the reconcile
+            log.exception("%s: cannot record the migration event", view.name)
 
     async def _tidy(self, view: View, domain: DomainInfo | None) -> Result:
         """Not ours to run: a shut-off leftover definition here is removed, nothing written."""
@@ -335,6 +434,7 @@ class VMReconciler:
     def forget(self, name: str) -> None:
         """The VM and its domain are gone: drop what we remembered of it."""
         self._written.pop(name, None)
+        self._live_failed.pop(name, None)
         self.known.discard(name)
 
 

@@ -93,6 +93,21 @@ def _wait_exit(record: ProcessRecord, timeout: float) -> bool:
         os.close(fd)
 
 
+def wait_pid(pid: int, *, timeout: float) -> bool:
+    """Wait (on a pidfd) until `pid` exits; True once gone or a zombie (a process that is
+    not our child may never be reaped here), False if it still runs after `timeout`."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+    finally:
+        os.close(fd)
+
+
 def _signal_group(record: ProcessRecord, sig: int) -> None:
     """Signal the process's group (it leads a session: pgid == pid), then the process."""
     if not alive(record):

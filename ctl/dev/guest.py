@@ -1,0 +1,57 @@
+"""The guest of demos and real-hypervisor tests: a small disk-less QEMU domain.
+
+`guest_xml(name)` is a domain that really boots firmware (SeaBIOS) in well under a second
+and, as SeaBIOS does, ignores ACPI shutdown: a stubborn guest, so that graceful shutdowns
+run into their timeout and are forced, as with a real guest that hangs. It has no disks,
+network, graphics, serial, USB or balloon, so it migrates live in about two seconds.
+`type='kvm'` where /dev/kvm is usable (`kvm_usable()` really creates a VM: a VM inside
+a VM may have the device node without working KVM), TCG (`type='qemu'`) otherwise.
+Called by `ctl.dev.cluster` (dev up --hypervisor qemu), `ctl.demo`, the real-QEMU e2e
+tests and bench/. No libvirt import: the XML is plain text.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+KVM_DEVICE = Path("/dev/kvm")
+_KVM_GET_API_VERSION = 0xAE00
+_KVM_API_VERSION = 12
+_KVM_CREATE_VM = 0xAE01
+
+
+def kvm_usable() -> bool:
+    """/dev/kvm opens, speaks KVM's stable API and creates a VM."""
+    try:
+        fd = os.open(KVM_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if fcntl.ioctl(fd, _KVM_GET_API_VERSION) != _KVM_API_VERSION:
+            return False
+        os.close(fcntl.ioctl(fd, _KVM_CREATE_VM, 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def guest_xml(name: str, *, memory_mib: int = 32, kvm: bool | None = None) -> str:
+    """The stubborn disk-less guest. `kvm`: None picks KVM when usable, else TCG."""
+    use_kvm = kvm_usable() if kvm is None else kvm
+    return (
+        f"<domain type='{'kvm' if use_kvm else 'qemu'}'>"
+        f"<name>{escape(name)}</name>"
+        f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type>"
+        "<bios useserial='no' rebootTimeout='-1'/></os>"
+        "<features><acpi/></features>"
+        "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
+        "<on_crash>destroy</on_crash>"
+        "<devices><controller type='usb' model='none'/><memballoon model='none'/>"
+        "</devices></domain>"
+    )
