@@ -38,13 +38,17 @@ def dev_group() -> None:
               help="how many node daemons")
 @click.option("--timeout", type=click.FloatRange(1, 600), default=90, show_default=True,
               help="seconds to wait until everything is healthy")
+@click.option("--hypervisor", type=click.Choice(["test", "qemu"]), default="test",
+              show_default=True, help="test: libvirt's test driver per node (fast, no guests); "
+              "qemu: a real libvirtd per node in namespaces of its own (root; live migration)")
 @dir_option
-def up(nodes: int, timeout: float, *, directory: Path | None) -> None:
+def up(nodes: int, timeout: float, hypervisor: str, *, directory: Path | None) -> None:
     """Start ZooKeeper, the node daemons and the API; return once all are healthy."""
     directory = (directory or default_dir()).expanduser().resolve()
     started = time.monotonic()
     try:
-        dev = cluster.up(directory, nodes=nodes, timeout=timeout, say=emit)
+        dev = cluster.up(directory, nodes=nodes, timeout=timeout, say=emit,
+                         hypervisor=hypervisor)
     except cluster.DevError as e:
         raise DevFailure(str(e)) from None
     emit(f"dev cluster up in {time.monotonic() - started:.1f}s; API {dev.url}")
@@ -64,6 +68,19 @@ def down(directory: Path | None) -> None:
         raise DevFailure(str(e)) from None
     emit(f"dev cluster down ({len(stopped)} processes)" if stopped
          else f"no dev cluster recorded in {directory}")
+
+
+@dev_group.command("start-node")
+@click.argument("name")
+@dir_option
+def start_node(name: str, directory: Path | None) -> None:
+    """Start a node's herd-node again (after a kill or a fence); a QEMU host that was
+    powered off boots first."""
+    directory = (directory or default_dir()).expanduser().resolve()
+    try:
+        cluster.revive_node(directory, name, say=emit)
+    except cluster.DevError as e:
+        raise DevFailure(str(e)) from None
 
 
 PROCESS_COLUMNS = (

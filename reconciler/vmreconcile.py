@@ -376,8 +376,9 @@ class VMReconciler:
         running = step.action == Action.START or (domain is not None and domain.state in UP
                                                   and step.action not in (Action.DESTROY,))
         spec_xml = view.spec_doc.get("xml", "")
+        keeps = running or step.state == VMState.MIGRATING  # the guest moves, as it was
         run_hash = (xml_hash(spec_xml) if step.action == Action.START
-                    else old.get("runningXmlHash") if running else None)
+                    else old.get("runningXmlHash") if keeps else None)
         new = {**old, "state": str(step.state), "node": self.node if running else None,
                "reason": step.reason, "shutdownDeadline": step.shutdown_deadline,
                "observedRestart": step.observed_restart, "runningXmlHash": run_hash,

@@ -218,9 +218,11 @@ class Lifecycle:
         self.observed_restart = self.desired.restart_request
 
     def record_running(self) -> None:
-        if self.source in SHUTDOWN_PHASES:
+        if self.source == S.MIGRATING:
+            reason = "running (migration ended)"
+        elif self.source in SHUTDOWN_PHASES:
             reason = f"{self.source.value} aborted: desired state is running, the VM stays up"
-        elif self.source in (S.RUNNING, S.STARTING, S.MIGRATING):
+        elif self.source in (S.RUNNING, S.STARTING):
             reason = "running"
         else:
             reason = "adopted the running domain"

@@ -24,13 +24,14 @@ from typing import Any
 
 from ctl.client import ApiError, Client, Unreachable
 from ctl.dev import processes, state
-from ctl.dev.nodes import node_config, write_fence_agent, write_node_file
+from ctl.dev.nodes import node_config, write_fence_agent, write_node_file, write_qemu_fence_agent
 from ctl.dev.processes import ProcessRecord
+from ctl.dev.qemu import HostsUnavailable, QemuHosts
 from ctl.dev.state import DevState
 from ctl.dev.zookeeper import ZooKeeperCluster, ZooKeeperUnavailable
 
 Say = Callable[[str], None]
-RUNTIME = ("zookeeper", "nodes", "api.log", "tokens", "api.tmp")  # what `up` starts afresh
+RUNTIME = ("zookeeper", "nodes", "api.log", "tokens", "api.tmp", "hosts")  # what `up` starts afresh
 MARKER = ".herdctl-dev"  # `up` cleans only a directory that holds this file (or is empty)
 POLL = 0.05  # seconds between looks at a child's start-up output (see `_serving_url`)
 
@@ -53,10 +54,11 @@ def binary(name: str) -> str:
 class Launch:
     """One `dev up` in progress: the state so far and the children to reap."""
 
-    def __init__(self, directory: Path, *, nodes: int, say: Say) -> None:
+    def __init__(self, directory: Path, *, nodes: int, say: Say, hypervisor: str) -> None:
         self.dir = directory
         self.say = say
-        self.state = DevState(dir=str(directory), nodes=[f"hv{i}" for i in range(1, nodes + 1)])
+        self.state = DevState(dir=str(directory), nodes=[f"hv{i}" for i in range(1, nodes + 1)],
+                              hypervisor=hypervisor)
         self.children: list[subprocess.Popen[bytes]] = []
 
     def started(self, proc: subprocess.Popen[bytes], record: ProcessRecord) -> None:
@@ -116,21 +118,89 @@ def _start_zookeeper(launch: Launch, timeout: float) -> None:
     launch.say(f"zookeeper   {zk.hosts} (pid {member.process.pid})")
 
 
-def _start_nodes(launch: Launch) -> None:
-    folder = launch.dir / "nodes"
-    fence = write_fence_agent(folder)
-    herd_node = binary("herd-node")
-    for name in launch.state.nodes:
+def hosts_of(dev: DevState) -> QemuHosts:
+    """The QEMU hosts of a dev cluster (`<dir>/hosts`)."""
+    return QemuHosts(Path(dev.dir) / "hosts", dev.nodes)
+
+
+def _start_hosts(launch: Launch) -> None:
+    """QEMU hosts: one libvirtd per node in namespaces of its own (ctl.dev.qemu)."""
+    hosts = hosts_of(launch.state)
+    state.save(launch.state)  # `down` tears the hosts down even if `up` is cut short here
+    try:
+        hosts.up()
+    except HostsUnavailable as e:
+        raise DevError(f"QEMU hosts: {e}") from None
+    for host in hosts.hosts.values():
+        launch.say(f"libvirtd    {host.name} at {host.address} "
+                   f"(pid {host.daemon_pid('libvirtd')})")
+
+
+def _node_config(dev: DevState, name: str) -> Path:
+    """Write the node's herd-node config (and the fence agent); its path."""
+    folder = Path(dev.dir) / "nodes"
+    if dev.hypervisor == "qemu":
+        hosts = hosts_of(dev)
+        fence = write_qemu_fence_agent(folder, hosts=hosts.dir, python=sys.executable)
+        uri, address = hosts[name].uri, hosts[name].address
+    else:
+        fence, address = write_fence_agent(folder), None
         uri = write_node_file(folder, name)
-        config = folder / f"{name}.yaml"
-        config.write_text(node_config(name, zk_hosts=launch.state.zk_hosts,
-                                      zk_root=launch.state.zk_root, libvirt_uri=uri,
-                                      fence=fence))
-        proc, record = processes.spawn(f"node/{name}", [herd_node, "--config", str(config)],
-                                       log=folder / f"{name}.log")
-        (folder / f"{name}.pid").write_text(f"{proc.pid}\n")  # what the fence agent kills
+    config = folder / f"{name}.yaml"
+    config.write_text(node_config(name, zk_hosts=dev.zk_hosts, zk_root=dev.zk_root,
+                                  libvirt_uri=uri, fence=fence, address=address,
+                                  event_log=folder / f"{name}.events"))
+    return config
+
+
+def start_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start the node's herd-node again (tests restart killed or fenced nodes with it),
+    recorded in the state file so that `down` stops it too."""
+    proc, record = _spawn_node(dev, name)
+    dev.processes = [p for p in dev.processes if p.role != record.role] + [record]
+    state.save(dev)
+    return proc, record
+
+
+def revive_node(directory: Path, name: str, *, say: Say) -> ProcessRecord:
+    """`herdctl dev start-node`: boot the node's QEMU host if it is powered off (fenced),
+    then start its herd-node unless it runs. The new process is recorded for `down`."""
+    dev = state.load(directory)
+    if dev is None:
+        raise DevError(f"no dev cluster recorded in {directory}")
+    if name not in dev.nodes:
+        raise DevError(f"no node {name!r} in the dev cluster (nodes: {', '.join(dev.nodes)})")
+    running = [p for p in dev.processes if p.role == f"node/{name}" and processes.alive(p)]
+    if running:
+        raise DevError(f"herd-node of {name} already runs (pid {running[0].pid})")
+    if dev.hypervisor == "qemu" and hosts_of(dev)[name].daemon_pid("libvirtd") is None:
+        try:
+            hosts_of(dev).start(name)
+        except HostsUnavailable as e:
+            raise DevError(f"host {name}: {e}") from None
+        say(f"libvirtd    {name} booted (pid {hosts_of(dev)[name].daemon_pid('libvirtd')})")
+    _proc, record = start_node(dev, name)
+    say(f"herd-node   {name} (pid {record.pid})")
+    return record
+
+
+def _spawn_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    folder = Path(dev.dir) / "nodes"
+    config = folder / f"{name}.yaml"
+    if not config.exists():
+        config = _node_config(dev, name)
+    proc, record = processes.spawn(f"node/{name}", [binary("herd-node"), "--config", str(config)],
+                                   log=folder / f"{name}.log")
+    (folder / f"{name}.pid").write_text(f"{proc.pid}\n")  # what the fence agent kills
+    return proc, record
+
+
+def _start_nodes(launch: Launch) -> None:
+    for name in launch.state.nodes:
+        _node_config(launch.state, name)
+        proc, record = _spawn_node(launch.state, name)
         launch.started(proc, record)
-        launch.say(f"herd-node   {name} on {uri} (pid {proc.pid})")
+        launch.say(f"herd-node   {name} (pid {proc.pid})")
 
 
 def _create_token(directory: Path) -> str:
@@ -221,16 +291,21 @@ def _wait_healthy(launch: Launch, *, deadline: float) -> None:
     launch.say(f"ready       {len(launch.state.nodes)} nodes, primary {primary}")
 
 
-def up(directory: Path, *, nodes: int, timeout: float, say: Say) -> DevState:
+def up(directory: Path, *, nodes: int, timeout: float, say: Say,
+       hypervisor: str = "test") -> DevState:
     """Start the whole cluster in `directory`; on any failure stop what was started."""
     previous = state.load(directory)
     if previous is not None and any(processes.alive(p) for p in previous.processes):
         raise DevError(f"a dev cluster already runs from {directory} "
                        f"(API {previous.url or 'not serving'}); `herdctl dev down` first")
+    if previous is not None and previous.hypervisor == "qemu":
+        hosts_of(previous).down()  # what a crashed `dev up` or `down` left behind
     _fresh_dir(directory)
-    launch = Launch(directory, nodes=nodes, say=say)
+    launch = Launch(directory, nodes=nodes, say=say, hypervisor=hypervisor)
     deadline = time.monotonic() + timeout
     try:
+        if hypervisor == "qemu":
+            _start_hosts(launch)
         _start_zookeeper(launch, timeout)
         _start_nodes(launch)
         _start_api(launch, deadline=deadline)
@@ -238,6 +313,8 @@ def up(directory: Path, *, nodes: int, timeout: float, say: Say) -> DevState:
     except BaseException:
         say("dev up failed: stopping what it started")
         stop_all(launch.state, children=launch.children, say=say)
+        if launch.state.hypervisor == "qemu":
+            hosts_of(launch.state).down()
         if not any(processes.alive(r) for r in launch.state.processes):
             state.remove(directory)
         raise
@@ -267,6 +344,9 @@ def down(directory: Path, *, say: Say) -> list[tuple[str, int, str]]:
     if dev is None:
         return []
     outcome = stop_all(dev, say=say)
+    if dev.hypervisor == "qemu":
+        hosts_of(dev).down()
+        say("hosts       guests, libvirtd and namespaces removed")
     left = [r for r in dev.processes if processes.alive(r)]
     if left:
         raise DevError("still running: " + ", ".join(f"{r.role} (pid {r.pid})" for r in left))

@@ -55,11 +55,33 @@ def write_fence_agent(directory: Path, *, exit_code: int = 0) -> Path:
     return path
 
 
+QEMU_FENCE_AGENT = """#!/bin/sh
+# herdctl dev cluster fence agent for QEMU hosts: power the host off (its herd-node, its
+# guests, its libvirtd, all with SIGKILL), like pulling the plug.
+exec "{python}" -m ctl.dev.qemu power-off --dir "{hosts}" --host "$HERD_NODE" \
+    --node-pidfile "{dir}/$HERD_NODE.pid" --log "{dir}/fenced.log"
+"""
+
+
+def write_qemu_fence_agent(directory: Path, *, hosts: Path, python: str) -> Path:
+    """The fence agent of QEMU dev hosts (see `ctl.dev.qemu` power-off)."""
+    path = directory / "fence"
+    path.write_text(QEMU_FENCE_AGENT.format(python=python, hosts=hosts.resolve(),
+                                            dir=directory.resolve()))
+    path.chmod(0o755)
+    return path
+
+
 def node_config(name: str, *, zk_hosts: str, zk_root: str, libvirt_uri: str,
-                fence: Path) -> str:
+                fence: Path, address: str | None = None, event_log: Path | None = None) -> str:
     """The `herd-node --config` YAML of one dev node (keys of `reconciler.config`)."""
-    doc = {"name": name, "zk_hosts": zk_hosts, "zk_root": zk_root, "zk_timeout": 4.0,
-           "libvirt_uri": libvirt_uri, "coordinator": True, "initial_domain_state": "ready",
-           "status_interval": 2.0,
-           "fence": {"default": {"agent": "command", "command": str(fence), "timeout": 30}}}
+    doc: dict[str, object] = {
+        "name": name, "zk_hosts": zk_hosts, "zk_root": zk_root, "zk_timeout": 4.0,
+        "libvirt_uri": libvirt_uri, "coordinator": True, "initial_domain_state": "ready",
+        "status_interval": 2.0,
+        "fence": {"default": {"agent": "command", "command": str(fence), "timeout": 30}}}
+    if address is not None:
+        doc["address"] = address  # the migration URI follows: qemu+tcp://<address>/system
+    if event_log is not None:
+        doc["event_log"] = str(event_log)
     return yaml.safe_dump(doc, sort_keys=False)

@@ -289,3 +289,36 @@ def _tail(path: Path, lines: int = 5) -> str:
         return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _power_off_command(argv: Sequence[str] | None = None) -> int:
+    """`python -m ctl.dev.qemu power-off --dir D --host H [--node-pidfile F] [--log L]`:
+    the dev cluster's fence agent. Kills the host's herd-node (its pid file), then its
+    guests and daemons; appends "<host> <time>" to the log; exit 0 once all are gone."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ctl.dev.qemu")
+    parser.add_argument("command", choices=["power-off"])
+    parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--node-pidfile", type=Path)
+    parser.add_argument("--log", type=Path)
+    args = parser.parse_args(argv)
+    hosts = QemuHosts(args.dir, [])
+    if args.host not in hosts.hosts:
+        parser.error(f"no host {args.host!r} in {args.dir}")
+    node = _pid_of(args.node_pidfile, "herd-node") if args.node_pidfile else None
+    if node is None and args.node_pidfile:
+        node = _pid_of(args.node_pidfile, "python")  # herd-node is a Python console script
+    if node is not None:
+        os.kill(node, signal.SIGKILL)
+        wait_pid(node, timeout=10.0)
+    hosts.power_off(args.host)
+    if args.log:
+        with open(args.log, "a") as f:
+            f.write(f"{args.host} {time.time():.6f}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_power_off_command())

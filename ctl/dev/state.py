@@ -39,11 +39,13 @@ class DevState:
     nodes: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
     ready: bool = False  # every part was healthy when `dev up` returned
+    hypervisor: str = "test"  # test: libvirt test-driver node files; qemu: ctl.dev.qemu hosts
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "token": self.token, "dir": self.dir,
                 "zk_hosts": self.zk_hosts, "zk_root": self.zk_root, "nodes": self.nodes,
-                "ready": self.ready, "pids": {p.role: p.pid for p in self.processes},
+                "ready": self.ready, "hypervisor": self.hypervisor,
+                "pids": {p.role: p.pid for p in self.processes},
                 "processes": [p.to_json() for p in self.processes]}
 
     @classmethod
@@ -52,6 +54,7 @@ class DevState:
                    zk_root=str(doc.get("zk_root", "/herd")), url=str(doc.get("url", "")),
                    token=str(doc.get("token", "")), nodes=list(doc.get("nodes", [])),
                    ready=bool(doc.get("ready", False)),
+                   hypervisor=str(doc.get("hypervisor", "test")),
                    processes=[ProcessRecord.from_json(p) for p in doc.get("processes", [])])
 
 

@@ -1,0 +1,311 @@
+"""Real hypervisors: a 3-node cluster of QEMU hosts (`herdctl dev up --hypervisor qemu`,
+each node a libvirtd in namespaces of its own) driven through the API, and checked from
+OUTSIDE Herd: `tests.support.hostwatch` asks every host's libvirtd directly, subscribing
+to lifecycle events and sampling every 50 ms, for the whole module.
+
+- Live migrate, unmigrate, move, and a flush of a node with 3 guests: every guest keeps
+  one continuous run (no boot after the first, no stop but the end of a migration, active
+  on some host in every sampling round), ends on the right host, and never runs (unpaused)
+  on two hosts at once.
+- The stubborn guest (SeaBIOS ignores ACPI): shutdown forced at the timeout; a shutdown
+  aborted by start, and by migrate (it migrates live and keeps running).
+- kill -9 of a node's herd-node: its guests keep running on that host (a daemon crash is
+  no host crash) and the restarted daemon adopts them; a node that stops answering is
+  fenced (the agent powers the host off: its guests, libvirtd and herd-node die) and its
+  guests run elsewhere.
+The cluster's processes are started by `herdctl` (not children of pytest) and stopped by
+`herdctl dev down`; skipped only where the hosts cannot be made here (says why).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ctl.client import Client
+from ctl.dev import state
+from ctl.dev.guest import guest_xml
+from ctl.dev.qemu import HostsUnavailable, QemuHosts, check_prerequisites
+from store import events
+from store.client import Store
+from tests.support import hostwatch
+
+pytestmark = pytest.mark.qemu
+
+HERDCTL = str(Path(sys.executable).with_name("herdctl"))
+NODES = ("hv1", "hv2", "hv3")
+WAIT = 60.0  # a verb's wait=true bound; migrations take ~2 s, a fence ~15 s
+
+
+@dataclass
+class Cluster:
+    dir: Path
+    client: Client
+    hosts: QemuHosts
+    history_file: Path
+    zk_hosts: str
+
+    def history(self) -> list[dict[str, Any]]:
+        """The recorder's history up to now: once it finished a sampling round that began
+        after this call (a host's listing waits while its libvirtd starts or stops a QEMU)."""
+        mark = time.time()
+        deadline = time.monotonic() + 20
+        while True:
+            history = hostwatch.load(self.history_file)
+            if any(e["kind"] == "round" and e.get("began", 0) > mark for e in history[-50:]):
+                return history
+            assert time.monotonic() < deadline, "the recorder stopped sampling"
+            time.sleep(0.05)  # a child's output file: nothing to wait on
+
+    def herdctl(self, *args: str) -> str:
+        done = subprocess.run([HERDCTL, *args, "--dir", str(self.dir)], capture_output=True,
+                              text=True, timeout=180, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def node_pid(self, node: str) -> int:
+        dev = state.load(self.dir)
+        assert dev is not None
+        return next(p.pid for p in dev.processes if p.role == f"node/{node}")
+
+    def define(self, name: str, node: str, **meta: Any) -> None:
+        self.client.post("/vm", {"xml": guest_xml(name), "node": node, **meta})
+
+    def state(self, name: str, verb: str, *, wait: bool = True) -> Any:
+        return self.client.post(f"/vm/{name}/state",
+                                {"state": verb, "wait": wait, "timeout": WAIT}, timeout=WAIT + 10)
+
+    def place(self, name: str, action: str, node: str | None = None) -> Any:
+        body = {"action": action, "wait": True, "timeout": WAIT,
+                **({"node": node} if node else {})}
+        return self.client.post(f"/vm/{name}/node", body, timeout=WAIT + 10)
+
+    def vm(self, name: str) -> dict[str, Any]:
+        return dict(self.client.get(f"/vm/{name}"))
+
+    def until(self, name: str, check: Callable[[dict[str, Any]], bool], *,
+              timeout: float = WAIT, kind: str = "VM") -> dict[str, Any]:
+        """The VM (or Node) once check(object) holds, following GET /watch (no polling)."""
+        path = f"/{kind.lower()}/{name}"
+        version = self.client.get(f"/{kind.lower()}")["resourceVersion"]
+        current = dict(self.client.get(path))
+        if check(current):
+            return current
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            for event in self.client.watch(timeout=min(left, 10.0), kind=kind, name=name,
+                                           resourceVersion=version):
+                version = event.get("resourceVersion", version)
+                if event.get("object") and check(event["object"]):
+                    return dict(event["object"])
+        raise AssertionError(f"{name} never got there: {self.client.get(path)}")
+
+    def delete(self, *names: str) -> None:
+        for name in names:
+            self.client.call("DELETE", f"/vm/{name}", query={"force": "true"})
+
+    def events_of(self, vm: str, kind: str) -> list[dict[str, Any]]:
+        store = Store(self.zk_hosts, "/herd")
+        store.start()
+        try:
+            return [e for e in events.recent(store, limit=500)
+                    if e.get("vm") == vm and e.get("kind") == kind]
+        finally:
+            store.stop()
+
+
+def one_continuous_run(cluster: Cluster, vm: str, *, since: float, on: str) -> None:
+    """From outside Herd: vm ran without a restart, never on two hosts, never nowhere,
+    and is on `on` (and only there) now."""
+    history = cluster.history()
+    now = time.time()
+    assert hostwatch.restarts(history, vm) == [], "the guest was restarted"
+    assert hostwatch.absences(history, vm, since=since, until=now) == [], \
+        "a sampling round found the guest on no host"
+    assert not hostwatch.double_runs(
+        [i for i in hostwatch.running_from_events(history, end=now) if i.vm == vm])
+    assert not hostwatch.double_runs(
+        [i for i in hostwatch.running_from_samples(history) if i.vm == vm])
+    assert hostwatch.where(history, vm) == [on]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    try:
+        check_prerequisites()
+    except HostsUnavailable as e:
+        pytest.skip(f"no QEMU hosts here: {e}")
+    directory = tmp_path_factory.mktemp("qemu-cluster")
+    up = subprocess.run([HERDCTL, "dev", "up", "--hypervisor", "qemu", "--nodes", "3",
+                         "--timeout", "180", "--dir", str(directory)],
+                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        dev = state.load(directory)
+        assert dev is not None
+        hosts = QemuHosts(directory / "hosts", NODES)
+        with _recorder(directory / "history.jsonl", hosts) as history_file:
+            yield Cluster(directory, Client(dev.url, token=dev.token, timeout=WAIT + 10),
+                          hosts, history_file, dev.zk_hosts)
+    finally:
+        subprocess.run([HERDCTL, "dev", "down", "--dir", str(directory)], capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+
+
+class _recorder:
+    """The hostwatch process for the module, ready (first samples taken) on entry."""
+
+    def __init__(self, out: Path, hosts: QemuHosts) -> None:
+        self.out = out
+        self.argv = [sys.executable, "-m", "tests.support.hostwatch", "--out", str(out),
+                     *(f"{h.name}={h.uri}" for h in hosts.hosts.values())]
+
+    def __enter__(self) -> Path:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stderr=open(self.out.with_suffix(".log"), "w"))
+        deadline = time.monotonic() + 30
+        while not any(e["kind"] == "ready" for e in hostwatch.load(self.out)):
+            assert self.proc.poll() is None and time.monotonic() < deadline, "hostwatch failed"
+            time.sleep(0.05)  # a child's output file: nothing to wait on
+        return self.out
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# --- placement: every move live, one continuous run ----------------------------------------
+
+def test_migrate_unmigrate_and_move_keep_one_continuous_run(cluster: Cluster) -> None:
+    cluster.define("live1", "hv1", migration_max_downtime=100)
+    cluster.state("live1", "start")
+    since = time.time()
+    cluster.place("live1", "migrate", "hv2")
+    vm = cluster.vm("live1")
+    assert vm["status"]["node"] == "hv2" and vm["owner"] == "hv2"
+    assert vm["placement"]["lastNode"] == "hv1"
+    cluster.place("live1", "unmigrate")
+    assert cluster.vm("live1")["status"]["node"] == "hv1"
+    cluster.place("live1", "move", "hv3")
+    vm = cluster.vm("live1")
+    assert vm["status"]["node"] == "hv3" and vm["placement"]["lastNode"] is None
+    one_continuous_run(cluster, "live1", since=since, on="hv3")
+    moves = cluster.events_of("live1", "migrated")
+    assert [(e["source"], e["target"]) for e in moves] == [("hv1", "hv2"), ("hv2", "hv1"),
+                                                           ("hv1", "hv3")]
+    assert all(e["duration"] > 0 and 0 <= e["downtimeMs"] < 1000 for e in moves)
+    cluster.delete("live1")
+
+
+def test_flush_moves_three_guests_live_and_ready_brings_them_back(cluster: Cluster) -> None:
+    names = ("flush1", "flush2", "flush3")
+    for name in names:
+        cluster.define(name, "hv2")
+        cluster.state(name, "start")
+    since = time.time()
+    cluster.client.post("/node/hv2/domain-state", {"state": "flush", "wait": True,
+                                                   "timeout": WAIT}, timeout=WAIT + 10)
+    placed = {n: cluster.until(n, lambda v: (v["status"] or {}).get("state") == "running"
+                               and v["status"]["node"] != "hv2") for n in names}
+    for name, vm in placed.items():
+        one_continuous_run(cluster, name, since=since, on=vm["status"]["node"])
+    cluster.client.post("/node/hv2/domain-state", {"state": "ready", "wait": True,
+                                                   "timeout": WAIT}, timeout=WAIT + 10)
+    for name in names:
+        cluster.until(name, lambda v: (v["status"] or {}).get("node") == "hv2"
+                      and v["status"]["state"] == "running")
+        one_continuous_run(cluster, name, since=since, on="hv2")
+    cluster.delete(*names)
+
+
+# --- the stubborn guest --------------------------------------------------------------------
+
+def test_stubborn_shutdown_is_forced_at_the_timeout(cluster: Cluster) -> None:
+    cluster.define("stub1", "hv1", shutdown_timeout=3)
+    cluster.state("stub1", "start")
+    asked = time.time()
+    cluster.state("stub1", "shutdown", wait=False)
+    vm = cluster.until("stub1", lambda v: (v["status"] or {}).get("state") == "stopped")
+    stops = [e for e in cluster.history() if e["kind"] == "event" and e["vm"] == "stub1"
+             and e["event"] == "stopped"]
+    assert len(stops) == 1 and stops[0]["detail"] == "destroyed"  # it ignored ACPI
+    assert stops[0]["t"] >= asked + 3.0 - 0.5  # forced at the deadline, not before
+    assert hostwatch.where(cluster.history(), "stub1") == []
+    assert vm["status"]["node"] is None
+    cluster.delete("stub1")
+
+
+def test_shutdown_is_aborted_by_start(cluster: Cluster) -> None:
+    cluster.define("stub2", "hv2", shutdown_timeout=30)
+    cluster.state("stub2", "start")
+    since = time.time()
+    cluster.state("stub2", "shutdown", wait=False)
+    cluster.until("stub2", lambda v: (v["status"] or {}).get("state") == "shutting-down")
+    cluster.state("stub2", "start")
+    vm = cluster.vm("stub2")
+    assert vm["status"]["state"] == "running" and vm["status"]["shutdownDeadline"] is None
+    one_continuous_run(cluster, "stub2", since=since, on="hv2")
+    cluster.delete("stub2")
+
+
+def test_shutdown_is_aborted_by_migrate_and_the_guest_moves_live(cluster: Cluster) -> None:
+    cluster.define("stub3", "hv3", shutdown_timeout=30)
+    cluster.state("stub3", "start")
+    since = time.time()
+    cluster.state("stub3", "shutdown", wait=False)
+    cluster.until("stub3", lambda v: (v["status"] or {}).get("state") == "shutting-down")
+    cluster.client.post("/vm/stub3/state", {"state": "start"})  # running again, then away
+    cluster.place("stub3", "migrate", "hv1")
+    vm = cluster.vm("stub3")
+    assert vm["status"]["state"] == "running" and vm["status"]["node"] == "hv1"
+    one_continuous_run(cluster, "stub3", since=since, on="hv1")
+    cluster.delete("stub3")
+
+
+# --- daemon crash, host failure --------------------------------------------------------------
+
+def test_a_daemon_crash_is_not_a_host_crash(cluster: Cluster) -> None:
+    cluster.define("keep1", "hv1")
+    cluster.state("keep1", "start")
+    since = time.time()
+    os.kill(cluster.node_pid("hv1"), signal.SIGKILL)
+    cluster.herdctl("dev", "start-node", "hv1")  # waits out the old session, adopts
+    cluster.until("keep1", lambda v: v["owner"] == "hv1"
+                  and (v["status"] or {}).get("state") == "running")
+    node = cluster.client.get("/node/hv1")
+    assert node["alive"] and node["status"]["daemonState"] == "run"
+    one_continuous_run(cluster, "keep1", since=since, on="hv1")
+    assert "hv1" not in _fenced(cluster)
+    cluster.delete("keep1")
+
+
+def test_a_fenced_host_is_powered_off_and_its_guests_run_elsewhere(cluster: Cluster) -> None:
+    cluster.define("rec1", "hv3")
+    cluster.state("rec1", "start")
+    os.kill(cluster.node_pid("hv3"), signal.SIGSTOP)  # hangs: no heartbeat, no session
+    vm = cluster.until("rec1", lambda v: (v["status"] or {}).get("state") == "running"
+                       and v["status"]["node"] in ("hv1", "hv2"), timeout=90)
+    assert _fenced(cluster) == ["hv3"]
+    assert cluster.hosts["hv3"].daemon_pid("libvirtd") is None  # powered off
+    history = cluster.history()
+    assert hostwatch.where(history, "rec1") == [vm["status"]["node"]]
+    assert not hostwatch.double_runs(hostwatch.running_from_events(history, end=time.time()))
+    assert not hostwatch.double_runs(hostwatch.running_from_samples(history))
+    cluster.herdctl("dev", "start-node", "hv3")  # boots the host, then its daemon
+    cluster.until("hv3", lambda n: n["alive"] and (n["status"] or {}).get("daemonState")
+                  == "run", kind="Node")
+    cluster.delete("rec1")
+
+
+def _fenced(cluster: Cluster) -> list[str]:
+    log = cluster.dir / "nodes" / "fenced.log"
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
