@@ -13,6 +13,7 @@ tests and bench/. No libvirt import: the XML is plain text.
 from __future__ import annotations
 
 import fcntl
+import grp
 import os
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -21,6 +22,22 @@ KVM_DEVICE = Path("/dev/kvm")
 _KVM_GET_API_VERSION = 0xAE00
 _KVM_API_VERSION = 12
 _KVM_CREATE_VM = 0xAE01
+
+
+def fix_kvm_permissions() -> None:
+    """Give /dev/kvm group kvm and mode 0660 (what udev does where it runs), so that QEMU
+    running as libvirt's user can open it; else libvirt re-probes QEMU on every call."""
+    if not KVM_DEVICE.exists():
+        return
+    try:
+        gid = grp.getgrnam("kvm").gr_gid
+    except KeyError:
+        return
+    st = KVM_DEVICE.stat()
+    if st.st_gid != gid:
+        os.chown(KVM_DEVICE, -1, gid)
+    if st.st_mode & 0o777 != 0o660:
+        KVM_DEVICE.chmod(0o660)
 
 
 def kvm_usable() -> bool:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ctl.dev.guest import fix_kvm_permissions
 from ctl.dev.processes import wait_pid
 
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -131,6 +132,7 @@ class QemuHosts:
     def up(self, *, timeout: float = READY_TIMEOUT) -> None:
         """Make every host and wait until its libvirtd answers (or tear down and raise)."""
         check_prerequisites()
+        fix_kvm_permissions()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / HOSTS_FILE).write_text(json.dumps(
             {"subnet": self.subnet, "names": list(self.names), "bridge": self.bridge}))

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from ctl.dev.guest import guest_xml
 from ctl.dev.qemu import HostsUnavailable, QemuHosts, check_prerequisites
 from store import events
 from store.client import Store
+from store.errors import NotFound
 from tests.support import hostwatch
 
 pytestmark = pytest.mark.qemu
@@ -114,13 +116,29 @@ class Cluster:
             self.client.call("DELETE", f"/vm/{name}", query={"force": "true"})
 
     def events_of(self, vm: str, kind: str) -> list[dict[str, Any]]:
+        with self.store() as store:
+            return [e for e in events.recent(store, limit=500)
+                    if e.get("vm") == vm and e.get("kind") == kind]
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
         store = Store(self.zk_hosts, "/herd")
         store.start()
         try:
-            return [e for e in events.recent(store, limit=500)
-                    if e.get("vm") == vm and e.get("kind") == kind]
+            yield store
         finally:
             store.stop()
+
+    def owned_by_daemon(self, vm: str, pid: int) -> bool:
+        """The VM's owner znode belongs to the session of the herd-node process `pid`."""
+        with self.store() as store:
+            try:
+                owner = store.get(store.paths.vm_owner(vm))
+                alive = store.get(store.paths.node_alive(owner.doc["node"]))
+            except NotFound:
+                return False
+        return bool(alive.doc.get("pid") == pid
+                    and owner.stat.ephemeralOwner == alive.stat.ephemeralOwner)
 
 
 def one_continuous_run(cluster: Cluster, vm: str, *, since: float, on: str) -> None:
@@ -227,6 +245,35 @@ def test_flush_moves_three_guests_live_and_ready_brings_them_back(cluster: Clust
     cluster.delete(*names)
 
 
+def test_a_failed_live_migration_falls_back_for_any_and_is_retried_for_live(
+        cluster: Cluster) -> None:
+    for name, method in (("fb1", "any"), ("fb2", "live")):
+        cluster.define(name, "hv1", migration_method=method, shutdown_timeout=2)
+        cluster.state(name, "start")
+    since = time.time()
+    link = ["ip", "-n", cluster.hosts["hv2"].netns, "link", "set", "eth0"]
+    subprocess.run([*link, "down"], check=True)  # hv2's libvirtd unreachable for migrations
+    try:
+        for name in ("fb1", "fb2"):
+            cluster.client.post(f"/vm/{name}/node", {"action": "migrate", "node": "hv2"})
+        failed = cluster.until("fb2", lambda v: (v["status"] or {}).get("state") == "failed")
+        assert "migrate" in failed["status"]["reason"]
+        cluster.until("fb1", lambda v: (v["status"] or {}).get("node") == "hv2"
+                      and v["status"]["state"] == "running")
+    finally:
+        subprocess.run([*link, "up"], check=True)
+    cluster.until("fb2", lambda v: (v["status"] or {}).get("node") == "hv2"
+                  and v["status"]["state"] == "running")
+    one_continuous_run(cluster, "fb2", since=since, on="hv2")  # live, once it could
+    history = cluster.history()
+    fb1 = [(e["node"], e["event"], e["detail"]) for e in history if e["kind"] == "event"
+           and e["vm"] == "fb1" and e["t"] > since and e["event"] in ("started", "stopped")]
+    assert fb1 == [("hv1", "stopped", "destroyed"), ("hv2", "started", "booted")]
+    assert not hostwatch.double_runs(hostwatch.running_from_events(history, end=time.time()))
+    assert [e["fallback"] for e in cluster.events_of("fb1", "migration-failed")] == ["shutdown"]
+    cluster.delete("fb1", "fb2")
+
+
 # --- the stubborn guest --------------------------------------------------------------------
 
 def test_stubborn_shutdown_is_forced_at_the_timeout(cluster: Cluster) -> None:
@@ -279,13 +326,30 @@ def test_a_daemon_crash_is_not_a_host_crash(cluster: Cluster) -> None:
     since = time.time()
     os.kill(cluster.node_pid("hv1"), signal.SIGKILL)
     cluster.herdctl("dev", "start-node", "hv1")  # waits out the old session, adopts
-    cluster.until("keep1", lambda v: v["owner"] == "hv1"
-                  and (v["status"] or {}).get("state") == "running")
+    new = cluster.node_pid("hv1")
+    cluster.until("keep1", lambda v: v["owner"] == "hv1" and cluster.owned_by_daemon(
+        "keep1", new) and (v["status"] or {}).get("state") == "running")
     node = cluster.client.get("/node/hv1")
     assert node["alive"] and node["status"]["daemonState"] == "run"
     one_continuous_run(cluster, "keep1", since=since, on="hv1")
     assert "hv1" not in _fenced(cluster)
     cluster.delete("keep1")
+
+
+def test_a_daemon_restarted_mid_migration_finishes_it(cluster: Cluster) -> None:
+    cluster.define("mid1", "hv2")
+    cluster.state("mid1", "start")
+    since = time.time()
+    cluster.client.post("/vm/mid1/node", {"action": "migrate", "node": "hv3"})
+    cluster.until("mid1", lambda v: (v["status"] or {}).get("state") == "migrating")
+    os.kill(cluster.node_pid("hv2"), signal.SIGKILL)  # the source, mid-migration
+    cluster.herdctl("dev", "start-node", "hv2")
+    vm = cluster.until("mid1", lambda v: (v["status"] or {}).get("node") == "hv3"
+                       and v["status"]["state"] == "running")
+    assert vm["owner"] == "hv3" and cluster.owned_by_daemon("mid1", cluster.node_pid("hv3"))
+    one_continuous_run(cluster, "mid1", since=since, on="hv3")
+    assert "hv2" not in _fenced(cluster)
+    cluster.delete("mid1")
 
 
 def test_a_fenced_host_is_powered_off_and_its_guests_run_elsewhere(cluster: Cluster) -> None:

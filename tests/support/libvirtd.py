@@ -32,7 +32,6 @@ Facts of Debian 12 (libvirt 9.0, QEMU 7.2), checked here as root without systemd
 from __future__ import annotations
 
 import fcntl
-import grp
 import json
 import os
 import select
@@ -42,11 +41,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
+
+from ctl.dev.guest import fix_kvm_permissions, guest_xml, kvm_usable
 
 SYSTEM_URI = "qemu:///system"
 TEST_DOMAIN_PREFIX = "herd-e2e-"  # names of the guests tests create (and may sweep)
-KVM_DEVICE = Path("/dev/kvm")
 QEMU_RUN_DIR = Path("/run/libvirt/qemu")
 QEMU_BINARY = "qemu-system-x86_64"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -59,9 +58,6 @@ USE_LOCK = Path("/run/lock/herd-tests-libvirtd.use")
 START_LOCK = Path("/run/lock/herd-tests-libvirtd.start")
 OWNED_FILE = Path("/run/lock/herd-tests-libvirtd.owned")
 READY_TIMEOUT = 60.0  # covers a QEMU capabilities probe (~8 s here) with a wide margin
-_KVM_GET_API_VERSION = 0xAE00
-_KVM_API_VERSION = 12
-_KVM_CREATE_VM = 0xAE01
 
 
 class LibvirtUnavailable(RuntimeError):
@@ -146,57 +142,10 @@ LIBVIRTD = SystemDaemon("libvirtd")
 
 # --- /dev/kvm and QEMU guests ----------------------------------------------------------------
 
-def fix_kvm_permissions() -> None:
-    """Give /dev/kvm group kvm and mode 0660 (what udev does), if it exists and differs."""
-    if not KVM_DEVICE.exists():
-        return
-    try:
-        gid = grp.getgrnam("kvm").gr_gid
-    except KeyError:
-        return
-    st = KVM_DEVICE.stat()
-    if st.st_gid != gid:
-        os.chown(KVM_DEVICE, -1, gid)
-    if st.st_mode & 0o777 != 0o660:
-        KVM_DEVICE.chmod(0o660)
-
-
-def kvm_usable() -> bool:
-    """/dev/kvm opens, speaks KVM's stable API and creates a VM (a VM inside a VM may have
-    the device node without working KVM)."""
-    try:
-        fd = os.open(KVM_DEVICE, os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        if fcntl.ioctl(fd, _KVM_GET_API_VERSION) != _KVM_API_VERSION:
-            return False
-        os.close(fcntl.ioctl(fd, _KVM_CREATE_VM, 0))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def qemu_domain_xml(name: str, *, memory_mib: int = 32, kvm: bool = False) -> str:
-    """A disk-less guest that boots into SeaBIOS in well under a second and ignores ACPI
-    shutdown: a stubborn guest. `type='qemu'` (TCG: the same everywhere, and it starts
-    faster than nested KVM here); with `kvm`, `type='kvm'` if /dev/kvm is usable. No disks,
-    network, graphics, serial, USB or balloon; SeaBIOS never reboots it (no boot device)."""
-    domain_type = "kvm" if kvm and kvm_usable() else "qemu"
-    return (
-        f"<domain type='{domain_type}'>"
-        f"<name>{escape(name)}</name>"
-        f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>"
-        "<os><type arch='x86_64' machine='pc'>hvm</type>"
-        "<bios useserial='no' rebootTimeout='-1'/></os>"
-        "<features><acpi/></features>"
-        "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
-        "<on_crash>destroy</on_crash>"
-        "<devices><controller type='usb' model='none'/><memballoon model='none'/>"
-        "</devices></domain>"
-    )
+    """The stubborn disk-less guest of `ctl.dev.guest`; TCG unless `kvm` (the same
+    everywhere, and it starts faster than nested KVM here)."""
+    return guest_xml(name, memory_mib=memory_mib, kvm=kvm and kvm_usable())
 
 
 def qemu_pid(name: str) -> int | None:

@@ -36,6 +36,9 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
     ("libvirt_uri: nonsense\n", "libvirt_uri"),
     ("status_interval: -1\n", "status_interval"),
     ("initial_domain_state: flushing\n", "initial_domain_state"),
+    ("migration_concurrency: 0\n", "migration_concurrency"),
+    ("migration_timeout: 0\n", "migration_timeout"),
+    ("migration_uri: 10.0.0.1\n", "migration_uri"),
     ("colour: blue\n", "colour"),
 ])
 def test_a_bad_key_is_named(tmp_path: Path, text: str, key: str) -> None:
@@ -66,3 +69,14 @@ def test_fence_agents_are_validated_with_the_key_named(tmp_path: Path) -> None:
                                     "user: u, password: p}\n"), {})
     with pytest.raises(ConfigError, match=r"fence\.default\.agent: "):
         load_config(write(tmp_path, "name: hv1\nfence:\n  default: {agent: telnet}\n"), {})
+
+
+def test_the_migration_uri_follows_the_address_unless_given(tmp_path: Path) -> None:
+    plain = load_config(write(tmp_path, "name: hv1\n"), {})
+    assert plain.migration_uri is None  # live migration to it: refused with a reason
+    assert (plain.migration_concurrency, plain.migration_timeout) == (2, 300.0)
+    cfg = load_config(write(tmp_path, "name: hv1\naddress: 10.0.0.1\n"), {})
+    assert cfg.migration_uri == "qemu+tcp://10.0.0.1/system"
+    cfg = load_config(write(tmp_path, "name: hv1\naddress: 10.0.0.1\n"
+                                      "migration_uri: qemu+tls://hv1.example/system\n"), {})
+    assert cfg.migration_uri == "qemu+tls://hv1.example/system"
