@@ -18,7 +18,7 @@ import click
 
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width, wait_option
 from ctl.output import FORMATS, pairs, render, to_json, to_yaml
-from ctl.views import VM_COLUMNS, limits_text, selector_text, vm_info
+from ctl.views import EVENT_COLUMNS, VM_COLUMNS, limits_text, selector_text, vm_info
 from schemas.common import MigrationMethod, Selector, StateVerb, VMState
 from schemas.names import is_valid_name
 
@@ -137,6 +137,19 @@ def list_vms(ctl: Ctl, fmt: str, *, node: str | None, state: str | None,
     answer = ctl.client.get("/vm", node=node, state=state, limit=pattern,
                             xml=True if fmt in ("json", "yaml") else None)
     emit(render(answer["items"], fmt, columns=VM_COLUMNS, kind="vm", width=term_width()))
+
+
+@vm_group.command("events")
+@click.argument("name")
+@output_option(*FORMATS, default="table")
+@click.option("--kind", help="only events of this kind (migrated, migration-failed, ...)")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="at most this many, the newest")
+@pass_ctl
+def events(ctl: Ctl, name: str, *, fmt: str, kind: str | None, limit: int) -> None:
+    """A VM's history: live migrations (duration, downtime), recoveries, decisions."""
+    answer = ctl.client.get("/event", vm=name, kind=kind, limit=limit)
+    emit(render(answer["items"], fmt, columns=EVENT_COLUMNS, kind="event", width=term_width()))
 
 
 @vm_group.command("info")

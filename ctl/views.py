@@ -212,3 +212,18 @@ def cluster_status(summary: dict[str, Any]) -> str:
         ("  observed", _counts(vms.get("state"))),
         ("  desired", _counts(vms.get("desired"))),
     ])
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+EVENT_COLUMNS = (
+    Column("TIME", lambda e: _when(e.get("time"))),
+    Column("KIND", lambda e: dash(e.get("kind"))),
+    Column("VM", lambda e: dash(e.get("vm")), wide=True),
+    Column("NODE", lambda e: dash(e.get("node") or e.get("target")), wide=True),
+    Column("MESSAGE", lambda e: dash(e.get("message")), flex=True),
+)

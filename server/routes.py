@@ -24,7 +24,16 @@ from schemas.requests import (
     VMStateRequest,
 )
 from schemas.vm import VMSchema
-from server import apply, metrics, node_handlers, status, vm_handlers, vm_verbs, watch
+from server import (
+    apply,
+    history,
+    metrics,
+    node_handlers,
+    status,
+    vm_handlers,
+    vm_verbs,
+    watch,
+)
 from server.responses import (
     ApplyResult,
     ClusterStatus,
@@ -103,6 +112,9 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/watch", watch.watch, "Stream change events (newline-delimited JSON)",
        WatchEvent, query=watch.WatchQuery, errors=(*READ, 410, 422),
        content_type="application/x-ndjson"),
+    _r("GET", "/event", history.list_events, "The cluster's event log (by VM, kind): "
+       "decisions of the primary, live migrations", history.EventList,
+       query=history.EventQuery, errors=(*READ, 422)),
     _r("GET", "/status", status.cluster_status, "Cluster summary", ClusterStatus),
     _r("GET", "/openapi.json", status.openapi, "This document", None),
     _r("GET", "/metrics", metrics.metrics, "Prometheus metrics", None,

@@ -1,0 +1,67 @@
+"""GET /event: the cluster's event log (`store.events`), newest last, filtered by VM and
+kind: what the primary decided (fences, recoveries, flushes) and each live migration
+(source, target, start, end, duration, libvirt's downtime), i.e. a VM's history.
+
+Read from ZooKeeper on each request (the log is not in the watched cache: it is bounded
+and read rarely). Called through the route table (`server.routes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+
+from schemas.names import Name
+from server.access import reading
+from server.http import json_response, load_query
+from store import events
+
+MAX_EVENTS = events.KEEP
+
+
+class EventQuery(Schema):
+    """Query string of GET /event."""
+
+    class Meta:
+        unknown = RAISE
+
+    vm = Name(load_default=None)
+    kind = fields.String(load_default=None, validate=validate.Regexp(
+        r"^[a-z][a-z-]{0,39}$", error="Not an event kind: lower-case letters and dashes."))
+    limit = fields.Integer(load_default=100, validate=validate.Range(
+        min=1, max=MAX_EVENTS, error=f"Must be between 1 and {MAX_EVENTS}."))
+
+
+class EventObject(Schema):
+    """One event: when, what kind, a sentence, and the facts of its kind."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    time = fields.Float(required=True)
+    kind = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class EventList(Schema):
+    items = fields.List(fields.Nested(EventObject), required=True)
+    count = fields.Integer(required=True)
+
+
+_QUERY = EventQuery()
+
+
+async def list_events(request: web.Request) -> web.Response:
+    c = reading(request)
+    query = load_query(request, _QUERY)
+    found = await asyncio.to_thread(events.recent, c.store, limit=MAX_EVENTS)
+    items = [e for e in found if _matches(e, query)][-query["limit"]:]
+    return json_response({"items": items, "count": len(items)})
+
+
+def _matches(event: dict[str, Any], query: dict[str, Any]) -> bool:
+    return ((query["vm"] is None or event.get("vm") == query["vm"])
+            and (query["kind"] is None or event.get("kind") == query["kind"]))
