@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup test lint unit integration e2e bench demo clean
+.PHONY: setup test lint unit integration e2e bench demo demo-qemu clean
 
 setup:
 	@bash scripts/setup.sh
@@ -32,10 +32,14 @@ bench: setup
 	$(PY) -m bench.node_bench
 	$(PY) -m bench.controllers_bench
 	$(PY) -m bench.api_bench
+	$(PY) -m bench.migration_bench
 	$(PY) -m bench.report
 
 demo: setup
 	@$(PY) -m ctl.demo
+
+demo-qemu: setup
+	@$(PY) -m ctl.demo_qemu
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
