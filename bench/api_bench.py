@@ -8,10 +8,14 @@ clients from this process (2 cores: one for the server, one for the clients).
   (one synchronous get per znode, at 1,000 VMs);
 - single VM: GET /api/v1/vm/{vm} with concurrent clients (goal >= 1,500 req/s).
 Run: `.venv/bin/python -m bench.api_bench`. Writes bench/results/api.{json,md}.
+`--define-only` measures only the defines (aiohttp clients, then wrk) and prints the figures
+without writing results (for iterating on the define path); `--profile FILE` runs the
+server under cProfile and writes its statistics to FILE when it exits.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
@@ -40,13 +44,17 @@ XML = "<domain type='kvm'><name>{name}</name><memory unit='MiB'>1024</memory><vc
       "<os><type arch='x86_64'>hvm</type></os></domain>"
 
 
-def start_server(zk_hosts: str, tmp: Path) -> tuple[subprocess.Popen[str], str, str]:
+def start_server(zk_hosts: str, tmp: Path, *,
+                 profile: Path | None = None) -> tuple[subprocess.Popen[str], str, str]:
     token = create_token(tmp / "tokens")
     config = tmp / "api.yaml"
     config.write_text(f"zk_hosts: {zk_hosts}\nzk_root: {ROOT}\nlisten_port: 0\n"
                       f"token_file: {tmp / 'tokens'}\nlog_level: WARNING\n")
-    proc = subprocess.Popen([HERD_API, "--config", str(config)], stdout=subprocess.PIPE,
-                            text=True)
+    command = [HERD_API, "--config", str(config)]
+    if profile is not None:
+        command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "server.main",
+                   *command[1:]]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("herd-api: serving on "):
@@ -213,22 +221,50 @@ def report(f: dict[str, Any]) -> None:
     ])
 
 
+async def define_only(url: str, *, token: str) -> dict[str, Any]:
+    """The define figures alone (a warm-up of 200 VMs first), for iterating on that path."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128),
+                                     headers=headers) as s:
+        defined = [f"def{i:05d}" for i in range(3000)]
+        await define(s, url, names=defined[:200], concurrency=64)
+        seconds = await define(s, url, names=defined[200:], concurrency=64)
+    return {"define_vms": len(defined) - 200, "define_s": seconds,
+            "define_vms_per_s": round((len(defined) - 200) / seconds)}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="bench.api_bench",
+                                 description="Benchmark herd-api (define, list, get).")
+    ap.add_argument("--define-only", action="store_true",
+                    help="measure only the defines; print, do not write results")
+    ap.add_argument("--profile", type=Path, help="run the server under cProfile, stats here")
+    return ap.parse_args()
+
+
 def main() -> None:
+    args = parse_args()
     with zookeeper() as zk, tempfile.TemporaryDirectory(prefix="herd-api-bench-") as tmp:
         store = Store(zk.hosts, ROOT)
         store.start()
         ensure_layout(store)
-        proc, url, token = start_server(zk.hosts, Path(tmp))
+        proc, url, token = start_server(zk.hosts, Path(tmp), profile=args.profile)
         try:
-            figures = asyncio.run(run(zk.hosts, url, token=token, store=store))
+            if args.define_only:
+                figures = asyncio.run(define_only(url, token=token))
+            else:
+                figures = asyncio.run(run(zk.hosts, url, token=token, store=store))
             figures["wrk_define"] = wrk_define(url, token, Path(tmp))
         finally:
             proc.terminate()
-            proc.wait(30)
+            proc.wait(60)
             if proc.stdout is not None:
                 proc.stdout.close()
             store.stop()
-    report(figures)
+    if args.define_only:
+        print(json.dumps(figures, indent=2))
+    else:
+        report(figures)
 
 
 if __name__ == "__main__":

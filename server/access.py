@@ -1,5 +1,6 @@
 """How handlers reach the cluster: the app's store and cache, fresh reads for writes that
-depend on a read, and the read-your-writes settle after a write.
+depend on a read, the read-your-writes settle after a write, and the commits (on their
+own, or grouped with other defines: `commit_grouped`).
 
 A write returns only once this server's cache shows it (`settled_vm`, `settled_node`):
 the same client's next GET, on this server, sees what it wrote. The wait follows the
@@ -18,7 +19,8 @@ from aiohttp import web
 from server.cache import ClusterCache
 from server.config import ServerConfig
 from server.errors import ApiError, not_found
-from server.keys import CACHE, CONFIG, STORE
+from server.groupcommit import GroupCommit
+from server.keys import CACHE, COMMITS, CONFIG, STORE
 from server.views import NodeRecord, VMRecord
 from store import txn
 from store.client import Store
@@ -33,11 +35,12 @@ class Ctx:
     store: Store
     cache: ClusterCache
     config: ServerConfig
+    commits: GroupCommit
 
 
 def ctx(request: web.Request) -> Ctx:
     app = request.app
-    return Ctx(app[STORE], app[CACHE], app[CONFIG])
+    return Ctx(app[STORE], app[CACHE], app[CONFIG], app[COMMITS])
 
 
 def reading(request: web.Request) -> Ctx:
@@ -133,6 +136,17 @@ async def commit(store: Store, ops: list[txn.Op]) -> None:
     error = await answer
     if error is not None:
         raise error
+
+
+async def commit_grouped(c: Ctx, ops: list[txn.Op]) -> None:
+    """`commit`, but sent in one transaction with the other grouped commits that reach
+    this point in the same pass of the loop (`server.groupcommit`); the answer is the one
+    a commit of its own would get. For independent creates (define)."""
+    try:
+        prepared = txn.prepare(ops)
+    except StoreError as e:
+        raise ApiError(413, "too_large", f"{e}; make the change smaller") from None
+    await c.commits.commit(prepared)
 
 
 def _settle_future(future: asyncio.Future[StoreError | None], error: StoreError | None) -> None:

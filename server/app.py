@@ -1,7 +1,8 @@
 """The application factory `make_app(config)`: middlewares, routes, and the ZooKeeper
-client with the watched cache in a cleanup context (connected at start-up, stopped at
-cleanup). The server keeps no state beyond that cache, so any number of herd-api
-processes may serve one cluster. Called by `server.main`, tests and benchmarks.
+client with the watched cache and the group commit of defines in a cleanup context
+(connected at start-up, stopped at cleanup). The server keeps no state beyond that cache,
+so any number of herd-api processes may serve one cluster. Called by `server.main`, tests
+and benchmarks.
 
 Middlewares, outermost first: metrics (sees every final status), errors (the one place
 that makes error bodies), auth.
@@ -19,7 +20,8 @@ from server.auth import Tokens, auth_middleware
 from server.cache import ClusterCache
 from server.config import ServerConfig
 from server.errors import error_middleware
-from server.keys import CACHE, CONFIG, METRICS, STORE, TOKENS
+from server.groupcommit import GroupCommit
+from server.keys import CACHE, COMMITS, CONFIG, METRICS, STORE, TOKENS
 from server.metrics import Metrics, metrics_middleware
 from server.routes import ROUTES
 from store.client import Store
@@ -51,6 +53,7 @@ async def zookeeper_ctx(app: web.Application) -> AsyncIterator[None]:
         raise
     app[STORE] = store
     app[CACHE] = cache
+    app[COMMITS] = GroupCommit(store)
     yield
     await cache.stop()
     await asyncio.to_thread(store.stop)

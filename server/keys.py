@@ -15,10 +15,12 @@ from store.client import Store
 if TYPE_CHECKING:
     from server.auth import Tokens
     from server.cache import ClusterCache
+    from server.groupcommit import GroupCommit
     from server.metrics import Metrics
 
 CONFIG = web.AppKey("config", ServerConfig)
 STORE = web.AppKey("store", Store)
 CACHE: web.AppKey[ClusterCache] = web.AppKey("cache")
+COMMITS: web.AppKey[GroupCommit] = web.AppKey("commits")
 TOKENS: web.AppKey[Tokens] = web.AppKey("tokens")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -99,3 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     except (Unavailable, LayoutTooNew, OSError) as e:
         print(f"herd-api: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":  # `python -m server.main`, e.g. under a profiler
+    main()

@@ -5,7 +5,10 @@
   /api/v1/vm/{vm}, so names do not explode the label space), recorded by
   `metrics_middleware` (the outermost one, so it sees the final status of every answer);
 - `herd_vms{state}` and `herd_nodes{daemon_state,domain_state}` from the cache;
-- `herd_api_watchers`, `herd_api_cache_synced`, `herd_api_resource_version`.
+- `herd_api_watchers`, `herd_api_cache_synced`, `herd_api_resource_version`;
+- the group commit of defines (`server.groupcommit`): `herd_api_define_transactions_total`,
+  `herd_api_define_requests_total` (their ratio is the group size) and
+  `herd_api_define_fallbacks_total` (groups committed again request by request).
 Installed and registered by `server.app` / `server.routes`.
 """
 
@@ -19,7 +22,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.cache import ClusterCache
-from server.keys import CACHE, METRICS
+from server.groupcommit import GroupStats
+from server.keys import CACHE, COMMITS, METRICS
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -49,8 +53,8 @@ class Metrics:
         self.requests[(method, route, status)] += 1
         self.latency.setdefault((method, route), Histogram()).observe(seconds)
 
-    def render(self, cache: ClusterCache) -> str:
-        lines = _requests(self) + _latency(self) + _cluster(cache)
+    def render(self, cache: ClusterCache, commits: GroupStats) -> str:
+        lines = _requests(self) + _latency(self) + _cluster(cache) + _commits(commits)
         return "\n".join(lines) + "\n"
 
 
@@ -102,6 +106,19 @@ def _cluster(cache: ClusterCache) -> list[str]:
     return lines
 
 
+def _commits(stats: GroupStats) -> list[str]:
+    lines = []
+    for name, value, what in (
+            ("transactions", stats.transactions, "Define transactions sent (grouped or not)."),
+            ("requests", stats.requests, "Define requests those transactions carried."),
+            ("fallbacks", stats.fallbacks, "Groups that failed and were committed again "
+                                           "request by request.")):
+        lines += [f"# HELP herd_api_define_{name}_total {what}",
+                  f"# TYPE herd_api_define_{name}_total counter",
+                  f"herd_api_define_{name}_total {value}"]
+    return lines
+
+
 def _route(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
@@ -124,6 +141,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render(request.app[CACHE])
+    app = request.app
+    body = app[METRICS].render(app[CACHE], app[COMMITS].stats)
     return web.Response(body=body.encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -1,6 +1,8 @@
 """Handlers of the VM object: list, get, define, modify, replace (PUT), delete, metadata,
 rename. Reads come from the cache; writes go to ZooKeeper version-checked, then wait until
-the cache shows them (`server.access`). Registered by `server.routes`.
+the cache shows them (`server.access`). Defines (and creates by PUT) that arrive together
+share one transaction (`server.groupcommit`), each keeping its own answer. Registered by
+`server.routes`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from server.access import (
     Ctx,
     cached_vm,
     commit,
+    commit_grouped,
     reading,
     settled_gone,
     settled_vm,
@@ -108,7 +111,7 @@ async def define_vm(request: web.Request) -> web.Response:
     check_node_in_limits(vm["spec"])
     name = vm["metadata"]["name"]
     try:
-        await commit(c.store, vms.define_ops(c.store.paths, vm))
+        await commit_grouped(c, vms.define_ops(c.store.paths, vm))
     except AlreadyExists:
         raise conflict(f"VM {name!r} exists already") from None
     rec = await settled_vm(c, name, complete)
@@ -175,7 +178,7 @@ async def replace(request: web.Request) -> web.Response:
 async def _create_by_put(c: Ctx, vm: dict[str, Any]) -> web.Response:
     name = vm["metadata"]["name"]
     try:
-        await commit(c.store, vms.define_ops(c.store.paths, new_object(vm)))
+        await commit_grouped(c, vms.define_ops(c.store.paths, new_object(vm)))
     except AlreadyExists:
         raise conflict(f"VM {name!r} was created meanwhile; GET it and retry") from None
     rec = await settled_vm(c, name, complete)

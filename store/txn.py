@@ -9,6 +9,9 @@
   owning the VM meanwhile), then the deletes, deepest first. `rename_vm` plans and commits;
   a change to any source znode between the read and the commit fails the whole rename with
   `Conflict` and changes nothing.
+- `prepare(ops)` encodes and sizes operations once; `commit_prepared_async(store, parts,
+  done)` sends several prepared lists as ONE transaction without blocking (the API
+  server's group commit of defines; `commit_async` is the one-list case).
 
 Called by the API server (define, apply, rename, delete) and by benchmarks.
 """
@@ -152,25 +155,46 @@ def _outcome(store: Store, ops: Sequence[Op], result: object) -> StoreError | No
     return None
 
 
-def _transaction(store: Store, ops: Sequence[Op], *, limit: int | None = None) -> Any:
-    """kazoo's transaction of `ops`, each document encoded once; with `limit`, refuses
-    operations that would not fit one request."""
-    t = store.client.transaction()
-    size = 0
-    for op in ops:
-        data = codec.encode(op.doc) if isinstance(op, Create | Set) else b""
-        size += len(op.path.encode()) + len(data) + _OP_OVERHEAD
-        if isinstance(op, Create):
-            t.create(op.path, data, ephemeral=op.ephemeral)
-        elif isinstance(op, Set):
-            t.set_data(op.path, data, version=op.version)
-        elif isinstance(op, Delete):
-            t.delete(op.path, version=op.version)
-        else:
-            t.check(op.path, op.version)
+@dataclass(frozen=True)
+class Prepared:
+    """Operations with their documents encoded once, and the request size they take."""
+
+    ops: tuple[Op, ...]
+    data: tuple[bytes, ...]
+    size: int
+
+
+def prepare(ops: Sequence[Op], *, limit: int | None = MAX_TXN_BYTES) -> Prepared:
+    """Encode every document of `ops` once and size the request; with `limit`, refuses
+    (`StoreError`, nothing sent) operations that would not fit one transaction."""
+    data = tuple(codec.encode(op.doc) if isinstance(op, Create | Set) else b"" for op in ops)
+    size = sum(len(op.path.encode()) + len(d) for op, d in zip(ops, data, strict=True))
+    size += _OP_OVERHEAD * len(ops)
     if limit is not None and size > limit:
         raise StoreError(f"the operations take {size} bytes, more than one ZooKeeper "
                          f"transaction ({limit})")
+    return Prepared(tuple(ops), data, size)
+
+
+def _transaction(store: Store, ops: Sequence[Op], *, limit: int | None = None) -> Any:
+    """kazoo's transaction of `ops`, each document encoded once; with `limit`, refuses
+    operations that would not fit one request."""
+    return _kazoo_transaction(store, [prepare(ops, limit=limit)])
+
+
+def _kazoo_transaction(store: Store, parts: Sequence[Prepared]) -> Any:
+    """kazoo's transaction of the parts' operations, in order, with their encoded data."""
+    t = store.client.transaction()
+    for part in parts:
+        for op, data in zip(part.ops, part.data, strict=True):
+            if isinstance(op, Create):
+                t.create(op.path, data, ephemeral=op.ephemeral)
+            elif isinstance(op, Set):
+                t.set_data(op.path, data, version=op.version)
+            elif isinstance(op, Delete):
+                t.delete(op.path, version=op.version)
+            else:
+                t.check(op.path, op.version)
     return t
 
 
@@ -187,7 +211,19 @@ def commit_async(store: Store, ops: Sequence[Op], done: Done) -> None:
     """
     if not store.writable:
         raise Unavailable("ZooKeeper connection is suspended; not writing")
-    result = _transaction(store, ops, limit=MAX_TXN_BYTES).commit_async()
+    commit_prepared_async(store, [prepare(ops)], done)
+
+
+def commit_prepared_async(store: Store, parts: Sequence[Prepared], done: Done) -> None:
+    """Send the operations of every part, in order, as ONE transaction without blocking
+    (see `commit_async`): all of them are applied or none. The caller keeps the parts
+    within one transaction (`MAX_TXN_BYTES` in all); an error names the first operation
+    that failed. For group commits: the API server sends the defines that arrive together
+    as one transaction."""
+    if not store.writable:
+        raise Unavailable("ZooKeeper connection is suspended; not writing")
+    ops = [op for part in parts for op in part.ops]
+    result = _kazoo_transaction(store, parts).commit_async()
 
     def finished(res: Any) -> None:
         try:
