@@ -91,8 +91,8 @@ def test_define_with_a_name_fills_in_the_xml() -> None:
             "Name 'Web1' must be lowercase; use 1-63 characters: lowercase letters a-z, "
             "digits 0-9, '-' and '.', starting and ending with a letter or a digit."]}),
         ({"xml": NAMED, "labels": {}}, {"labels": [
-            "Unknown field; allowed fields: autorestart, limits, migration_max_downtime, migration_method, name, node, "
-            "selector, shutdown_timeout, state, xml."]}),
+            "Unknown field; allowed fields: autorestart, limits, migration_max_downtime, "
+            "migration_method, name, node, selector, shutdown_timeout, state, xml."]}),
         ({"xml": NAMED, "state": "started"}, {"state": [
             "Invalid state 'started'; must be one of: running, stopped, disabled."]}),
         ({"xml": NAMED, "migration_method": "copy"}, {"migration_method": [
@@ -168,8 +168,8 @@ def test_meta_requires_one_field_and_patches_only_given_keys() -> None:
     message = f"No field given; one of {META_FIELDS} is required."
     assert errors(VMMetaRequest(), {}) == {"_schema": [message]}
     assert errors(VMMetaRequest(), {"xml": NAMED}) == {
-        "xml": ["Unknown field; allowed fields: autorestart, limits, migration_max_downtime, migration_method, "
-                "selector, shutdown_timeout."],
+        "xml": ["Unknown field; allowed fields: autorestart, limits, migration_max_downtime, "
+                "migration_method, selector, shutdown_timeout."],
         "_schema": [message],
     }
     data = VMMetaRequest().load({"limits": "hv1", "migration_method": "live",
