@@ -101,6 +101,10 @@ def test_define_with_a_name_fills_in_the_xml() -> None:
             "Invalid selector 'random'; must be one of: mem, memprov, load, vcpus, vms, none."]}),
         ({"xml": NAMED, "shutdown_timeout": 0}, {"shutdown_timeout": [
             "Must be between 1 and 86400 seconds."]}),
+        ({"xml": NAMED, "migration_max_downtime": 0}, {"migration_max_downtime": [
+            "Must be between 1 and 60000 milliseconds."]}),
+        ({"xml": NAMED, "migration_max_downtime": "50"}, {"migration_max_downtime": [
+            "Not a valid integer: expected a whole number."]}),
         ({"xml": NAMED, "limits": "hv1,HV2"}, {"limits": {1: [
             "Name 'HV2' must be lowercase; use 1-63 characters: lowercase letters a-z, "
             "digits 0-9, '-' and '.', starting and ending with a letter or a digit."]}}),
