@@ -180,18 +180,21 @@ def _runs(states: list[str]) -> list[str]:
 
 
 def main() -> int:
-    started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="herd-demo-"))
     print(f"Herd demo. The cluster lives in {directory} (HERD_DEV_DIR). Every command is "
           "run for real; after each step the demo checks the outcome through the API.")
     demo = Demo(directory)
+    return tell(demo, [demo.up, demo.apply, demo.flush, demo.ready, demo.shutdown_aborted,
+                       demo.down])
+
+
+def tell(demo: Demo, steps: list[Callable[[], None]]) -> int:
+    """Run the story's steps; on a failure bring the cluster down, keep the logs, say why."""
+    started = time.monotonic()
+    directory = demo.dir
     try:
-        demo.up()
-        demo.apply()
-        demo.flush()
-        demo.ready()
-        demo.shutdown_aborted()
-        demo.down()
+        for step in steps:
+            step()
     except (DemoFailed, ApiError, Unreachable, OSError) as e:
         print(f"\nDEMO FAILED: {e}\n(logs are kept in {directory})", file=sys.stderr)
         subprocess.run([demo.herdctl, "dev", "down"], stdin=subprocess.DEVNULL, check=False)

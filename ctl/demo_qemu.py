@@ -13,15 +13,11 @@ and exits non-zero naming the first step that did not happen. Called by `make de
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from ctl.client import ApiError, Unreachable
-from ctl.demo import Demo, DemoFailed
+from ctl.demo import Demo, tell
 from ctl.dev.guest import guest_xml
 from ctl.dev.qemu import QemuHosts
 
@@ -103,26 +99,10 @@ class QemuDemo(Demo):
 
 
 def main() -> int:
-    started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="herd-demo-qemu-"))
     print(f"Herd on real hypervisors. The cluster lives in {directory} (HERD_DEV_DIR).")
     demo = QemuDemo(directory)
-    try:
-        demo.up()
-        demo.guests()
-        demo.migrate()
-        demo.flush()
-        demo.down()
-    except (DemoFailed, ApiError, Unreachable, OSError) as e:
-        print(f"\nDEMO FAILED: {e}\n(logs are kept in {directory})", file=sys.stderr)
-        subprocess.run([demo.herdctl, "dev", "down"], stdin=subprocess.DEVNULL, check=False)
-        return 1
-    except BaseException:
-        subprocess.run([demo.herdctl, "dev", "down"], stdin=subprocess.DEVNULL, check=False)
-        raise
-    shutil.rmtree(directory, ignore_errors=True)
-    print(f"\nDemo done in {time.monotonic() - started:.0f}s: every step happened as shown.")
-    return 0
+    return tell(demo, [demo.up, demo.guests, demo.migrate, demo.flush, demo.down])
 
 
 if __name__ == "__main__":

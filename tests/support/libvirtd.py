@@ -34,7 +34,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctl.dev.guest import fix_kvm_permissions, guest_xml, kvm_usable
+from ctl.dev.processes import wait_pid
 
 SYSTEM_URI = "qemu:///system"
 TEST_DOMAIN_PREFIX = "herd-e2e-"  # names of the guests tests create (and may sweep)
@@ -76,20 +76,6 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def wait_exit(pid: int, *, timeout: float) -> bool:
-    """Wait (on a pidfd, no polling) until pid exits; False if it still runs at the end."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(int(timeout * 1000)))
-    finally:
-        os.close(fd)
-
-
 def stop_pid(pid: int, *, timeout: float = 15.0) -> None:
     """SIGTERM, wait; SIGKILL if it is still there after `timeout`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -97,7 +83,7 @@ def stop_pid(pid: int, *, timeout: float = 15.0) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-        if wait_exit(pid, timeout=timeout):
+        if wait_pid(pid, timeout=timeout):
             return
     raise RuntimeError(f"process {pid} survived SIGKILL")
 
