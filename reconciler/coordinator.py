@@ -21,7 +21,7 @@ from kazoo.exceptions import CancelledError as KazooCancelled
 from reconciler.controllers import ClusterState, Controllers
 from reconciler.fencing import Fencer
 from reconciler.workqueue import Backoff, WorkQueue
-from store import events
+from store import election, events
 from store.client import Store
 from store.informer import Change
 
@@ -45,7 +45,7 @@ class Coordinator:
         self._reconnected = asyncio.Event()
         self._failures = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = store.client.Lock(store.paths.election, node)
+        self._lock = store.client.Lock(store.paths.election, election.identifier(node))
 
     # --- feeding the queue (informer threads) ----------------------------------------------
 

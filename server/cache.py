@@ -1,5 +1,5 @@
-"""The API server's watched cache: three informers (`/vms`, `/nodes`, `/config`) and what
-the server keeps beside them, all updated on the event loop.
+"""The API server's watched cache: four informers (`/vms`, `/nodes`, `/config`,
+`/election`) and what the server keeps beside them, all updated on the event loop.
 
 Informer callbacks run on kazoo's thread; they only queue the change and schedule ONE
 drain on the loop (`call_soon_threadsafe`). A drain then, in order:
@@ -9,6 +9,9 @@ drain on the loop (`call_soon_threadsafe`). A drain then, in order:
 - turns the changes into watch events (`server.events`), one per object and run of
   changes (a new VM's ADDED waits until its placement and status are cached), and
   publishes them once the initial sync is over;
+- follows the primary (the first contender of the election, `store.election.primary_of`):
+  node objects say whether they are it, and a change of primary is a MODIFIED event of
+  the old and the new primary's Node;
 - re-checks the waiters of every object it touched (`wait_for`): `wait=true` requests and
   the read-your-writes settle after each write follow the watch, never a poll.
 Reads answer 503 while an informer is not in sync (suspended or lost session, resync).
@@ -28,6 +31,7 @@ from typing import Any, TypeVar
 from server.events import Event, EventHub
 from server.views import NodeRecord, VMRecord, node_object, vm_object
 from store.client import Store
+from store.election import primary_of
 from store.errors import Unavailable
 from store.informer import Change, Informer
 
@@ -48,6 +52,8 @@ class ClusterCache:
         self.vms = Informer(store, p.vms)
         self.nodes = Informer(store, p.nodes)
         self.config = Informer(store, p.config)
+        self.election = Informer(store, p.election)
+        self.primary: str | None = None
         self.hub = EventHub(history)
         self.watermark = 0
         self._vm_names: dict[str, None] = {}
@@ -67,15 +73,19 @@ class ClusterCache:
     async def start(self) -> None:
         """Sync every informer (in a thread), then follow changes as events."""
         self._loop = asyncio.get_running_loop()
-        for informer in (self.vms, self.nodes, self.config):
+        for informer in self._informers:
             self._unsubscribe.append(informer.subscribe(self._on_change))
             informer.on_synced(self._on_synced)
         await asyncio.to_thread(self._start_informers)
         self._drain()
         self.hub.go_live(self.watermark)
 
+    @property
+    def _informers(self) -> tuple[Informer, ...]:
+        return (self.vms, self.nodes, self.config, self.election)
+
     def _start_informers(self) -> None:
-        for informer in (self.config, self.nodes, self.vms):
+        for informer in (self.config, self.election, self.nodes, self.vms):
             informer.start()
 
     async def stop(self) -> None:
@@ -86,7 +96,7 @@ class ClusterCache:
         await asyncio.to_thread(self._stop_informers)
 
     def _stop_informers(self) -> None:
-        for informer in (self.vms, self.nodes, self.config):
+        for informer in self._informers:
             informer.stop()
 
     def close(self) -> None:
@@ -101,7 +111,7 @@ class ClusterCache:
 
     @property
     def synced(self) -> bool:
-        return all(i.wait_synced(0) for i in (self.vms, self.nodes, self.config))
+        return all(i.wait_synced(0) for i in self._informers)
 
     def require_synced(self) -> None:
         if not self.synced:
@@ -226,6 +236,9 @@ class ClusterCache:
         events: list[tuple[Key, str, Change]] = []
         for change in batch:
             self._advance(change)
+            if change.path.startswith(self.store.paths.election + "/"):
+                events += self._primary_events(change)
+                continue
             found = self._key(change.path)
             if found is None:
                 continue
@@ -248,6 +261,18 @@ class ClusterCache:
                     self.hub.publish(self._event(key, gated, change))
         for key in touched:
             self._wake(key)
+
+    def _primary_events(self, change: Change) -> list[tuple[Key, str, Change]]:
+        """A contender came or went: if the primary changed, the old and the new primary's
+        Node objects changed (their `primary` field)."""
+        prefix = self.store.paths.election + "/"
+        leader = primary_of({path[len(prefix):]: v.doc for path, v in self.election.items()
+                             if path.startswith(prefix)})
+        if leader == self.primary:
+            return []
+        before, self.primary = self.primary, leader
+        return [(("Node", name), "MODIFIED", change) for name in (before, leader)
+                if name is not None and name in self._node_names]
 
     def _advance(self, change: Change) -> None:
         if change.new is not None:
@@ -308,4 +333,4 @@ class ClusterCache:
         node = self.node(name)
         if node is None and change is not None and change.old is not None:
             node = NodeRecord(name, change.old, None, False)
-        return node_object(node, primary=None) if node is not None else {}
+        return node_object(node, primary=self.primary) if node is not None else {}

@@ -1,9 +1,9 @@
 """Handlers of nodes: `GET /node`, `GET /node/{node}`, `GET/POST /node/{node}/domain-state`.
 
-Nodes come from the cache (spec, status with resources, alive); whether a node is the
-primary comes from the coordinator election (`store.election.primary`, one ZooKeeper read
-in a thread). `flush` sets spec.domainState `flushed`, `ready` sets `ready` (a
-version-checked read-modify-write); the primary's controllers carry it out, and `wait`
+Nodes come from the cache (spec, status with resources, alive, and whether a node is the
+primary: the cache follows the coordinator election too, no ZooKeeper read). `flush`
+sets spec.domainState `flushed`, `ready` sets `ready` (a version-checked
+read-modify-write); the primary's controllers carry it out, and `wait`
 follows the node's status until status.domainState gets there (504 after `timeout`).
 Registered by `server.routes`.
 """
@@ -20,7 +20,6 @@ from server.errors import ApiError, not_found
 from server.http import json_response, load_body, path_name
 from server.objects import node_patch
 from server.views import NodeRecord, node_domain_state, node_object
-from store.election import primary
 from store.errors import NotFound
 
 # One instance each: building a schema costs more than a load.
@@ -30,7 +29,7 @@ DOMAIN_STATES = {"flush": "flushed", "ready": "ready"}
 
 
 async def current_primary(c: Ctx) -> str | None:
-    return await asyncio.to_thread(primary, c.store)
+    return c.cache.primary
 
 
 async def list_nodes(request: web.Request) -> web.Response:

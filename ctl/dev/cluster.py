@@ -258,34 +258,25 @@ def _node_events(launch: Launch, client: Client, *,
             yield event
 
 
-def _wait_nodes(launch: Launch, client: Client, *, deadline: float) -> None:
+def _wait_nodes(launch: Launch, client: Client, *, deadline: float) -> str:
+    """Follow the nodes until all are ready and one is the primary (its Node says so);
+    the primary's name."""
     seen: dict[str, dict[str, Any]] = {}
     for event in _node_events(launch, client, deadline=deadline):
         seen[event["name"]] = event["object"]
-        if all(node_ready(seen.get(n, {})) for n in launch.state.nodes):
-            return
+        primary = next((n for n, o in seen.items() if o.get("primary")), None)
+        if primary and all(node_ready(seen.get(n, {})) for n in launch.state.nodes):
+            return primary
     states = {n: (seen.get(n, {}).get("status") or {}).get("daemonState", "absent")
               for n in launch.state.nodes}
-    raise DevError(f"the nodes were not all running and ready in time: {states}")
-
-
-def _wait_primary(launch: Launch, client: Client, *, deadline: float) -> str:
-    # The election is not in the watch stream (no event carries the primary): ask
-    # GET /status again shortly, within the deadline.
-    while time.monotonic() < deadline:
-        launch.check_alive()
-        primary = client.get("/status").get("primary")
-        if primary:
-            return str(primary)
-        time.sleep(POLL * 4)
-    raise DevError("no primary coordinator was elected in time")
+    raise DevError(f"the nodes were not all running and ready, with a primary, in time: "
+                   f"{states}")
 
 
 def _wait_healthy(launch: Launch, *, deadline: float) -> None:
     client = Client(launch.state.url, token=launch.state.token, timeout=10)
     try:
-        _wait_nodes(launch, client, deadline=deadline)
-        primary = _wait_primary(launch, client, deadline=deadline)
+        primary = _wait_nodes(launch, client, deadline=deadline)
     except (ApiError, Unreachable) as e:
         raise DevError(f"the API did not become healthy: {e}") from None
     launch.say(f"ready       {len(launch.state.nodes)} nodes, primary {primary}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import ClientResponse
 
+from store import election
 from store.client import Store
 from tests.integration.test_api import Api, api_server, play_node, write_status
 
@@ -97,3 +99,39 @@ async def test_resume_from_too_far_back_is_410(api: Api, store: Store) -> None:
     assert status == 410
     status, err = await api.get("/watch", params={"resourceVersion": "x1"})
     assert status == 422
+
+
+async def test_a_change_of_primary_is_an_event_of_both_nodes(api: Api, store: Store,
+                                                             zk_hosts: str, zk_root: str) -> None:
+    """Coordinators contend as the node daemons' kazoo lock recipe does (an ephemeral
+    sequential znode each, holding `store.election.identifier`); the lowest leads. The API
+    follows the election in its cache."""
+    for name in ("hv1", "hv2"):
+        await play_node(api, store, name, coordinator=True)
+    status, listed = await api.get("/node")
+    assert [n["primary"] for n in listed["items"]] == [False, False]
+    resp = await api.raw("GET", "/watch", params={"kind": "Node"})
+    for _ in range(2):
+        await next_event(resp)  # the starting state
+    sessions = {}
+    for name in ("hv1", "hv2"):
+        contender = sessions[name] = Store(zk_hosts, zk_root)
+        contender.start()
+        contender.client.create(f"{store.paths.election}/{uuid.uuid4().hex}__lock__",
+                                election.identifier(name).encode(), ephemeral=True,
+                                sequence=True)
+    event = await next_event(resp)
+    assert (event["type"], event["name"], event["object"]["primary"]) == (
+        "MODIFIED", "hv1", True)
+    status, listed = await api.get("/node")
+    assert status == 200
+    assert [(n["metadata"]["name"], n["primary"]) for n in listed["items"]] == [
+        ("hv1", True), ("hv2", False)]
+    sessions["hv1"].stop()  # hv1's session ends: hv2's contender is first now
+    got = {(e["name"], e["object"]["primary"]) for e in [await next_event(resp),
+                                                       await next_event(resp)]}
+    assert got == {("hv1", False), ("hv2", True)}
+    status, summary = await api.get("/status")
+    assert status == 200 and summary["primary"] == "hv2"
+    resp.close()
+    sessions["hv2"].stop()
