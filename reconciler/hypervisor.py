@@ -102,6 +102,8 @@ _STATES = {
     libvirt.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
 }
 
+_INCOMING_PAUSE = (libvirt.VIR_DOMAIN_PAUSED_MIGRATION, libvirt.VIR_DOMAIN_PAUSED_STARTING_UP)
+
 _ROOT_TAG = re.compile(r"<domain\b[^>]*>")
 
 _UNDEFINE_FLAGS = (
@@ -125,6 +127,7 @@ class DomainInfo:
     memory_mib: int  # maximum memory (what the domain is provisioned with)
     vcpus: int
     persistent: bool
+    migrating_in: bool = False  # paused because a migration into this host is under way
 
 
 @dataclass(frozen=True)
@@ -756,6 +759,11 @@ class Hypervisor:
             state, max_kib, _mem_kib, vcpus, _cpu_time = dom.info()
             persistent = bool(dom.isPersistent())
             domain_id = int(dom.ID()) if state != libvirt.VIR_DOMAIN_SHUTOFF else -1
+            # Paused for a migration: incoming on the destination, which holds it paused
+            # "starting up", then "migration", until the source hands over (the source's
+            # paused domain is placed elsewhere; its reconciler sees the job instead).
+            incoming = (state == libvirt.VIR_DOMAIN_PAUSED
+                        and dom.state()[1] in _INCOMING_PAUSE)
         except libvirt.libvirtError as err:
             if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
@@ -763,7 +771,8 @@ class Hypervisor:
                                   f"{err.get_error_message()}", code=err.get_error_code()) from err
         return DomainInfo(name=name, uuid=str(dom.UUIDString()), state=_state(state, domain_id),
                           domain_id=domain_id if domain_id >= 0 else None,
-                          memory_mib=max_kib // 1024, vcpus=vcpus, persistent=persistent)
+                          memory_mib=max_kib // 1024, vcpus=vcpus, persistent=persistent,
+                          migrating_in=incoming)
 
     # -- events --
 

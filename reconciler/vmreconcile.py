@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 UP = (DomainState.RUNNING, DomainState.PAUSED)
 STATES = frozenset(s.value for s in VMState)
 OWNER_WAIT = 2.0  # look again this soon while another session holds the owner znode
+HANDOVER_LOOK = 0.2  # a migrated domain still listed here: look again this soon
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class VMReconciler:
         self._outbound: set[str] = set()  # VMs migrating out of here now
         self._slot_waiters: set[str] = set()  # VMs waiting for an outbound migration slot
         self._live_failed: dict[str, str] = {}  # VM -> target a live migration failed to
+        self._migrated: dict[str, Doc] = {}  # VM -> facts of its finished outgoing migration
 
     # --- reading -------------------------------------------------------------------------
 
@@ -166,6 +168,12 @@ class VMReconciler:
             await self._write_status(view, step, domain, with_ops=ops)
         except AlreadyExists:
             return Result.after(OWNER_WAIT)
+        if any(isinstance(op, txn.Delete) for op in ops):
+            self._migrated.pop(view.name, None)  # handed over, with the facts in status
+        if ops:
+            log.info("%s: %s the owner znode (domain %s here; %s)", view.name,
+                     "claimed" if isinstance(ops[0], txn.Create) else "released",
+                     domain.state if domain else "absent", step.reason)
         if any(isinstance(op, txn.Create) for op in ops):
             await self._record_arrival(view)
         return Result.done() if step.requeue_after is None else Result.after(step.requeue_after)
@@ -231,12 +239,18 @@ class VMReconciler:
         return []
 
     def _incoming(self, view: View, domain: DomainInfo | None) -> bool:
-        """The domain runs here, placed here, while another node's session owns the VM: a
-        live migration from there, not finished until that node reports it gone and lets
-        the owner znode go. Until then the source speaks for the VM."""
-        up = domain is not None and domain.state in UP
-        return (up and view.exists and view.placement.get("node") == self.node
-                and view.owner is not None and not self._ours(view.owner)
+        """A live migration into this node not finished yet: the domain is still paused
+        for it, or it runs here while another node's session owns the VM (the source has
+        not yet reported it gone there and let the owner znode go). Until then the source
+        speaks for the VM; in particular an owner vanished with the source's session does
+        not make an unfinished incoming guest ours (the migration may still fail back)."""
+        if domain is None or domain.state not in UP or not view.exists:
+            return False
+        if view.placement.get("node") != self.node:
+            return False
+        if domain.migrating_in and not self._ours(view.owner):
+            return True
+        return (view.owner is not None and not self._ours(view.owner)
                 and view.owner.doc.get("node") != self.node)
 
     async def _migrating_out(self, view: View, domain: DomainInfo | None) -> bool:
@@ -297,6 +311,7 @@ class VMReconciler:
         self._slot_waiters.discard(name)
         try:
             await self._write_status(view, step, domain)
+            began = time.perf_counter()
             await self._do_migrate(view)
         except HypervisorError as e:
             return await self._live_failure(view, step, e)
@@ -304,8 +319,15 @@ class VMReconciler:
             self._outbound.discard(name)
             for waiter in sorted(self._slot_waiters):
                 self.wake(waiter)
-        log.info("%s: live-migrated to %s", name, view.placement.get("node"))
-        return Result.after(0)  # gone here now: hand the owner znode over
+        call_ms = round((time.perf_counter() - began) * 1000)
+        log.info("%s: live-migrated to %s (libvirt call %d ms)", name,
+                 view.placement.get("node"), call_ms)
+        self._migrated[name] = {"callMs": call_ms}
+        # Look again at once (not at the next event): gone here, the owner znode is handed
+        # over in one transaction with status, and the destination takes it from there.
+        if await asyncio.to_thread(self.hv.domain, name) is not None:
+            return Result.after(HANDOVER_LOOK)  # libvirt still lists it: look again soon
+        return await self.reconcile(name)
 
     async def _do_migrate(self, view: View) -> None:
         target = str(view.placement.get("node"))
@@ -350,6 +372,9 @@ class VMReconciler:
                                  "duration": round(ended - started, 3)}
         if stats is not None:
             about.update(downtimeMs=stats.downtime_ms, libvirtMs=stats.elapsed_ms)
+        if "callMs" in moving:  # the source's migrateToURI3, start to return
+            about.update(libvirtCallMs=moving["callMs"],
+                         herdMs=round(about["duration"] * 1000) - int(moving["callMs"]))
         try:
             await asyncio.to_thread(
                 events.record, self.store, "migrated",
@@ -398,17 +423,28 @@ class VMReconciler:
         method = "live" if step.action == Action.MIGRATE_LIVE else "shutdown"
         previous = old.get("migration") or {}
         if previous.get("target") == target:
-            return {**previous, "method": previous.get("method", method)}
+            return {**previous, "method": previous.get("method", method),
+                    **self._migrated.get(view.name, {})}
         return {"source": self.node, "target": target, "method": method, "started": now}
 
     async def _write_status(self, view: View, step: Step, domain: DomainInfo | None, *,
                             with_ops: list[txn.Op] | None = None) -> None:
-        """Write status if it changed (version-checked), in one transaction with `with_ops`."""
+        """Write status if it changed (version-checked), in one transaction with `with_ops`.
+
+        A change of the owner znode always goes with status checked at the version this
+        reconcile read, and a claim always writes status (its version moves on): an owner
+        znode's version says nothing (every new one has version 0), so only this makes a
+        release from a stale view fail instead of deleting the owner another node just
+        created at the same path."""
         ops = list(with_ops or [])
         new = self._status_doc(view, step, domain) if view.exists else None
-        if new is not None and (view.status is None or new != view.status.doc):
-            version = view.status.version if view.status else -1
-            ops.append(txn.Set(self.store.paths.vm_status(view.name), new, version))
+        path, version = self.store.paths.vm_status(view.name), (
+            view.status.version if view.status else -1)
+        claims = any(isinstance(op, txn.Create) for op in ops)
+        if new is not None and (view.status is None or new != view.status.doc or claims):
+            ops.append(txn.Set(path, new, version))
+        elif ops and view.status is not None:
+            ops.append(txn.Check(path, version))
         if not ops:
             return
         try:
@@ -418,6 +454,8 @@ class VMReconciler:
             raise
         if isinstance(ops[-1], txn.Set) and new is not None:
             self._written[view.name] = Versioned(new, results[-1])
+        elif isinstance(ops[-1], txn.Check):
+            self._written.pop(view.name, None)
 
     def echo(self, name: str, child: str, change: Change) -> bool:
         """True for a change this reconciler made itself (nothing new to reconcile): the
@@ -436,6 +474,7 @@ class VMReconciler:
         """The VM and its domain are gone: drop what we remembered of it."""
         self._written.pop(name, None)
         self._live_failed.pop(name, None)
+        self._migrated.pop(name, None)
         self.known.discard(name)
 
 
@@ -450,3 +489,4 @@ def _restart_condition(conditions: list[Doc], run_hash: str | None, spec_xml: st
     return [*others, {"type": "RestartRequired", "status": "True", "reason": "XMLChanged",
                       "message": "the domain XML changed; it applies at the next start",
                       "lastTransitionTime": since}]
+
