@@ -271,6 +271,20 @@ def check_prerequisites() -> None:
             "libvirt-daemon-system, libvirt-daemon-driver-qemu, qemu-system-x86; make setup)")
 
 
+def probe() -> None:
+    """Check that hosts can be made here at all: the programs, and that this machine lets
+    us create a network namespace and a bridge (a container may not); HostsUnavailable
+    says why not. Leaves nothing behind."""
+    check_prerequisites()
+    name = f"herdprobe{os.getpid() % 100000}"
+    try:
+        _run("ip", "netns", "add", name)
+        _run("ip", "link", "add", name[:15], "type", "bridge")
+    finally:
+        _run("ip", "link", "del", name[:15], check=False)
+        _run("ip", "netns", "del", name, check=False)
+
+
 def _write_config(host: QemuHost) -> None:
     """The host's /etc/libvirt: the system's, listening on TCP at its address, with its
     own host UUID and QEMU's migration_host; no autostarted networks."""

@@ -38,7 +38,7 @@ import pytest
 from ctl.client import Client
 from ctl.dev import state
 from ctl.dev.guest import guest_xml
-from ctl.dev.qemu import HostsUnavailable, QemuHosts, check_prerequisites
+from ctl.dev.qemu import HostsUnavailable, QemuHosts, probe
 from store import events
 from store.client import Store
 from store.errors import NotFound
@@ -171,7 +171,7 @@ def one_continuous_run(cluster: Cluster, vm: str, *, since: float, on: str) -> N
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
-        check_prerequisites()
+        probe()
     except HostsUnavailable as e:
         pytest.skip(f"no QEMU hosts here: {e}")
     directory = tmp_path_factory.mktemp("qemu-cluster")
