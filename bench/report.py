@@ -16,7 +16,8 @@ ORDER = [("store_create", "Store: creating VMs (issue #2)"),
          ("informer", "Watched cache (issue #2)"),
          ("node", "Node daemon (issue #3)"),
          ("controllers", "Cluster controllers (issue #4)"),
-         ("api", "REST API (issue #5)")]
+         ("api", "REST API (issue #5)"),
+         ("migration", "Live migration on real QEMU hosts (issue #7)")]
 
 
 def section() -> str:
