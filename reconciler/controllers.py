@@ -4,11 +4,12 @@ Keys of the primary's work queue:
 - `schedule`: VMs desired running with no node are placed by their selector and limits
   (one `Planner` pass, so a batch spreads).
 - `node/<name>`: one node's domain state and health:
-  - failed (its `alive` znode gone, daemon not stopped cleanly, heartbeat older than the
-    fence timeout): its VMs show `unknown`, it is fenced by its agent, and only after a
-    successful fence are its VMs recovered elsewhere (cold start) or, with no valid target,
-    stopped (and marked `autorestartPending` when they have autorestart). A failed fence
-    recovers nothing, records an event and is retried with backoff;
+  - failed (its `alive` znode gone, daemon not stopped cleanly, heartbeat — and this
+    primary's term — older than the fence timeout): its VMs show `unknown`, it is fenced
+    by its agent, and only after a successful fence are its VMs recovered elsewhere
+    (cold start) or, with no valid target, stopped (and marked `autorestartPending` when
+    they have autorestart). A failed fence recovers nothing, records an event and is
+    retried with backoff;
   - spec `flushed`: ready -> flushing; every running VM placed there moves away
     (temporarily: lastNode), or is stopped when nothing fits; flushed once none runs there;
   - spec `ready`: -> unflushing; VMs whose lastNode is this node come back, its
@@ -130,6 +131,12 @@ class Controllers:
     def __init__(self, store: Store, state: ClusterState, fencer: Fencer, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.state, self.fencer, self.clock = store, state, fencer, clock
+        self.term_started = 0.0
+
+    def took_office(self) -> None:
+        """A new term as primary begins: no heartbeat could be seen before it (ZooKeeper
+        may have been down), so a node's silence counts from now at the earliest."""
+        self.term_started = self.clock()
 
     async def reconcile(self, key: str) -> Result:
         if key == "schedule":
@@ -216,7 +223,10 @@ class Controllers:
         """A coroutine handling a dead node, or None when the node is not failed."""
         if view.alive or status.get("daemonState", "") in NOT_FAILED:
             return None
-        silent = self.clock() - float(status.get("heartbeat", 0.0))
+        # Silence counts from the start of this term at the earliest: after a ZooKeeper
+        # outage every heartbeat is old, and a node that reconnects late gets the whole
+        # fence timeout to register again (issue #8, tests/integration/test_fence_after_outage).
+        silent = self.clock() - max(float(status.get("heartbeat", 0.0)), self.term_started)
         timeout = float(self.state.setting("fenceTimeout", 8.0))
         if silent < timeout:
             return _after(timeout - silent)
@@ -247,11 +257,13 @@ class Controllers:
         return await self._recover(name)
 
     async def _settle_left_behind(self, node: str) -> None:
-        """VMs still placed on the fenced node are off (the fence confirmed it): their
-        status says stopped, since no node is left to say so."""
+        """VMs still placed on the fenced node, or that status says were there (say, half-way
+        migrating away), are off (the fence confirmed it): their status says stopped, since
+        no node is left to say so (a target waits for that before it starts a VM)."""
         for vm in self.state.all_vms():
             st = vm.status.doc if vm.status else {}
-            if vm.status is None or vm.node != node or st.get("state") != "unknown":
+            if vm.status is None or node not in (vm.node, st.get("node")) \
+                    or st.get("state") != "unknown":
                 continue
             new = {**st, "state": "stopped", "node": None, "since": self.clock(),
                    "reason": f"{node} was fenced", "shutdownDeadline": None}

@@ -124,6 +124,7 @@ class Coordinator:
         if not self.store.writable:
             return
         self.is_primary = True
+        self.controllers.took_office()
         log.info("%s is the primary coordinator", self.node)
         await asyncio.to_thread(events.record, self.store, "primary",
                                 f"{self.node} is the primary coordinator", node=self.node)

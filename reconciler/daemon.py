@@ -48,7 +48,9 @@ PUBLISH_GAP = 0.5  # seconds between event-driven node status writes
 class EventLog:
     """Appends one JSON line per libvirt lifecycle event: when, node, VM, event, detail.
     A record of what the hypervisor did, written by the node itself, for history checkers
-    that do not trust Herd's own status (tests/support/history.py)."""
+    that do not trust Herd's own status (tests/support/history.py). A last line, event
+    `closed` (no VM), says when the daemon closed its own libvirt connection: on libvirt's
+    test driver its guests end there (tests/support/chaos/recorder.py)."""
 
     def __init__(self, path: str, node: str) -> None:
         self.path = path
@@ -96,6 +98,7 @@ class NodeDaemon:
         self._background: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = asyncio.Event()
+        self.event_log: EventLog | None = None
         # Called on the loop with every libvirt lifecycle event (name, kind, detail): for
         # history recorders and tests; must not block.
         self.event_listeners: list[Callable[[str, str, int], None]] = []
@@ -137,7 +140,8 @@ class NodeDaemon:
             self.nodes.subscribe(self.coordinator.on_node_change)
             self.store.add_session_listener(self.coordinator.on_session)
         if self.config.event_log:
-            self.event_listeners.append(EventLog(self.config.event_log, self.name).write)
+            self.event_log = EventLog(self.config.event_log, self.name)
+            self.event_listeners.append(self.event_log.write)
         await self.hv.start_events(self._on_domain_event)
         await self._adopt()
         self.queue.start()
@@ -174,17 +178,19 @@ class NodeDaemon:
         self.store.stop()
         if self._owns_hv:
             self.hv.close()
+            if self.event_log is not None:  # a test-driver node's guests went with it
+                self.event_log.write("", "closed", 0)
 
     # --- what to reconcile --------------------------------------------------------------------
 
     def concerns_me(self, name: str) -> bool:
-        """Placed here, owned here, or a domain of this node's libvirt."""
+        """Placed here, owned here, said by status to be here, or a domain of this node's
+        libvirt."""
         p = self.store.paths
-        placement = self.vms.get(p.vm_placement(name))
-        owner = self.vms.get(p.vm_owner(name))
-        return (name in self.local_domains
-                or (placement is not None and placement.doc.get("node") == self.name)
-                or (owner is not None and owner.doc.get("node") == self.name))
+        return name in self.local_domains or any(
+            doc is not None and doc.doc.get("node") == self.name
+            for doc in (self.vms.get(p.vm_placement(name)), self.vms.get(p.vm_owner(name)),
+                        self.vms.get(p.vm_status(name))))
 
     def _on_vm_change(self, change: Change) -> None:
         """Informer thread: find the VM and hand it to the loop (enqueue only)."""

@@ -146,8 +146,12 @@ class NodeRegistration:
             except AlreadyExists:
                 pass
             gone.clear()
-            if self.store.client.exists(path, watch=lambda _e: gone.set()) is None:
+            stat = self.store.client.exists(path, watch=lambda _e: gone.set())
+            if stat is None:
                 continue
+            session = self.store.client.client_id
+            if session is not None and stat.ephemeralOwner == session[0]:
+                return  # ours: the session outlived a reconnect (issue #8, seed 6)
             log.warning("node %s is registered by another session; waiting for it to end",
                         self.name)
             if not gone.wait(max(0.0, deadline - time.monotonic())):

@@ -111,18 +111,26 @@ class VMReconciler:
         return mine if mine.mzxid > cached.mzxid else cached
 
     def _ours(self, owner: Versioned | None) -> bool:
+        """The owner znode is this node's, created by this very session (while the client
+        reconnects it has no session: then nothing is ours)."""
+        session = self.store.client.client_id
         return (owner is not None and owner.doc.get("node") == self.node
-                and owner.stat.ephemeralOwner == self.store.client.client_id[0])
+                and session is not None and owner.stat.ephemeralOwner == session[0])
 
     def responsible(self, view: View, domain: DomainInfo | None) -> bool:
-        """Running here, owned by us (a handover to finish), or placed here and unowned."""
+        """Running here, owned by us (a handover to finish), or placed here and unowned
+        while status does not say another node has it."""
         if domain is not None and domain.state in UP:
             return True
         if self._ours(view.owner):
             return True
         if view.placement.get("node") != self.node or not view.exists:
             return False
-        return view.owner is None or view.owner.doc.get("node") == self.node
+        if view.owner is not None:
+            return bool(view.owner.doc.get("node") == self.node)
+        # An owner gone with its session is no release (a stopped daemon's guests run on):
+        # status names the node that has it until that node says it is off (issue #8).
+        return _status_node(view) in (None, self.node)
 
     # --- the reconcile ---------------------------------------------------------------------
 
@@ -389,9 +397,24 @@ class VMReconciler:
         if domain is not None and view.placement.get("node") != self.node:
             await asyncio.to_thread(self.hv.undefine, view.name)
             log.info("%s: removed the shut-off definition left here", view.name)
+        if view.exists and view.owner is None and _status_node(view) == self.node:
+            await asyncio.to_thread(self._say_off_here, view)  # lost here (a restart)
         if not view.exists:
             self.forget(view.name)
         return Result.done()
+
+    def _say_off_here(self, view: View) -> None:
+        """Status says the VM is up here, but it is not and nobody owns it (the guest went
+        with a restart): say it is off, so that the node it is placed on may start it."""
+        assert view.status is not None
+        doc = {**view.status.doc, "state": "stopped", "node": None, "since": self.clock(),
+               "reason": f"not running on {self.node}", "shutdownDeadline": None}
+        try:
+            self.store.set(self.store.paths.vm_status(view.name), doc,
+                           version=view.status.version)
+        except Conflict:
+            pass  # a newer status stands
+        log.info("%s: not running here; status says so now", view.name)
 
     # --- status ------------------------------------------------------------------------------
 
@@ -490,3 +513,7 @@ def _restart_condition(conditions: list[Doc], run_hash: str | None, spec_xml: st
                       "message": "the domain XML changed; it applies at the next start",
                       "lastTransitionTime": since}]
 
+
+def _status_node(view: View) -> str | None:
+    """The node status says has the VM (None once that node said it is off there)."""
+    return view.status.doc.get("node") if view.status else None

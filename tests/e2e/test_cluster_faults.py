@@ -122,4 +122,8 @@ async def test_the_primary_killed_is_replaced_and_nothing_is_lost(
                             "migrationMethod": "any"}, "xml": simple_domain_xml("late")}}
     txn.commit(store, vms.define_ops(store.paths, vm))
     await wait_doc(store, store.paths.vm_status("late"), running_on(*others), timeout=30)
-    assert leader in cluster.fenced()  # the dead primary was fenced like any failed node
+    # The dead primary is fenced like any failed node, once the new primary has been in
+    # office for the fence timeout (it could not see heartbeats before).
+    await wait_doc(store, store.paths.node_status(leader),
+                   lambda d: bool(d and d.get("daemonState") == "fenced"), timeout=30)
+    assert leader in cluster.fenced()

@@ -3,7 +3,9 @@
 
 It trusts nothing Herd writes to ZooKeeper: a VM runs on a node from a started/resumed
 event until a stopped/crashed event there, or until that node's process died (a killed
-test-driver node loses its guests without an event). Used by the e2e fault tests.
+test-driver node loses its guests without an event). Each closed run says what ended it
+(`cause`: the DOWN event's name, or `died`). Used by the e2e fault tests and the fault
+suite's recorder (tests/support/chaos/recorder.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 UP = frozenset({"started", "resumed"})
@@ -24,6 +26,7 @@ class Run:
     node: str
     start: float
     end: float  # math.inf while still running
+    cause: str = field(default="", compare=False)  # "stopped", "crashed", "died"; "" if open
 
 
 def load(paths: Iterable[Path]) -> list[dict[str, object]]:
@@ -41,11 +44,11 @@ def runs(events: list[dict[str, object]], deaths: dict[str, list[float]]) -> lis
     for t, node, vm, what in sorted(timeline):
         if what == "died":
             for key in [k for k in open_runs if k[1] == node]:
-                out.append(Run(key[0], node, open_runs.pop(key), t))
+                out.append(Run(key[0], node, open_runs.pop(key), t, "died"))
         elif what in UP:
             open_runs.setdefault((vm, node), t)
         elif what in DOWN and (vm, node) in open_runs:
-            out.append(Run(vm, node, open_runs.pop((vm, node)), t))
+            out.append(Run(vm, node, open_runs.pop((vm, node)), t, what))
     out += [Run(vm, node, start, math.inf) for (vm, node), start in open_runs.items()]
     return out
 

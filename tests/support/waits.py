@@ -2,11 +2,16 @@
 
 `wait_doc` resolves when the document at a path satisfies a predicate (checked at once,
 then on every change kazoo's DataWatch reports). Called by integration and e2e tests.
+`poll_until` is the one exception, for process-level conditions that no watch or event
+reports (a child's log line, a whole cluster's convergence judged from a snapshot): it
+looks again at an interval until a deadline. Called by the fault suite
+(tests/support/chaos).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,3 +76,17 @@ async def wait_children(store: Store, path: str, check: Callable[[list[str]], An
                 await changed.wait()
     finally:
         watch._stopped = True  # kazoo's documented way is to return False; we stop it here
+
+
+def poll_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.2,
+               what: str = "the condition") -> Any:
+    """The first truthy `check()`, looked at every `interval` seconds; AssertionError naming
+    `what` after `timeout`. Only for conditions no watch or event reports."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(interval)  # no event to wait on (see the module docstring)
