@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup test lint unit integration e2e bench demo demo-qemu clean
+.PHONY: setup test lint unit integration e2e bench chaos demo demo-qemu clean
 
 setup:
 	@bash scripts/setup.sh
@@ -33,6 +33,11 @@ bench: setup
 	$(PY) -m bench.controllers_bench
 	$(PY) -m bench.api_bench
 	$(PY) -m bench.migration_bench
+	$(PY) -m bench.report
+
+# The fault suite over several seeds (a few minutes per seed): bench/results/chaos.*
+chaos: setup
+	$(PY) -m bench.chaos --seeds 5 --duration 120
 	$(PY) -m bench.report
 
 demo: setup

@@ -17,7 +17,8 @@ ORDER = [("store_create", "Store: creating VMs (issue #2)"),
          ("node", "Node daemon (issue #3)"),
          ("controllers", "Cluster controllers (issue #4)"),
          ("api", "REST API (issue #5)"),
-         ("migration", "Live migration on real QEMU hosts (issue #7)")]
+         ("migration", "Live migration on real QEMU hosts (issue #7)"),
+         ("chaos", "Fault suite (issue #8)")]
 
 
 def section() -> str:
