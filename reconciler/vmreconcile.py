@@ -113,9 +113,10 @@ class VMReconciler:
     def _ours(self, owner: Versioned | None) -> bool:
         """The owner znode is this node's, created by this very session (while the client
         reconnects it has no session: then nothing is ours)."""
+        if owner is None or owner.doc.get("node") != self.node:
+            return False
         session = self.store.client.client_id
-        return (owner is not None and owner.doc.get("node") == self.node
-                and session is not None and owner.stat.ephemeralOwner == session[0])
+        return session is not None and owner.stat.ephemeralOwner == session[0]
 
     def responsible(self, view: View, domain: DomainInfo | None) -> bool:
         """Running here, owned by us (a handover to finish), or placed here and unowned
