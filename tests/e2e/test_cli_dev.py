@@ -20,9 +20,16 @@ from ctl.dev.state import DevState
 HERDCTL = str(Path(sys.executable).with_name("herdctl"))
 
 
+# herdctl as a user's terminal runs it: with Ctrl-C's default effect, even when this test
+# runs in a background job (whose shell has SIGINT ignored, and ignored stays across exec).
+INTERACTIVE_HERDCTL = [sys.executable, "-c", "import signal; "
+                       "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                       "from ctl.main import main; main()"]
+
+
 def start_dev_up(directory: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HERD_DEV_DIR": str(directory)}
-    return subprocess.Popen([HERDCTL, "dev", "up", "--nodes", "2"], env=env,
+    return subprocess.Popen([*INTERACTIVE_HERDCTL, "dev", "up", "--nodes", "2"], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 
