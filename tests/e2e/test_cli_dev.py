@@ -49,17 +49,21 @@ def recorded_at_least(directory: Path, count: int, proc: subprocess.Popen[bytes]
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_an_unfinished_dev_up_leaves_nothing_running(tmp_path: Path, sig: int) -> None:
     proc = start_dev_up(tmp_path)
-    found = recorded_at_least(tmp_path, 2, proc)
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    if sig == signal.SIGINT:
-        assert b"dev up failed: stopping what it started" in out
-        assert state.load(tmp_path) is None
-    else:
-        assert state.load(tmp_path) is not None  # left for dev down
-    down = subprocess.run([HERDCTL, "dev", "down", "--dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    try:
+        found = recorded_at_least(tmp_path, 2, proc)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        if sig == signal.SIGINT:
+            assert b"dev up failed: stopping what it started" in out
+            assert state.load(tmp_path) is None
+        else:
+            assert state.load(tmp_path) is not None  # left for dev down
+    finally:  # whatever happened, nothing of the cluster outlives the test
+        proc.kill()
+        proc.communicate(timeout=60)
+        down = subprocess.run([HERDCTL, "dev", "down", "--dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
     recorded = state.load(tmp_path)
     assert recorded is None
