@@ -38,6 +38,7 @@ bench: setup
 # The fault suite over several seeds (a few minutes per seed): bench/results/chaos.*
 chaos: setup
 	$(PY) -m bench.chaos --seeds 5 --duration 120
+	$(PY) -m bench.chaos --hypervisor qemu --seeds 3 --duration 60
 	$(PY) -m bench.report
 
 demo: setup

@@ -234,6 +234,21 @@ def test_the_hostwatch_recorder_turns_a_live_migration_into_two_runs() -> None:
     assert "one-runner" not in failed(ev) and "no-unexplained-stop" not in failed(ev)
 
 
+def test_a_power_off_ends_the_host_s_runs_when_it_took_not_when_hostwatch_noticed() -> None:
+    # Seen on QEMU (seed 8): hostwatch found the fenced host's libvirtd gone 0.9 s after
+    # the fence agent had powered it off and the primary had started the guest elsewhere.
+    lines = [{"t": 1.0, "kind": "event", "node": "hv2", "vm": "web", "event": "started",
+              "detail": "booted"},
+             {"t": 7.5, "kind": "event", "node": "hv3", "vm": "web", "event": "started",
+              "detail": "booted"},
+             {"t": 8.1, "kind": "unreachable", "node": "hv2", "error": "socket closed"}]
+    late = HostwatchRecorder(lambda: lines).runs()
+    assert "one-runner" in failed(evidence([], late, ops=[define()]))
+    runs = HostwatchRecorder(lambda: lines, deaths=lambda: {"hv2": [7.2]}).runs()
+    assert runs == [Run("web", "hv2", 1.0, 7.2), Run("web", "hv3", 7.5, math.inf)]
+    assert "one-runner" not in failed(evidence([], runs, ops=[define()]))
+
+
 def test_a_domain_running_under_a_name_herd_no_longer_has_fails() -> None:
     ev = evidence([vm("web-r1", state="stopped")], [Run("web", "hv1", 1.0, math.inf)],
                   ops=[define(), op(2, "rename", new_name="web-r1")])

@@ -20,7 +20,8 @@ The checks (`CHECKS`, in report order):
   after a client request that stops, restarts or moves that VM (or flushes/readies nodes).
   Pauses (SIGSTOP), ZooKeeper outages and API restarts stop nothing, and a daemon restart
   alone stops nothing unless the recorder counts it as a host death (on test-driver nodes
-  it is one: the guests live in the daemon's libvirt connection);
+  it is one: the guests live in the daemon's libvirt connection; on QEMU hosts it is not,
+  only a fence's power-off is, so there a daemon restart that stops a VM fails here);
 - `autorestart`: no VM is left autorestartPending while its home node is ready;
 - `processes`: no process died by itself (only the faults and the fence agent kill), and
   every SIGTERM stopped its daemon in time.

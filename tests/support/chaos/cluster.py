@@ -9,8 +9,14 @@ or API process that ends without the harness asking is started again after
 `reboot_delay` (a fenced host reboots), unless the cluster is being stopped. Node deaths
 for the history (`deaths()`) are every end of a node process (see recorder.py for why),
 the harness's SIGKILL times and the fence log's. `snapshot()` reads the final ZooKeeper
-state directly (kazoo), keeping unparseable documents as such. Used by
-tests/support/chaos/faults.py and run.py.
+state directly (kazoo), keeping unparseable documents as such.
+
+With `hosts` (real QEMU, tests/support/chaos/qemu.py `QemuNodes`) the nodes run on QEMU
+hosts: `start()` makes the hosts (and their hostwatch recorder) first and `stop()` tears
+them down last; a node that ended without the harness asking is started again only once
+the fence agent finished powering its host off (the start boots the host); a host that is
+down is booted on heal; and host deaths are the power-offs only (a daemon's end leaves its
+guests running). Used by tests/support/chaos/faults.py and run.py.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from ctl.client import Client
+from ctl.dev.qemu import QemuHosts
 from ctl.dev.zookeeper import ZooKeeperCluster, free_port
 from store import codec
 from tests.support.chaos.model import ZVM, Exit, Snapshot, ZNode
+from tests.support.chaos.qemu import QemuNodes
 from tests.support.cluster import HERD_NODE, LocalCluster
 from tests.support.waits import poll_until
 
@@ -41,14 +49,17 @@ class ChaosCluster:
 
     def __init__(self, directory: Path, *, nodes: int = 3, apis: int = 1,
                  zk_timeout: float = 3.0, memory_mib: int = 65536,
-                 reboot_delay: float = 1.0) -> None:
+                 reboot_delay: float = 1.0, hosts: QemuHosts | None = None) -> None:
         self.dir = directory
         self.zk = ZooKeeperCluster(directory / "zk", members=3)
-        self.node_names = tuple(f"hv{i}" for i in range(1, nodes + 1))
+        self.node_names = hosts.names if hosts else tuple(f"hv{i}" for i in range(1, nodes + 1))
         (directory / "nodes").mkdir(parents=True, exist_ok=True)
-        self.local = LocalCluster(directory / "nodes", zk_hosts=self.zk.hosts, zk_root=ROOT,
-                                  nodes=self.node_names, zk_timeout=zk_timeout,
-                                  status_interval=1.0, memory_mib=memory_mib)
+        self.qemu = None if hosts is None else QemuNodes(
+            directory / "nodes", hosts=hosts, zk_hosts=self.zk.hosts, zk_root=ROOT,
+            zk_timeout=zk_timeout, status_interval=1.0)
+        self.local = self.qemu or LocalCluster(
+            directory / "nodes", zk_hosts=self.zk.hosts, zk_root=ROOT, nodes=self.node_names,
+            zk_timeout=zk_timeout, status_interval=1.0, memory_mib=memory_mib)
         self.api_ports = [free_port() for _ in range(apis)]
         self.api_procs: dict[int, subprocess.Popen[bytes]] = {}
         self.token = ""
@@ -65,7 +76,9 @@ class ChaosCluster:
     # --- start and stop ----------------------------------------------------------------------
 
     def start(self, *, config: dict[str, Any]) -> None:
-        """ZooKeeper, the cluster defaults, every node, every API server (all serving)."""
+        """(QEMU hosts,) ZooKeeper, the cluster defaults, every node, every API server."""
+        if self.qemu is not None:
+            self.qemu.up()
         self.zk.start(timeout=60)
         self._write_config(config)
         for name in self.node_names:
@@ -94,6 +107,8 @@ class ChaosCluster:
         self.zk.stop()
         for thread in self._watchers:
             thread.join(timeout=30)
+        if self.qemu is not None:
+            self.qemu.down()
 
     @staticmethod
     def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -142,6 +157,17 @@ class ChaosCluster:
             self.stuck.append((f"node/{name}", time.time()))
             self.signal_node(name, signal.SIGKILL)
             proc.wait(timeout=10)
+        self.start_node(name)
+
+    def heal_node(self, name: str) -> None:
+        """The node's daemon running and continued, on a host that is up (a daemon left
+        running on a powered-off host, by a start that raced the fence, is started again)."""
+        if self.node_running(name):
+            if self.qemu is None or not self.qemu.host_down(name):
+                self.signal_node(name, signal.SIGCONT)
+                return
+            self.signal_node(name, signal.SIGKILL)
+            self.local.reap(name)
         self.start_node(name)
 
     # --- API servers -------------------------------------------------------------------------
@@ -219,6 +245,9 @@ class ChaosCluster:
         unless something already did."""
         kind, _, name = role.partition("/")
         if kind == "node" and self.local.procs.get(name) is proc:
+            if self.qemu is not None:
+                self.qemu.await_power_off(name, since=time.time() - self.reboot_delay,
+                                          stop=self._stopping)
             self.start_node(name)
         elif kind.startswith("api") and self.api_procs.get(int(kind[3:])) is proc:
             self.start_api(int(kind[3:]))
@@ -230,7 +259,10 @@ class ChaosCluster:
         return out
 
     def deaths(self) -> dict[str, list[float]]:
-        """Host deaths: every end of a node process, SIGKILLs sent, fence-agent power-offs."""
+        """Host deaths: every end of a node process, SIGKILLs sent, fence-agent power-offs
+        (on QEMU hosts the power-offs only)."""
+        if self.qemu is not None:
+            return self.qemu.deaths()
         out = {node: list(ts) for node, ts in self.local.deaths().items()}
         with self._lock:
             for role, times in self._exit_times.items():

@@ -10,7 +10,11 @@ restart; all of ZooKeeper killed for longer than the session timeout, then resta
 the same restart while a stubborn VM of that node is shutting down, or while one is
 migrating away from it (the VM borrowed from the workload, so requests on it never
 overlap). With `cover`, every kind comes once (in a seeded order) before random ones.
-The schedule is a pure function of the seed; the interleaving with the cluster is not.
+On QEMU hosts the same kinds apply, but a daemon's end (kill -9, SIGTERM) is no host
+death: its guests keep running; only the fence agent's power-off kills them (then the
+host is booted again before its daemon starts), and a mid-migration restart interrupts a
+real live migration. The schedule is a pure function of the seed; the interleaving with
+the cluster is not.
 Faults run one after another; each ends healed (processes back), though its effects (a
 fence, a re-election) may still be under way when the next starts. Used by run.py.
 """
@@ -164,10 +168,12 @@ class Injector:
         return p.target, f"kill -9, started again after {p.duration:.1f}s"
 
     def _node_pause(self, p: Planned) -> tuple[str, str]:
+        paused = self.cluster.local.procs[p.target]
         self.cluster.signal_node(p.target, signal.SIGSTOP)
         self._hold(p.duration)
         self.cluster.signal_node(p.target, signal.SIGCONT)
-        fenced = not self.cluster.node_running(p.target)
+        # Fenced: the paused process is gone (and may have been started again already).
+        fenced = paused.poll() is not None
         if fenced:
             self.workload.flushed.add(p.target)
         return p.target, f"SIGSTOP {p.duration:.1f}s" + (", fenced" if fenced else "")

@@ -105,9 +105,10 @@ class Exit:
 @dataclass
 class Evidence:
     """Everything the checker judges from. `deaths` are host deaths (node -> times: on
-    test-driver nodes, every end of a node process), `fences` the fence agent's
-    power-offs, `stuck` the processes a SIGTERM did not end in time (they were killed),
-    `healed` when the last fault ended, `settled` when the checks began."""
+    test-driver nodes, every end of a node process; on QEMU hosts, the power-offs only),
+    `fences` the fence agent's power-offs, `stuck` the processes a SIGTERM did not end in
+    time (they were killed), `healed` when the last fault ended, `settled` when the checks
+    began."""
 
     runs: list[Run]
     ops: list[Op]

@@ -17,14 +17,16 @@ it closed its libvirt connection (a process can linger after that). Known limits
 event is stamped when the daemon's loop logs it, so a paused daemon logs late, and a start
 not yet logged when the process is killed is missed.
 
-`HostwatchRecorder` is the start of the real-QEMU source: it reads the history that
+`HostwatchRecorder` is the real-QEMU source: it reads the history that
 tests/support/hostwatch.py takes from every host's libvirtd (lifecycle events; a host
 found unreachable was powered off). An incoming live migration starts paused, so a run
 begins when a guest boots or resumes and ends when it stops, crashes or is suspended for
-a migration. There a daemon restart is no host death, so the checker holds a restart to
-"no VM restarted by a daemon restart alone". (Wiring it into run.py, with QEMU hosts in
-place of test-driver nodes, is the real-QEMU variant's part.)
-Used by tests/support/chaos/run.py.
+a migration. A power-off ends the host's runs when it took: the power switch's own record
+(`deaths`: the fence agent's log, written once the guests are dead) when given, else when
+hostwatch found the host unreachable, which can be a second later (a libvirt call on a
+dead socket) — after the guest was already started elsewhere. There a daemon restart is
+no host death, so the checker holds a restart to "no VM restarted by a daemon restart
+alone". Used by tests/support/chaos/run.py.
 """
 
 from __future__ import annotations
@@ -93,19 +95,25 @@ def _near(t: float, at: float | None, *, window: float) -> bool:
 
 class HostwatchRecorder:
     """Runs from a hostwatch history (real hypervisors): `read` gives its records, e.g.
-    `lambda: hostwatch.load(path)` (`from_file`)."""
+    `lambda: hostwatch.load(path)` (`from_file`); `deaths`, when each host was powered
+    off (node -> times), by the power switch's own record."""
 
-    def __init__(self, read: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, read: Callable[[], list[dict[str, Any]]], *,
+                 deaths: Callable[[], dict[str, list[float]]] | None = None) -> None:
         self._read = read
+        self._power_offs = deaths or dict
 
     @classmethod
-    def from_file(cls, path: Path) -> HostwatchRecorder:
-        return cls(lambda: hostwatch.load(path))
+    def from_file(cls, path: Path, *,
+                  deaths: Callable[[], dict[str, list[float]]] | None = None
+                  ) -> HostwatchRecorder:
+        return cls(lambda: hostwatch.load(path), deaths=deaths)
 
     def events(self) -> tuple[list[dict[str, object]], dict[str, list[float]]]:
-        """History events in tests/support/history.py's terms, and the power-offs."""
+        """History events in tests/support/history.py's terms, and the power-offs (the
+        switch's and hostwatch's: a run ends at the first after its start)."""
         events: list[dict[str, object]] = []
-        deaths: dict[str, list[float]] = {}
+        deaths = {node: list(times) for node, times in self._power_offs().items()}
         for e in self._read():
             if e["kind"] == "unreachable":
                 deaths.setdefault(str(e["node"]), []).append(float(e["t"]))
@@ -128,10 +136,15 @@ class HostwatchRecorder:
 
     def excerpt(self, subject: str, at: float | None, *, origin: float = 0.0,
                 window: float = 5.0, limit: int = 12) -> list[str]:
-        events, _ = self.events()
-        lines = []
+        """As EventLogRecorder's: the subject's events and the power-offs near `at`."""
+        events, deaths = self.events()
+        lines: list[tuple[float, str]] = []
         for e in events:
             t = float(e["t"])  # type: ignore[arg-type]
             if subject in (e["vm"], e["node"]) and _near(t, at, window=window):
-                lines.append(f"{t - origin:8.2f}  {e['node']}: {e['vm']} {e['event']}")
-        return lines[-limit:]
+                lines.append((t, f"{t - origin:8.2f}  {e['node']}: {e['vm']} {e['event']}"))
+        for node, times in deaths.items():
+            lines += [(t, f"{t - origin:8.2f}  {node}: host powered off")
+                      for t in times if _near(t, at, window=window)]
+        lines.sort()
+        return [text for _t, text in lines[-limit:]]

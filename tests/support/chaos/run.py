@@ -8,27 +8,31 @@ wait until the cluster converges (or `settle_timeout` passes), then gather the e
 (the recorder's runs, the requests, the ZooKeeper snapshot, deaths, fences, exits) and
 check it. Everything started is stopped before it returns, whatever happened; the
 evidence, requests, faults and report are left in the directory (evidence.json,
-ops.jsonl, faults.json, report.txt) beside the processes' logs. Called by
-tests/e2e/test_chaos.py and bench/chaos.py.
+ops.jsonl, faults.json, report.txt) beside the processes' logs.
+
+`hypervisor="qemu"` runs the same on real QEMU hosts (tests/support/chaos/qemu.py): a
+handful of QEMU guests, and the history from the hostwatch process (`HostwatchRecorder`)
+instead of the nodes' event logs. Called by tests/e2e/test_chaos.py,
+tests/e2e/test_chaos_qemu.py and bench/chaos.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ctl.dev.qemu import QemuHosts
 from tests.support.chaos import checker
 from tests.support.chaos.checker import CheckResult
 from tests.support.chaos.cluster import ChaosCluster
 from tests.support.chaos.faults import Injector, Timing, schedule
 from tests.support.chaos.model import ZVM, Evidence, Exit, Fault, Op, Snapshot, ZNode
-from tests.support.chaos.recorder import EventLogRecorder, RunSource
+from tests.support.chaos.recorder import EventLogRecorder, HostwatchRecorder, RunSource
 from tests.support.chaos.report import first_violation, render
 from tests.support.chaos.workload import Workload, WorkloadConfig
 from tests.support.history import Run
@@ -48,6 +52,7 @@ class ChaosConfig:
     fence_timeout: float = 2.0
     settle_timeout: float = 60.0
     cover: bool = True  # every kind of fault at least once
+    hypervisor: str = "test"  # "test": libvirt's test driver; "qemu": real QEMU hosts
 
 
 @dataclass
@@ -91,10 +96,7 @@ def _heal(cluster: ChaosCluster) -> None:
     if dead:
         cluster.zk.restart_members(*dead)
     for name in cluster.node_names:
-        if cluster.node_running(name):
-            cluster.signal_node(name, signal.SIGCONT)
-        else:
-            cluster.start_node(name)
+        cluster.heal_node(name)
     for index in range(len(cluster.api_ports)):
         cluster.start_api(index)
 
@@ -162,12 +164,23 @@ def _stream(cluster: ChaosCluster, workload: Workload, *, config: ChaosConfig) -
     return injector
 
 
-def run_seed(directory: Path, config: ChaosConfig) -> SeedResult:
+def _setup(directory: Path, config: ChaosConfig) -> tuple[ChaosCluster, RunSource, Workload]:
+    """The cluster (on test-driver nodes or QEMU hosts), its history source, the workload."""
+    names = tuple(f"hv{i}" for i in range(1, config.nodes + 1))
+    hosts = QemuHosts(directory / "hosts", names) if config.hypervisor == "qemu" else None
     cluster = ChaosCluster(directory, nodes=config.nodes, apis=config.apis,
-                           zk_timeout=config.zk_timeout)
-    source = EventLogRecorder(cluster.local.event_logs, cluster.deaths)
+                           zk_timeout=config.zk_timeout, hosts=hosts)
+    source: RunSource = (EventLogRecorder(cluster.local.event_logs, cluster.deaths)
+                         if cluster.qemu is None else
+                         HostwatchRecorder.from_file(cluster.qemu.history, deaths=cluster.deaths))
     workload = Workload(cluster, WorkloadConfig(vms=config.vms, workers=config.workers,
-                                                rate=config.rate), seed=config.seed)
+                                                rate=config.rate, guest=config.hypervisor),
+                        seed=config.seed)
+    return cluster, source, workload
+
+
+def run_seed(directory: Path, config: ChaosConfig) -> SeedResult:
+    cluster, source, workload = _setup(directory, config)
     phases = Phases()
     try:
         cluster.start(config=cluster_defaults(config))
@@ -193,6 +206,8 @@ def run_seed(directory: Path, config: ChaosConfig) -> SeedResult:
         except AssertionError:
             pass  # the checks say what did not converge
         phases.done("settle")
+        if cluster.qemu is not None and cluster.qemu.watch is not None:
+            cluster.qemu.watch.sync()  # every event up to now is in the history
         ev = evidence(cluster, source, ops=workload.log.ops, healed=healed)
         results = checker.check(ev)
     finally:

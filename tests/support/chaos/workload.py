@@ -4,13 +4,16 @@ few client threads, every request recorded with its result (`model.Op`).
 The VMs (seeded): test-driver domains of 128-512 MiB; limits empty, two nodes or one node;
 every selector; autorestart on about half; about a fifth are stubborn guests that ignore
 ACPI (`on_poweroff restart`, short shutdownTimeout), so shutdowns and migrations by
-shutdown take seconds and can be caught half-way. The stream: start, shutdown, stop,
-restart, migrate, move, unmigrate, metadata edits, rename, and flush/ready of nodes, to a
-random API server. Requests on one VM never overlap (a lock per VM, `Slot`), so the order
-of a VM's requests is the order of their sequence numbers. Metadata edits only widen the
-limits (a narrower limit would leave a running VM outside it, which Herd allows); a
-flushed node is readied again by a later request. An answer 2xx is `ok`, 4xx or a refused
-connection `refused` (nothing was written), anything else (no answer, 5xx) `unknown`.
+shutdown take seconds and can be caught half-way. On real QEMU hosts (`guest="qemu"`)
+every VM is `ctl.dev.guest.guest_xml` (32 MiB, SeaBIOS: stubborn, a 2-5 s
+shutdownTimeout) with migrationMethod mostly live or any (real live migrations).
+The stream: start, shutdown, stop, restart, migrate, move, unmigrate, metadata edits,
+rename, and flush/ready of nodes, to a random API server. Requests on one VM never overlap
+(a lock per VM, `Slot`), so the order of a VM's requests is the order of their sequence
+numbers. Metadata edits only widen the limits (a narrower limit would leave a running VM
+outside it, which Herd allows); a flushed node is readied again by a later request. An
+answer 2xx is `ok`, 4xx or a refused connection `refused` (nothing was written), anything
+else (no answer, 5xx) `unknown`.
 Used by tests/support/chaos/run.py and faults.py (which borrows VMs for its mid-shutdown and
 mid-migration faults).
 """
@@ -26,11 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctl.client import ApiError, Client, Unreachable
+from ctl.dev.guest import guest_xml, kvm_usable
 from tests.support.chaos.cluster import ChaosCluster
 from tests.support.chaos.model import OK, REFUSED, UNKNOWN, Op
 from tests.support.libvirt_nodes import simple_domain_xml
 
 SELECTORS = ("mem", "memprov", "load", "vcpus", "vms", "none")
+QEMU_METHODS = ("live", "any", "any", "live", "shutdown")  # drawn per VM on QEMU hosts
 VERBS = {"start": 14, "shutdown": 9, "stop": 6, "restart": 6, "migrate": 12, "move": 4,
          "unmigrate": 5, "meta": 12, "rename": 4, "flush": 2, "ready": 4}
 
@@ -53,6 +58,7 @@ class WorkloadConfig:
     workers: int = 3
     rate: float = 6.0  # requests per second, all workers together
     timeout: float = 10.0  # per request
+    guest: str = "test"  # "test": test-driver domains; "qemu": ctl.dev.guest.guest_xml
 
 
 class OpLog:
@@ -111,6 +117,7 @@ class Workload:
         self.flushed: set[str] = set()
         self._node_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._kvm = kvm_usable() if config.guest == "qemu" else False
 
     def client(self, rng: random.Random) -> Client:
         index = rng.randrange(len(self.cluster.api_ports))
@@ -123,14 +130,22 @@ class Workload:
         name, stubborn = f"vm{index:03d}", rng.random() < 0.2
         shape = rng.random()
         limits = [] if shape < 0.5 else sorted(rng.sample(nodes, 2 if shape < 0.8 else 1))
-        body = {"xml": simple_domain_xml(name, memory_mib=rng.choice((128, 256, 512)),
-                                         vcpus=rng.choice((1, 1, 2)),
-                                         on_poweroff="restart" if stubborn else None),
-                "limits": limits, "selector": rng.choice(SELECTORS),
-                "autorestart": rng.random() < 0.5, "migration_method": "any",
+        xml, method = self._guest(rng, name, stubborn=stubborn)
+        stubborn = stubborn or self.config.guest == "qemu"  # SeaBIOS ignores ACPI
+        body = {"xml": xml, "limits": limits, "selector": rng.choice(SELECTORS),
+                "autorestart": rng.random() < 0.5, "migration_method": method,
                 "shutdown_timeout": rng.randint(2, 5) if stubborn else 10,
                 "state": "running" if rng.random() < 0.9 else "stopped"}
         return Slot(index, name, stubborn), body
+
+    def _guest(self, rng: random.Random, name: str, *, stubborn: bool) -> tuple[str, str]:
+        """The domain XML and migration method of a new VM."""
+        if self.config.guest == "qemu":
+            return guest_xml(name, kvm=self._kvm), rng.choice(QEMU_METHODS)
+        xml = simple_domain_xml(name, memory_mib=rng.choice((128, 256, 512)),
+                                vcpus=rng.choice((1, 1, 2)),
+                                on_poweroff="restart" if stubborn else None)
+        return xml, "any"
 
     def define_all(self) -> None:
         """Define every VM (before any fault): each must be acknowledged."""
