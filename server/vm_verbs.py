@@ -7,8 +7,10 @@ force; restart → `restartRequest` + 1 and running; disable → disabled, grace
 Node verbs write the placement in one transaction with a version check of the VM object
 and of the placement read (retried on a race): migrate remembers `lastNode` (409 when the
 VM is migrated already, unless `force`, which keeps the first `lastNode`), move forgets
-it, unmigrate returns to it. Explicit targets are checked with `store.placement.refusal`
-(400 naming the reason); without one the VM's selector picks (409 when none is valid).
+it, unmigrate returns to it. A graceful shutdown in progress is aborted by a node verb
+(a new target like any other): the VM is wanted running again, in the same transaction.
+Explicit targets are checked with `store.placement.refusal` (400 naming the reason);
+without one the VM's selector picks (409 when none is valid).
 With `wait`, the answer comes when the status shows the result (followed through the
 cache's watch), or 504 with the current state after `timeout`.
 Registered by `server.routes`.
@@ -172,8 +174,9 @@ def _new_placement(rec: VMRecord, data: dict[str, Any], target: str) -> Doc:
     return {**base, "node": target, "lastNode": None, "reason": reason}
 
 
-async def _place(c: Ctx, name: str, data: dict[str, Any]) -> tuple[VMRecord, Doc]:
-    """Plan and write the placement; retried when the VM changes in between."""
+async def _place(c: Ctx, name: str, data: dict[str, Any]) -> tuple[bool, Doc]:
+    """Plan and write the placement; retried when the VM changes in between. Says whether
+    the VM is wanted running (as it was, or again: the move aborted a shutdown)."""
     p = c.store.paths
     for _attempt in range(NODE_RETRIES):
         rec = await asyncio.to_thread(fresh_vm, c.store, name)
@@ -183,21 +186,34 @@ async def _place(c: Ctx, name: str, data: dict[str, Any]) -> tuple[VMRecord, Doc
         new = _new_placement(rec, data, target)
         write: txn.Op = (txn.Set(p.vm_placement(name), new, rec.placement.version)
                          if rec.placement is not None else txn.Create(p.vm_placement(name), new))
+        spec = _spec_op(c, rec)
         try:
-            await commit(c.store, [txn.Check(p.vm(name), rec.spec.version), write])
+            await commit(c.store, [spec, write])
         except (Conflict, NotFound):
             continue
-        return rec, new
+        return isinstance(spec, txn.Set) or rec.spec_doc.get("state") == "running", new
     raise conflict(f"VM {name!r} kept changing; retry")
+
+
+def _spec_op(c: Ctx, rec: VMRecord) -> txn.Op:
+    """The spec as read (checked), or, while a graceful shutdown is in progress, wanted
+    running again: a move is a new target and aborts the shutdown like any other (the
+    guest moves and keeps running), in one transaction with the placement."""
+    path = c.store.paths.vm(rec.name)
+    if rec.status_doc.get("state") == "shutting-down" and rec.spec_doc.get("state") != "running":
+        running = patch_vm(rec.spec.doc, {"state": "running"})
+        if running is not None:
+            return txn.Set(path, running, rec.spec.version)
+    return txn.Check(path, rec.spec.version)
 
 
 async def set_node(request: web.Request) -> web.Response:
     c = writing(request)
     name = path_name(request, "vm")
     data = await load_body(request, _VM_NODE_REQUEST)
-    before, placement = await _place(c, name, data)
+    running, placement = await _place(c, name, data)
     rec = await settled_vm(c, name, lambda r: r.placement_doc == placement)
-    if data["wait"] and before.spec_doc.get("state") == "running":
+    if data["wait"] and running:
         target = placement["node"]
         rec = await _await_vm(c, name, done=lambda r: r.state == "running"
                               and r.status_doc.get("node") == target, timeout=data["timeout"])

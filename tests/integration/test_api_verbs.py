@@ -109,6 +109,25 @@ async def test_migrate_move_unmigrate(api: Api, store: Store) -> None:
     assert got["node"] == "hv2" and got["reason"] == "returned to hv2"
 
 
+async def test_a_node_verb_aborts_a_shutdown_in_progress(api: Api, store: Store) -> None:
+    """A move is a new target: a graceful shutdown in progress is aborted by it (the VM
+    is wanted running again, in the same transaction); a stopped VM only moves."""
+    await cluster(api, store)
+    for name in ("web1", "web2"):
+        await api.define(name, node="hv1")
+        await api.post(f"/vm/{name}/state", {"state": "shutdown"})
+    await write_status(api, store, "web1", state="shutting-down", node="hv1")
+    await write_status(api, store, "web2", state="stopped", node=None)
+    generation = store.get(store.paths.vm("web1")).doc["metadata"]["generation"]
+    for name in ("web1", "web2"):
+        status, body = await api.post(f"/vm/{name}/node", {"action": "migrate", "node": "hv2"})
+        assert status == 200 and body["node"] == "hv2"
+    web1, web2 = (store.get(store.paths.vm(n)).doc for n in ("web1", "web2"))
+    assert web1["spec"]["state"] == "running"
+    assert web1["metadata"]["generation"] == generation + 1
+    assert web2["spec"]["state"] == "stopped"
+
+
 async def test_explicit_targets_are_refused_with_the_reason(api: Api, store: Store) -> None:
     await cluster(api, store)
     await api.define("web1", node="hv1", limits=["hv1", "hv2", "hv4", "hv5"])
