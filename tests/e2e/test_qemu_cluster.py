@@ -313,12 +313,18 @@ def test_stubborn_shutdown_is_forced_at_the_timeout(cluster: Cluster) -> None:
     cluster.delete("stub1")
 
 
-def test_shutdown_is_aborted_by_start(cluster: Cluster) -> None:
-    cluster.define("stub2", "hv2", shutdown_timeout=30)
-    cluster.state("stub2", "start")
+def shutting_down(cluster: Cluster, name: str, node: str) -> float:
+    """A running stubborn guest in a graceful shutdown (30 s timeout); when it began."""
+    cluster.define(name, node, shutdown_timeout=30)
+    cluster.state(name, "start")
     since = time.time()
-    cluster.state("stub2", "shutdown", wait=False)
-    cluster.until("stub2", lambda v: (v["status"] or {}).get("state") == "shutting-down")
+    cluster.state(name, "shutdown", wait=False)
+    cluster.until(name, lambda v: (v["status"] or {}).get("state") == "shutting-down")
+    return since
+
+
+def test_shutdown_is_aborted_by_start(cluster: Cluster) -> None:
+    since = shutting_down(cluster, "stub2", "hv2")
     cluster.state("stub2", "start")
     vm = cluster.vm("stub2")
     assert vm["status"]["state"] == "running" and vm["status"]["shutdownDeadline"] is None
@@ -327,14 +333,11 @@ def test_shutdown_is_aborted_by_start(cluster: Cluster) -> None:
 
 
 def test_shutdown_is_aborted_by_migrate_and_the_guest_moves_live(cluster: Cluster) -> None:
-    cluster.define("stub3", "hv3", shutdown_timeout=30)
-    cluster.state("stub3", "start")
-    since = time.time()
-    cluster.state("stub3", "shutdown", wait=False)
-    cluster.until("stub3", lambda v: (v["status"] or {}).get("state") == "shutting-down")
+    since = shutting_down(cluster, "stub3", "hv3")
     cluster.place("stub3", "migrate", "hv1")  # a new target: the shutdown is aborted
     vm = cluster.vm("stub3")
     assert vm["status"]["state"] == "running" and vm["status"]["node"] == "hv1"
+    assert vm["spec"]["state"] == "running"
     one_continuous_run(cluster, "stub3", since=since, on="hv1")
     cluster.delete("stub3")
 

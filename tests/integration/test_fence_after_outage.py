@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -49,10 +51,9 @@ def as_an_outage_left_it(store: Store, name: str) -> None:
                                        "heartbeat": time.time() - 60.0, "resources": {}})
 
 
-async def test_a_node_back_soon_after_a_new_primary_took_office_is_not_fenced(
-        store: Store, tmp_path: Path) -> None:
-    store.update(store.paths.config, lambda d: {**d, "fenceTimeout": FENCE_TIMEOUT})
-    as_an_outage_left_it(store, "hv2")
+@asynccontextmanager
+async def primary_hv1(store: Store, tmp_path: Path) -> AsyncIterator[Coordinator]:
+    """hv1's coordinator (its own informers), running until the block ends."""
     p = store.paths
     informers = [Informer(store, path) for path in (p.vms, p.nodes, p.config)]
     for informer in informers:
@@ -63,6 +64,20 @@ async def test_a_node_back_soon_after_a_new_primary_took_office_is_not_fenced(
     nodes.subscribe(coordinator.on_node_change)
     task = asyncio.create_task(coordinator.run())
     try:
+        yield coordinator
+    finally:
+        coordinator.stop()
+        await asyncio.wait_for(task, 30)
+        for informer in informers:
+            await asyncio.to_thread(informer.stop)
+
+
+async def test_a_node_back_soon_after_a_new_primary_took_office_is_not_fenced(
+        store: Store, tmp_path: Path) -> None:
+    store.update(store.paths.config, lambda d: {**d, "fenceTimeout": FENCE_TIMEOUT})
+    as_an_outage_left_it(store, "hv2")
+    p = store.paths
+    async with primary_hv1(store, tmp_path) as coordinator:
         # taking office records a "primary" event: a new child of the events znode
         await wait_children(store, p.events, lambda _c: coordinator.is_primary, timeout=20)
         await asyncio.sleep(LATE)  # hv2 reconnects a little after the primary took office
@@ -72,32 +87,13 @@ async def test_a_node_back_soon_after_a_new_primary_took_office_is_not_fenced(
                            lambda d: bool(d and d.get("daemonState") == "fenced"),
                            timeout=FENCE_TIMEOUT + 2)
         assert not (tmp_path / "fenced").exists()
-    finally:
-        coordinator.stop()
-        await asyncio.wait_for(task, 30)
-        for informer in informers:
-            await asyncio.to_thread(informer.stop)
 
 
 async def test_a_node_that_stays_away_is_still_fenced_after_the_timeout(
         store: Store, tmp_path: Path) -> None:
     store.update(store.paths.config, lambda d: {**d, "fenceTimeout": 1.0})
     as_an_outage_left_it(store, "hv2")
-    p = store.paths
-    informers = [Informer(store, path) for path in (p.vms, p.nodes, p.config)]
-    for informer in informers:
-        await asyncio.to_thread(informer.start)
-    vms, nodes, cluster = informers
-    coordinator = Coordinator(store, "hv1", fencer=fence_agent(tmp_path),
-                              state=ClusterState(store, vms=vms, nodes=nodes, cluster=cluster))
-    nodes.subscribe(coordinator.on_node_change)
-    task = asyncio.create_task(coordinator.run())
-    try:
-        await wait_doc(store, p.node_status("hv2"),
+    async with primary_hv1(store, tmp_path):
+        await wait_doc(store, store.paths.node_status("hv2"),
                        lambda d: bool(d and d.get("daemonState") == "fenced"), timeout=20)
         assert (tmp_path / "fenced").read_text().split() == ["hv2"]
-    finally:
-        coordinator.stop()
-        await asyncio.wait_for(task, 30)
-        for informer in informers:
-            await asyncio.to_thread(informer.stop)
