@@ -28,7 +28,7 @@ from statemachine import Action, Desired, Observed, Recorded, Step, VMState, pla
 from store import events, txn
 from store.client import Store, Versioned
 from store.codec import Doc
-from store.errors import AlreadyExists, Conflict
+from store.errors import AlreadyExists, Conflict, NotFound
 from store.informer import Change, Informer
 
 log = logging.getLogger(__name__)
@@ -175,8 +175,14 @@ class VMReconciler:
         await self._act(step, view)
         try:
             await self._write_status(view, step, domain, with_ops=ops)
-        except AlreadyExists:
-            return Result.after(OWNER_WAIT)
+        except AlreadyExists:  # an owner znode exists: ours (the cache lags), or another's
+            if not await self._owned_here_already(view):
+                return Result.after(OWNER_WAIT)
+            ops = []
+            await self._write_status(view, step, domain)
+        except NotFound:  # the owner znode is gone already: our own release, not yet cached
+            ops = []
+            await self._write_status(view, step, domain)
         if any(isinstance(op, txn.Delete) for op in ops):
             self._migrated.pop(view.name, None)  # handed over, with the facts in status
         if ops:
@@ -229,6 +235,16 @@ class VMReconciler:
             return None
         return [txn.Create(self.store.paths.vm_owner(view.name), {"node": self.node},
                            ephemeral=True)]
+
+    async def _owned_here_already(self, view: View) -> bool:
+        """The owner znode a claim ran into is this session's own: our last claim, which
+        the cache does not show yet (and our own changes wake no reconcile)."""
+        try:
+            owner = await asyncio.to_thread(self.store.get,
+                                            self.store.paths.vm_owner(view.name))
+        except NotFound:
+            return False
+        return self._ours(owner)
 
     def _release_ops(self, view: View) -> list[txn.Op]:
         if view.owner is None or not self._ours(view.owner):
