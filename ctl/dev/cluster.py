@@ -335,6 +335,10 @@ def down(directory: Path, *, say: Say) -> list[tuple[str, int, str]]:
     if dev is None:
         return []
     outcome = stop_all(dev, say=say)
+    for stray in processes.strays(directory, known={r.pid for r in dev.processes}):
+        how = processes.stop(stray)  # started by a `dev up` killed before recording it
+        outcome.append((stray.role, stray.pid, how))
+        say(f"{stray.role:<11} pid {stray.pid}: {how}")
     if dev.hypervisor == "qemu":
         hosts_of(dev).down()
         say("hosts       guests, libvirtd and namespaces removed")

@@ -135,6 +135,32 @@ def stop(record: ProcessRecord, *, grace: float = 10.0) -> str:
     return "still running"
 
 
+PROGRAMS = (b"herd-node", b"herd-api")  # the dev cluster's programs (argv[0] or the script)
+MAIN = b"org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+
+def strays(directory: Path, *, known: set[int]) -> list[ProcessRecord]:
+    """herd-node, herd-api or ZooKeeper processes not in `known` whose command line names
+    `directory`: every process of a dev cluster has its directory in its arguments, so
+    this finds one that a `dev up` killed between starting it and recording it (and
+    nothing else of the user's, such as a `tail -f` of a log there)."""
+    needle = str(directory).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in known or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        started = start_time(int(entry))
+        ours = any(arg.rsplit(b"/", 1)[-1] in PROGRAMS for arg in argv[:2]) or MAIN in argv
+        if started is not None and ours and any(needle in arg for arg in argv):
+            found.append(ProcessRecord("stray", int(entry), started))
+    return [r for r in found if alive(r)]
+
+
 def reap(proc: subprocess.Popen[bytes] | None) -> None:
     """Collect the exit status of a child this process started (no zombie left)."""
     if proc is not None:

@@ -69,6 +69,8 @@ def test_an_unfinished_dev_up_leaves_nothing_running(tmp_path: Path, sig: int) -
     assert recorded is None
     everything = {p.pid: p for p in found.processes}
     assert not [p for p in everything.values() if processes.alive(p)]
+    # nor one that dev up started but was killed before recording
+    assert processes.strays(tmp_path, known=set()) == []
 
 
 def test_dev_up_refuses_a_directory_that_is_not_its_own(tmp_path: Path) -> None:
