@@ -174,15 +174,10 @@ class VMReconciler:
         ops = self._owner_ops(view, domain)
         await self._act(step, view)
         try:
-            await self._write_status(view, step, domain, with_ops=ops)
-        except AlreadyExists:  # an owner znode exists: ours (the cache lags), or another's
-            if not await self._owned_here_already(view):
-                return Result.after(OWNER_WAIT)
-            ops = []
-            await self._write_status(view, step, domain)
-        except NotFound:  # the owner znode is gone already: our own release, not yet cached
-            ops = []
-            await self._write_status(view, step, domain)
+            if not await self._write_status(view, step, domain, with_ops=ops):
+                ops = []  # the owner change was ours already
+        except AlreadyExists:  # another session owns it
+            return Result.after(OWNER_WAIT)
         if any(isinstance(op, txn.Delete) for op in ops):
             self._migrated.pop(view.name, None)  # handed over, with the facts in status
         if ops:
@@ -235,16 +230,6 @@ class VMReconciler:
             return None
         return [txn.Create(self.store.paths.vm_owner(view.name), {"node": self.node},
                            ephemeral=True)]
-
-    async def _owned_here_already(self, view: View) -> bool:
-        """The owner znode a claim ran into is this session's own: our last claim, which
-        the cache does not show yet (and our own changes wake no reconcile)."""
-        try:
-            owner = await asyncio.to_thread(self.store.get,
-                                            self.store.paths.vm_owner(view.name))
-        except NotFound:
-            return False
-        return self._ours(owner)
 
     def _release_ops(self, view: View) -> list[txn.Op]:
         if view.owner is None or not self._ours(view.owner):
@@ -468,8 +453,11 @@ class VMReconciler:
         return {"source": self.node, "target": target, "method": method, "started": now}
 
     async def _write_status(self, view: View, step: Step, domain: DomainInfo | None, *,
-                            with_ops: list[txn.Op] | None = None) -> None:
-        """Write status if it changed (version-checked), in one transaction with `with_ops`.
+                            with_ops: list[txn.Op] | None = None) -> bool:
+        """Write status if it changed (version-checked), in one transaction with `with_ops`;
+        False when `with_ops` met our own last owner change, which the cache did not show
+        yet (our owner znode already there, or already gone; our own changes wake no
+        reconcile): then status goes alone.
 
         A change of the owner znode always goes with status checked at the version this
         reconcile read, and a claim always writes status (its version moves on): an owner
@@ -486,16 +474,36 @@ class VMReconciler:
         elif ops and view.status is not None:
             ops.append(txn.Check(path, version))
         if not ops:
-            return
+            return True
         try:
             results = await asyncio.to_thread(txn.commit_one, self.store, ops)
         except Conflict:
             self._written.pop(view.name, None)
             raise
+        except (AlreadyExists, NotFound) as e:
+            if not with_ops or not await self._own_owner_change(view, e):
+                raise
+            await self._write_status(view, step, domain)
+            return False
         if isinstance(ops[-1], txn.Set) and new is not None:
             self._written[view.name] = Versioned(new, results[-1])
         elif isinstance(ops[-1], txn.Check):
             self._written.pop(view.name, None)
+        return True
+
+    async def _own_owner_change(self, view: View, error: Exception) -> bool:
+        """The owner op failed on our own earlier change: the znode a claim ran into is
+        this session's, or the one a release wanted is gone (only its owner deletes it)."""
+        path = self.store.paths.vm_owner(view.name)
+        if str(error) != path:
+            return False
+        if isinstance(error, NotFound):
+            return True
+        try:
+            owner = await asyncio.to_thread(self.store.get, path)
+        except NotFound:
+            return False
+        return self._ours(owner)
 
     def echo(self, name: str, child: str, change: Change) -> bool:
         """True for a change this reconciler made itself (nothing new to reconcile): the

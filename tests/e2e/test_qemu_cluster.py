@@ -56,20 +56,14 @@ class Cluster:
     dir: Path
     client: Client
     hosts: QemuHosts
-    history_file: Path
+    watch: hostwatch.HostwatchProcess
     zk_hosts: str
 
     def history(self) -> list[dict[str, Any]]:
         """The recorder's history up to now: once it finished a sampling round that began
         after this call (a host's listing waits while its libvirtd starts or stops a QEMU)."""
-        mark = time.time()
-        deadline = time.monotonic() + 20
-        while True:
-            history = hostwatch.load(self.history_file)
-            if any(e["kind"] == "round" and e.get("began", 0) > mark for e in history[-50:]):
-                return history
-            assert time.monotonic() < deadline, "the recorder stopped sampling"
-            time.sleep(0.05)  # a child's output file: nothing to wait on
+        self.watch.sync()
+        return hostwatch.load(self.watch.out)
 
     def herdctl(self, *args: str) -> str:
         done = subprocess.run([HERDCTL, *args, "--dir", str(self.dir)], capture_output=True,
@@ -183,34 +177,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         dev = state.load(directory)
         assert dev is not None
         hosts = QemuHosts(directory / "hosts", NODES)
-        with _recorder(directory / "history.jsonl", hosts) as history_file:
+        watch = hostwatch.HostwatchProcess(directory / "history.jsonl",
+                                           {h.name: h.uri for h in hosts.hosts.values()},
+                                           interval=0.05)
+        watch.start()
+        try:
             yield Cluster(directory, Client(dev.url, token=dev.token, timeout=WAIT + 10),
-                          hosts, history_file, dev.zk_hosts)
+                          hosts, watch, dev.zk_hosts)
+        finally:
+            watch.stop()
     finally:
         subprocess.run([HERDCTL, "dev", "down", "--dir", str(directory)], capture_output=True,
                        timeout=120, stdin=subprocess.DEVNULL)
-
-
-class _recorder:
-    """The hostwatch process for the module, ready (first samples taken) on entry."""
-
-    def __init__(self, out: Path, hosts: QemuHosts) -> None:
-        self.out = out
-        self.argv = [sys.executable, "-m", "tests.support.hostwatch", "--out", str(out),
-                     *(f"{h.name}={h.uri}" for h in hosts.hosts.values())]
-
-    def __enter__(self) -> Path:
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stderr=open(self.out.with_suffix(".log"), "w"))
-        deadline = time.monotonic() + 30
-        while not any(e["kind"] == "ready" for e in hostwatch.load(self.out)):
-            assert self.proc.poll() is None and time.monotonic() < deadline, "hostwatch failed"
-            time.sleep(0.05)  # a child's output file: nothing to wait on
-        return self.out
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 # --- placement: every move live, one continuous run ----------------------------------------

@@ -13,7 +13,8 @@ host every `--interval` seconds. It writes JSON lines to `--out`:
 - `{"t", "kind": "unreachable", "node", "error"}` while a host's libvirtd does not answer
   (a fenced host); it reconnects when it answers again.
 
-SIGTERM ends it. The functions below read such a file (`load`) and check it:
+SIGTERM ends it; `HostwatchProcess` runs it from a test (start, `sync`, stop). The
+functions below read such a file (`load`) and check it:
 `double_runs` (a guest running, not paused, on two hosts at once), `restarts` (a guest
 booted again, or stopped other than by migration), `absences` (a sampling round in which
 a guest was active on no host). Used by the real-QEMU e2e tests, the fault suite and bench/.
@@ -25,10 +26,11 @@ import argparse
 import contextlib
 import json
 import signal
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,51 @@ def where(history: Iterable[dict[str, Any]], vm: str) -> list[str]:
         elif e["kind"] == "unreachable":
             current[e["node"]] = set()
     return sorted(node for node, names in current.items() if vm in names)
+
+
+# --- running it (for tests, the fault suite and bench/) -----------------------------------
+
+class HostwatchProcess:
+    """`python -m tests.support.hostwatch` on every host, writing to `out`."""
+
+    def __init__(self, out: Path, hosts: Mapping[str, str], *, interval: float = 0.1) -> None:
+        self.out = out
+        self.argv = [sys.executable, "-m", "tests.support.hostwatch", "--out", str(out),
+                     "--interval", str(interval), *(f"{n}={uri}" for n, uri in hosts.items())]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start it and wait until it took its first samples."""
+        with open(self.out.with_suffix(".log"), "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        self._until(lambda e: e["kind"] == "ready", timeout=timeout, what="ready")
+
+    def sync(self, *, timeout: float = 20.0) -> None:
+        """Until it finished a sampling round that began after this call (its events up
+        to now are in the file)."""
+        mark = time.time()
+        self._until(lambda e: e["kind"] == "round" and e.get("began", 0) > mark,
+                    timeout=timeout, what="a sampling round")
+
+    def _until(self, found: Callable[[dict[str, Any]], bool], *, timeout: float,
+               what: str) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while not any(found(e) for e in load(self.out)[-200:]):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"hostwatch: no {what} (see {self.out.with_suffix('.log')})")
+            time.sleep(0.05)  # a child's output file: nothing to wait on
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ctl.dev.nodes import node_config, write_qemu_fence_agent
 from ctl.dev.qemu import QemuHosts
-from tests.support import hostwatch
 from tests.support.cluster import LocalCluster
+from tests.support.hostwatch import HostwatchProcess
 
 POWER_OFF_WAIT = 30.0  # seconds a reboot waits for the fence agent to finish a power-off
 
@@ -60,7 +58,8 @@ class QemuNodes(LocalCluster):
     def up(self) -> None:
         """The hosts, then the recorder on them (ready before any herd-node starts)."""
         self.hosts.up()
-        self.watch = HostwatchProcess(self.history, self.hosts)
+        uris = {h.name: h.uri for h in self.hosts.hosts.values()}
+        self.watch = HostwatchProcess(self.history, uris)
         self.watch.start()
 
     def down(self) -> None:
@@ -95,45 +94,3 @@ class QemuNodes(LocalCluster):
         return out
 
 
-class HostwatchProcess:
-    """`python -m tests.support.hostwatch` on every host, writing to `out`."""
-
-    def __init__(self, out: Path, hosts: QemuHosts, *, interval: float = 0.1) -> None:
-        self.out = out
-        self.argv = [sys.executable, "-m", "tests.support.hostwatch", "--out", str(out),
-                     "--interval", str(interval),
-                     *(f"{h.name}={h.uri}" for h in hosts.hosts.values())]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, timeout: float = 30.0) -> None:
-        """Start it and wait until it took its first samples."""
-        with open(self.out.with_suffix(".log"), "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT)
-        self._until(lambda e: e["kind"] == "ready", timeout=timeout, what="ready")
-
-    def sync(self, *, timeout: float = 20.0) -> None:
-        """Until it finished a sampling round that began after this call (its events up
-        to now are in the file)."""
-        mark = time.time()
-        self._until(lambda e: e["kind"] == "round" and e.get("began", 0) > mark,
-                    timeout=timeout, what="a sampling round")
-
-    def _until(self, found: Callable[[dict[str, Any]], bool], *, timeout: float,
-               what: str) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while not any(found(e) for e in hostwatch.load(self.out)[-200:]):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"hostwatch: no {what} (see {self.out.with_suffix('.log')})")
-            time.sleep(0.05)  # a child's output file: nothing to wait on
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
