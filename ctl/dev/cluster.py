@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,16 @@ class Launch:
                               hypervisor=hypervisor)
         self.children: list[subprocess.Popen[bytes]] = []
 
-    def started(self, proc: subprocess.Popen[bytes], record: ProcessRecord) -> None:
-        self.children.append(proc)
-        self.state.processes.append(record)
-        state.save(self.state)
+    def start(self, spawn: Callable[[], tuple[subprocess.Popen[bytes], ProcessRecord]]
+              ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+        """Start a process with `spawn` and record it in the state file, as one step that
+        a Ctrl-C cannot split (it is raised once the record is saved)."""
+        with processes.interrupts_deferred():
+            proc, record = spawn()
+            self.children.append(proc)
+            self.state.processes.append(record)
+            state.save(self.state)
+        return proc, record
 
     def check_alive(self) -> None:
         for proc, record in zip(self.children, self.state.processes, strict=True):
@@ -104,18 +111,22 @@ def _start_zookeeper(launch: Launch, timeout: float) -> None:
         zk = ZooKeeperCluster(launch.dir / "zookeeper", members=1)
     except ZooKeeperUnavailable as e:
         raise DevError(str(e)) from None
-    zk.spawn()
     member = zk.members[0]
-    assert member.process is not None
     log = member.datadir / "zookeeper.log"
-    launch.started(member.process, processes.record_of("zookeeper", member.process, log=log))
+
+    def spawn() -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+        zk.spawn()
+        assert member.process is not None
+        return member.process, processes.record_of("zookeeper", member.process, log=log)
+
+    proc, _record = launch.start(spawn)
     try:
         zk.wait_healthy(timeout=timeout)
     except ZooKeeperUnavailable as e:
         raise DevError(f"ZooKeeper did not start: {e}") from None
     launch.state.zk_hosts = zk.hosts
     state.save(launch.state)
-    launch.say(f"zookeeper   {zk.hosts} (pid {member.process.pid})")
+    launch.say(f"zookeeper   {zk.hosts} (pid {proc.pid})")
 
 
 def hosts_of(dev: DevState) -> QemuHosts:
@@ -156,9 +167,10 @@ def _node_config(dev: DevState, name: str) -> Path:
 def start_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
     """Start the node's herd-node again (tests restart killed or fenced nodes with it),
     recorded in the state file so that `down` stops it too."""
-    proc, record = _spawn_node(dev, name)
-    dev.processes = [p for p in dev.processes if p.role != record.role] + [record]
-    state.save(dev)
+    with processes.interrupts_deferred():
+        proc, record = _spawn_node(dev, name)
+        dev.processes = [p for p in dev.processes if p.role != record.role] + [record]
+        state.save(dev)
     return proc, record
 
 
@@ -198,8 +210,7 @@ def _spawn_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], Proc
 def _start_nodes(launch: Launch) -> None:
     for name in launch.state.nodes:
         _node_config(launch.state, name)
-        proc, record = _spawn_node(launch.state, name)
-        launch.started(proc, record)
+        proc, _record = launch.start(partial(_spawn_node, launch.state, name))
         launch.say(f"herd-node   {name} (pid {proc.pid})")
 
 
@@ -231,8 +242,7 @@ def _start_api(launch: Launch, *, deadline: float) -> None:
     argv = [binary("herd-api"), "--zk-hosts", launch.state.zk_hosts, "--zk-root",
             launch.state.zk_root, "--listen-host", "127.0.0.1", "--listen-port", "0",
             "--token-file", str(launch.dir / "tokens"), "--no-anonymous-reads"]
-    proc, record = processes.spawn("api", argv, log=log)
-    launch.started(proc, record)
+    proc, _record = launch.start(lambda: processes.spawn("api", argv, log=log))
     launch.state.url = _serving_url(launch, log, deadline=deadline)
     state.save(launch.state)
     launch.say(f"herd-api    {launch.state.url} (pid {proc.pid})")
@@ -304,6 +314,7 @@ def up(directory: Path, *, nodes: int, timeout: float, say: Say,
     except BaseException:
         say("dev up failed: stopping what it started")
         stop_all(launch.state, children=launch.children, say=say)
+        stop_strays(launch.state, say=say)
         if launch.state.hypervisor == "qemu":
             hosts_of(launch.state).down()
         if not any(processes.alive(r) for r in launch.state.processes):
@@ -328,17 +339,24 @@ def stop_all(dev: DevState, *, children: list[subprocess.Popen[bytes]] | None = 
     return outcome
 
 
+def stop_strays(dev: DevState, *, say: Say) -> list[tuple[str, int, str]]:
+    """Stop the cluster programs that run with the directory in their arguments but are
+    not recorded: started by a `dev up` that was killed before it recorded them."""
+    outcome = []
+    for stray in processes.strays(Path(dev.dir), known={r.pid for r in dev.processes}):
+        how = processes.stop(stray)
+        outcome.append((stray.role, stray.pid, how))
+        say(f"{stray.role:<11} pid {stray.pid}: {how}")
+    return outcome
+
+
 def down(directory: Path, *, say: Say) -> list[tuple[str, int, str]]:
     """Stop the cluster recorded in `directory` (nothing to do without a state file). The
     state file goes only once nothing recorded runs, so a failed `down` can be repeated."""
     dev = state.load(directory)
-    if dev is None:
-        return []
-    outcome = stop_all(dev, say=say)
-    for stray in processes.strays(directory, known={r.pid for r in dev.processes}):
-        how = processes.stop(stray)  # started by a `dev up` killed before recording it
-        outcome.append((stray.role, stray.pid, how))
-        say(f"{stray.role:<11} pid {stray.pid}: {how}")
+    if dev is None:  # none recorded; a process may still run that names the directory
+        return stop_strays(DevState(dir=str(directory)), say=say)
+    outcome = stop_all(dev, say=say) + stop_strays(dev, say=say)
     if dev.hypervisor == "qemu":
         hosts_of(dev).down()
         say("hosts       guests, libvirtd and namespaces removed")

@@ -7,7 +7,9 @@ started and never a stranger that reused the PID. Every process runs in a sessio
 own (a Ctrl-C in the terminal does not reach it), with stdin from /dev/null and output to
 a log file (a caller capturing herdctl's output never waits on a daemon's pipe).
 Stopping sends SIGTERM to the process group, waits for the exit through a pidfd (an event,
-no polling), then SIGKILL. Called by `ctl.dev.cluster`. Linux only (/proc, pidfd).
+no polling), then SIGKILL. `interrupts_deferred` holds a Ctrl-C back while a process is
+started and recorded, so an interrupted `dev up` never has a child it does not know of.
+Called by `ctl.dev.cluster`. Linux only (/proc, pidfd).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import os
 import select
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
@@ -68,6 +73,37 @@ def spawn(role: str, argv: Sequence[str], *, log: Path,
                                 env=dict(env) if env is not None else None)
     started = start_time(proc.pid)
     return proc, ProcessRecord(role, proc.pid, started or 0, str(log))
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block ends, then raise KeyboardInterrupt.
+
+    A KeyboardInterrupt can surface anywhere, also inside `subprocess.Popen` after the
+    fork and before the caller has the PID: that child would run on unrecorded, and no
+    cleanup would stop it. Starting a process and recording it inside this block makes
+    the two one step as far as Ctrl-C goes. The handler only notes the signal; it is
+    installed in the main thread only (elsewhere Python delivers no SIGINT anyway), and
+    not where SIGINT is ignored."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):
+        yield
+        return
+    caught: list[FrameType | None] = []
+
+    def note(_signum: int, frame: FrameType | None) -> None:
+        caught.append(frame)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:  # now what Ctrl-C would have done: KeyboardInterrupt, or the default death
+        if callable(previous):
+            previous(signal.SIGINT, caught[0])
+        else:
+            signal.raise_signal(signal.SIGINT)
 
 
 def record_of(role: str, proc: subprocess.Popen[bytes], *, log: Path) -> ProcessRecord:
