@@ -6,9 +6,11 @@ Semantics (those of Kubernetes' client-go workqueue):
   marks it dirty, and it is queued again when that worker finishes;
 - `add_after` schedules a key for later (the earliest schedule wins);
 - the handler's `Result` decides what follows: done, requeue after N seconds, or an error,
-  retried with capped exponential backoff and jitter per key (reset by a success).
+  retried with capped exponential backoff and jitter per key (reset by a success); a
+  `TerminalError` is logged once and not retried: the key waits for the next change;
+- `_on_error` and `_on_result` are the ONE place where an outcome becomes a queue action.
 Producers (informer and libvirt callbacks, handed over with `call_soon_threadsafe`) only
-call `add`; the reconciler is the handler. Called by `reconciler.daemon`.
+call `add`; the reconciler is the handler. Wrapped by `reconciler.controller.Controller`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class Result:
 
 
 Handler = Callable[[str], Awaitable[Result]]
+
+
+class TerminalError(Exception):
+    """A failure that retrying cannot mend (the input itself is wrong): reported once, then
+    the key is forgotten until a change queues it again (controller-runtime's
+    `TerminalError`). The reconcile records it where users see it before raising."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,11 @@ class WorkQueue:
                 self._finish(key)
 
     def _on_error(self, key: str, error: Exception) -> None:
+        if isinstance(error, TerminalError):
+            self._failures.pop(key, None)
+            log.error("reconcile %s failed for good: %s; not retried until it changes",
+                      key, error)
+            return
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         delay = self.backoff.delay(failures, self.rng)
