@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.auth import Tokens, auth_middleware
+from server.auth import TOKENS, Tokens, auth_middleware
 from server.cache import ClusterCache
 from server.config import ServerConfig
 from server.errors import error_middleware
 from server.groupcommit import GroupCommit
-from server.keys import CACHE, COMMITS, CONFIG, METRICS, STORE, TOKENS
-from server.metrics import Metrics, metrics_middleware
+from server.keys import CACHE, COMMITS, CONFIG, ROUTE_TABLE, STORE
+from server.metrics import METRICS, Metrics, metrics_middleware
 from server.routes import ROUTES
 from store.client import Store
 from store.configfile import ConfigError
@@ -71,6 +71,7 @@ def make_app(config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     app[TOKENS] = Tokens(config.token_file)
     app[METRICS] = Metrics()
+    app[ROUTE_TABLE] = ROUTES
     app.cleanup_ctx.append(zookeeper_ctx)
     app.on_shutdown.append(_on_shutdown)
     for route in ROUTES:

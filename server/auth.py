@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.errors import ApiError
-from server.keys import CONFIG, TOKENS
+from server.keys import CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ class Tokens:
             self._checked = now
             self._reload()
         return hash_token(token) in self._hashes
+
+
+TOKENS = web.AppKey("tokens", Tokens)  # set by server.app
 
 
 def _bearer(header: str) -> str | None:

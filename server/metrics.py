@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler
 
 from server.cache import ClusterCache
 from server.groupcommit import GroupStats
-from server.keys import CACHE, COMMITS, METRICS
+from server.keys import CACHE, COMMITS
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -56,6 +56,9 @@ class Metrics:
     def render(self, cache: ClusterCache, commits: GroupStats) -> str:
         lines = _requests(self) + _latency(self) + _cluster(cache) + _commits(commits)
         return "\n".join(lines) + "\n"
+
+
+METRICS = web.AppKey("metrics", Metrics)  # set by server.app
 
 
 def _label(value: object) -> str:

@@ -1,5 +1,5 @@
 """`GET /openapi.json`: the OpenAPI 3 document, generated from the marshmallow schemas
-(apispec with its MarshmallowPlugin) and the route table (`server.routes`).
+(apispec with its MarshmallowPlugin) and the route table (`server.routes`, kept in the app's state).
 
 Project fields get what apispec cannot infer: `Choice` its enum, `Name` the name pattern.
 Every error answer has the one error body (`ErrorBody`). Built once per application.
@@ -19,8 +19,9 @@ from schemas.common import Choice
 from schemas.names import MAX_NAME_LEN, NAME_RE, Name
 from schemas.requests import ErrorBody
 from server.config import ServerConfig
-from server.keys import CONFIG
-from server.routes import ROUTES, Route
+from server.http import json_response
+from server.keys import CONFIG, ROUTE_TABLE
+from server.route import Route
 
 VERSION = "0.1.0"
 _DOCS: dict[int, dict[str, Any]] = {}
@@ -76,7 +77,7 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
-def build(config: ServerConfig) -> dict[str, Any]:
+def build(config: ServerConfig, routes: tuple[Route, ...]) -> dict[str, Any]:
     plugin = MarshmallowPlugin()
     spec = APISpec(title="Herd API", version=VERSION, openapi_version="3.0.3",
                    plugins=[plugin],
@@ -85,7 +86,7 @@ def build(config: ServerConfig) -> dict[str, Any]:
     spec.components.schema("ErrorBody", schema=ErrorBody)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
@@ -98,5 +99,10 @@ def document(app: web.Application) -> dict[str, Any]:
     """The document of `app` (built on first use, then kept)."""
     key = id(app)
     if key not in _DOCS:
-        _DOCS[key] = build(app[CONFIG])
+        _DOCS[key] = build(app[CONFIG], app[ROUTE_TABLE])
     return _DOCS[key]
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """`GET /openapi.json`."""
+    return json_response(document(request.app))

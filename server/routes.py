@@ -1,15 +1,10 @@
 """The route table of the API (DESIGN.md section 5), prefix `/api/v1`: one entry per
 operation with what the OpenAPI document says of it (summary, body and query schemas,
-answer schema, error statuses). `server.app` registers it; `server.openapi` describes it.
+answer schema, error statuses; `server.route`). `server.app` registers it and keeps it in
+the app's state (`ROUTE_TABLE`), where `server.openapi` finds what it describes.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
-
-from aiohttp.typedefs import Handler
-from marshmallow import Schema
 
 from schemas.requests import (
     ApplyRequest,
@@ -29,6 +24,7 @@ from server import (
     history,
     metrics,
     node_handlers,
+    openapi,
     status,
     vm_handlers,
     vm_verbs,
@@ -48,30 +44,8 @@ from server.responses import (
     VMStateView,
     WatchEvent,
 )
-
-PREFIX = "/api/v1"
-READ = (401, 503)
-WRITE = (400, 401, 403, 409, 413, 422, 503)
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    answer: type[Schema] | None
-    status: int = 200
-    body: type[Schema] | None = None
-    query: type[Schema] | None = None
-    errors: tuple[int, ...] = READ
-    content_type: str = "application/json"
-
-
-def _r(method: str, path: str, handler: Handler, summary: str, answer: type[Schema] | None,
-       **kw: Any) -> Route:
-    return Route(method, PREFIX + path, handler, summary, answer, **kw)
-
+from server.route import READ, WRITE, Route
+from server.route import api_route as _r
 
 ROUTES: tuple[Route, ...] = (
     _r("GET", "/vm", vm_handlers.list_vms, "List VMs (no XML unless xml=true)", VMList,
@@ -116,7 +90,7 @@ ROUTES: tuple[Route, ...] = (
        "decisions of the primary, live migrations", history.EventList,
        query=history.EventQuery, errors=(*READ, 422)),
     _r("GET", "/status", status.cluster_status, "Cluster summary", ClusterStatus),
-    _r("GET", "/openapi.json", status.openapi, "This document", None),
+    _r("GET", "/openapi.json", openapi.openapi_json, "This document", None),
     _r("GET", "/metrics", metrics.metrics, "Prometheus metrics", None,
        content_type="text/plain"),
 )

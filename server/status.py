@@ -1,5 +1,5 @@
-"""`GET /status` (cluster summary) and `GET /openapi.json` (the generated document).
-Registered by `server.routes`.
+"""`GET /status`: the cluster summary (primary, nodes and VMs by state, the cluster
+defaults, the cache's resourceVersion). Registered by `server.routes`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,3 @@ async def cluster_status(request: web.Request) -> web.Response:
     body["resourceVersion"] = str(c.cache.watermark)
     return json_response(body)
 
-
-async def openapi(request: web.Request) -> web.Response:
-    from server.openapi import document
-
-    return json_response(document(request.app))

@@ -14,9 +14,8 @@ import aiohttp
 from aiohttp import web
 
 from server.app import make_app, ssl_context
-from server.auth import create_token, hash_token, read_hashes
+from server.auth import TOKENS, create_token, hash_token, read_hashes
 from server.config import ServerConfig
-from server.keys import TOKENS
 from store.client import Store
 from tests.integration.test_api import api_server, xml
 
