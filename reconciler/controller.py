@@ -81,9 +81,14 @@ class Controller:
 
     # --- life --------------------------------------------------------------------------
 
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on `enqueue` hands keys to `loop` (before `start`, they wait there)."""
+        self._loop = loop
+
     def start(self) -> None:
-        """Start the workers on the running loop; from now on `enqueue` reaches them."""
-        self._loop = asyncio.get_running_loop()
+        """Start the workers on the running loop (bound to it, if not yet)."""
+        if self._loop is None:
+            self.bind(asyncio.get_running_loop())
         self.queue.start()
 
     async def stop(self) -> None:

@@ -18,9 +18,10 @@ from typing import Any
 
 from kazoo.exceptions import CancelledError as KazooCancelled
 
+from reconciler.controller import Controller
 from reconciler.controllers import ClusterState, Controllers
 from reconciler.fencing import Fencer
-from reconciler.workqueue import Backoff, WorkQueue
+from reconciler.workqueue import Backoff
 from store import election, events
 from store.client import Store
 from store.informer import Change
@@ -38,7 +39,7 @@ class Coordinator:
         self.node = node
         self.state = state
         self.controllers = Controllers(store, state, fencer)
-        self.queue: WorkQueue | None = None
+        self.queue: Controller | None = None  # the cluster controller, while primary
         self.is_primary = False
         self._lost = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -69,11 +70,9 @@ class Coordinator:
         """Each controller pass looks at every VM, so a burst of changes is coalesced: a key
         runs at most once per COALESCE seconds however many changes ask for it (without
         this, a flush of 1,000 VMs made the primary's passes quadratic)."""
-        loop, queue = self._loop, self.queue
-        if loop is None or queue is None or loop.is_closed():
-            return
-        for key in keys:
-            loop.call_soon_threadsafe(queue.add_after, key, COALESCE)
+        queue = self.queue
+        if queue is not None:
+            queue.enqueue(*keys)
 
     def on_session(self, what: str) -> None:
         """Kazoo thread: any doubt about the session ends this term at once."""
@@ -129,8 +128,9 @@ class Coordinator:
         await asyncio.to_thread(events.record, self.store, "primary",
                                 f"{self.node} is the primary coordinator", node=self.node)
         await asyncio.to_thread(events.trim, self.store)
-        self.queue = WorkQueue(self.controllers.reconcile, workers=2,
-                               backoff=Backoff(base=0.5, cap=30.0))
+        self.queue = Controller("cluster", self.controllers.reconcile, node=self.node,
+                                workers=2, backoff=Backoff(base=0.5, cap=30.0),
+                                coalesce=COALESCE)
         self.queue.start()
         self._enqueue_all()
         await self._lost.wait()

@@ -5,8 +5,8 @@ Start-up: connect to ZooKeeper (refusing a newer layout), open libvirt, sync the
 every VM that concerns this node: those placed here and every domain libvirt has here
 (adoption: a running domain is taken over, never restarted; a domain Herd never knew is
 left alone and reported).
-Running: cache changes and libvirt lifecycle events queue the VM they concern (watch
-callbacks only enqueue, through `call_soon_threadsafe`); a periodic full resync queues
+Running: cache changes and libvirt lifecycle events queue the VM they concern on the VM
+controller (`reconciler.controller`: watch callbacks only enqueue); a periodic full resync queues
 them all again (level-triggered); the status publisher writes resources and heartbeat.
 SIGTERM: daemonState shutdown, workers stopped, daemonState stop, `alive` removed. VMs
 are left running: a daemon restart never restarts guests. Called by `reconciler.main`.
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.config import NodeConfig
+from reconciler.controller import Controller
 from reconciler.controllers import ClusterState
 from reconciler.coordinator import Coordinator
 from reconciler.fencing import Fencer
@@ -34,7 +35,6 @@ from reconciler.node import (
     spec_domain_state,
 )
 from reconciler.vmreconcile import MigrationLimits, VMReconciler
-from reconciler.workqueue import WorkQueue
 from store import events
 from store.client import Store
 from store.informer import Change, Informer
@@ -85,7 +85,8 @@ class NodeDaemon:
             cluster_default=self.cluster_default, wake=self._enqueue,
             migrations=MigrationLimits(concurrency=config.migration_concurrency,
                                        timeout=config.migration_timeout))
-        self.queue = WorkQueue(self.reconciler.reconcile, workers=config.workers)
+        self.queue = Controller("vm", self.reconciler.reconcile, node=self.name,
+                                workers=config.workers)
         self.provisioned = ProvisionedMemory(self.name, self.vms)
         self.coordinator = Coordinator(
             self.store, self.name, fencer=Fencer(config.fence),
@@ -111,6 +112,7 @@ class NodeDaemon:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.queue.bind(self._loop)  # changes seen while the caches sync wait in the queue
         bind_event_loop(self._loop)  # before the connection opens (see reconciler.hypervisor)
         await asyncio.to_thread(self._connect)
         try:
@@ -210,8 +212,7 @@ class NodeDaemon:
                 self._dirty_threadsafe()
 
     def _enqueue(self, name: str) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.queue.add, name)
+        self.queue.enqueue(name)
 
     def _dirty_threadsafe(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
