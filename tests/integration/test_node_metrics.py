@@ -25,6 +25,7 @@ async def test_the_vm_controller_counts_and_times_its_reconciles(node: Daemon,
     timed = sample("herd_reconcile_duration_seconds_count")
     define(store, "web1")
     await status(store, "web1", lambda doc: doc is not None and doc.get("state") == "running")
+    assert node.daemon is not None
     await node.daemon.queue.wait_idle()
     assert sample("herd_reconcile_total", result="done") > done
     assert sample("herd_reconcile_duration_seconds_count") > timed
