@@ -31,7 +31,6 @@ from typing import Any
 
 from reconciler.fencing import Fencer
 from reconciler.workqueue import Result
-from schemas.common import UP_STATES
 from schemas.domainxml import domain_resources
 from store import events, txn
 from store.client import Store, Versioned
@@ -39,6 +38,7 @@ from store.codec import Doc
 from store.errors import Conflict
 from store.informer import Informer
 from store.placement import NodeView, Planner, VMNeeds
+from vocabulary import UP_STATES
 
 log = logging.getLogger(__name__)
 
