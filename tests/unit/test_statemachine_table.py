@@ -19,8 +19,8 @@ from statemachine import (
     Observed,
     Recorded,
     Trigger,
-    VMState,
 )
+from vocabulary import RunState, VMState
 
 # Columns, in this order (checked against STATES below).
 COLUMNS = (
@@ -80,7 +80,7 @@ def _cases(target: str) -> list[tuple[str, str, str]]:
 def _lifecycle(target: str, source: str, deadline: float | None) -> Lifecycle:
     return Lifecycle(
         Desired(target=target, restart_request=1),  # type: ignore[arg-type]
-        Observed(domain="running"),
+        Observed(domain=RunState.RUNNING),
         recorded=Recorded(state=VMState(source), shutdown_deadline=deadline, since=1.0),
         now=100.0,
     )
