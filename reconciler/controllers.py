@@ -38,11 +38,11 @@ from store.codec import Doc
 from store.errors import Conflict
 from store.informer import Informer
 from store.placement import NodeView, Planner, VMNeeds
-from vocabulary import UP_STATES
+from vocabulary import UP_STATES, DaemonState
 
 log = logging.getLogger(__name__)
 
-NOT_FAILED = frozenset({"", "stop", "fenced", "dead"})
+NOT_FAILED = frozenset({"", DaemonState.STOP, DaemonState.FENCED, DaemonState.DEAD})
 STALE_RETRY = 0.2  # seconds: our cache lagged a write; it will have caught up by then
 
 

@@ -37,8 +37,9 @@ class DomainStateVerb(StrEnum):
     READY = "ready"
 
 
-# The `spec.domainState` each verb asks for (and that `wait` waits to see in status).
-DESIRED_DOMAIN_STATE: Mapping[DomainStateVerb, DesiredDomainState] = {
+# The `spec.domainState` each verb asks for (and that `wait` waits to see in status). Keyed
+# by `DomainStateVerb`; typed by `str` so that a verb loaded as a plain string looks it up.
+DESIRED_DOMAIN_STATE: Mapping[str, DesiredDomainState] = {
     DomainStateVerb.FLUSH: DesiredDomainState.FLUSHED,
     DomainStateVerb.READY: DesiredDomainState.READY,
 }
