@@ -19,8 +19,8 @@ import click
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width, wait_option
 from ctl.output import FORMATS, pairs, render, to_json, to_yaml
 from ctl.views import EVENT_COLUMNS, VM_COLUMNS, limits_text, selector_text, vm_info
-from schemas.common import MigrationMethod, Selector, StateVerb, VMState
 from schemas.names import is_valid_name
+from vocabulary import MigrationMethod, Selector, StateVerb, VMState
 
 F = Callable[..., Any]
 

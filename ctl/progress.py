@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctl.client import Client
+from vocabulary import DESIRED_DOMAIN_STATE, UP_STATES, VMState
 
-TRANSIT = frozenset({"starting", "shutting-down", "stopping", "restarting", "migrating",
-                     "unknown"})
-OFF = frozenset({"stopped", "disabled", "failed"})
-WANT = {"flush": "flushed", "ready": "ready"}
+TRANSIT = UP_STATES - {VMState.RUNNING.value}  # up, and on its way to somewhere else
+OFF = frozenset(s.value for s in VMState) - UP_STATES
 
 
 def _spec(vm: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +105,7 @@ class Tracker:
 
     @property
     def done(self) -> bool:
-        return self.node_state == WANT[self.verb] and all(
+        return self.node_state == DESIRED_DOMAIN_STATE[self.verb] and all(
             settled(self.vms[n]) for n in self.concerned if n in self.vms)
 
     def summary(self) -> dict[str, Any]:

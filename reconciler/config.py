@@ -18,8 +18,10 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from reconciler.fencing import FenceConfigSchema
 from schemas.names import Name
 from store.configfile import ConfigError, read_mapping
+from vocabulary import DesiredDomainState
 
 DEFAULT_PATH = Path("/etc/herd/node.yaml")
+INITIAL_DOMAIN_STATES = [s.value for s in DesiredDomainState]  # of a new node: ready or flushed
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,8 @@ class NodeConfigSchema(Schema):
     coordinator = fields.Boolean(load_default=False)
     address = fields.String(load_default=None, allow_none=True,
                             validate=validate.Length(min=1, max=255))
-    initial_domain_state = fields.String(load_default="flushed",
-                                         validate=validate.OneOf(["ready", "flushed"]))
+    initial_domain_state = fields.String(load_default=DesiredDomainState.FLUSHED.value,
+                                         validate=validate.OneOf(INITIAL_DOMAIN_STATES))
     status_interval = fields.Float(load_default=5.0, validate=_positive(3600))
     resync_interval = fields.Float(load_default=30.0, validate=_positive(86400))
     # Reconciles mostly wait on ZooKeeper and libvirt: 8 overlap those waits on 2 cores.

@@ -31,7 +31,6 @@ from typing import Any
 
 from reconciler.fencing import Fencer
 from reconciler.workqueue import Result
-from schemas.common import UP_STATES
 from schemas.domainxml import domain_resources
 from store import events, txn
 from store.client import Store, Versioned
@@ -39,10 +38,11 @@ from store.codec import Doc
 from store.errors import Conflict
 from store.informer import Informer
 from store.placement import NodeView, Planner, VMNeeds
+from vocabulary import UP_STATES, DaemonState
 
 log = logging.getLogger(__name__)
 
-NOT_FAILED = frozenset({"", "stop", "fenced", "dead"})
+NOT_FAILED = frozenset({"", DaemonState.STOP, DaemonState.FENCED, DaemonState.DEAD})
 STALE_RETRY = 0.2  # seconds: our cache lagged a write; it will have caught up by then
 
 

@@ -50,20 +50,15 @@ import libvirt
 import libvirtaio
 from defusedxml import ElementTree
 
+from vocabulary import RunState
+
 log = logging.getLogger(__name__)
 
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
 
 
-class DomainState(StrEnum):
-    """What libvirt says about a domain, reduced to what the reconciler acts on."""
-
-    ABSENT = "absent"
-    DEFINED = "defined"  # persistent and shut off
-    RUNNING = "running"
-    PAUSED = "paused"
-    CRASHED = "crashed"
+DomainState = RunState  # what libvirt says about a domain (defined once, in vocabulary)
 
 
 class EventKind(StrEnum):

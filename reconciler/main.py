@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from reconciler.config import NodeConfig, load_config
+from reconciler.config import INITIAL_DOMAIN_STATES, NodeConfig, load_config
 from store.configfile import ConfigError
 from store.errors import LayoutTooNew, Unavailable
 
@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--libvirt-uri", help="libvirt URI (default qemu:///system)")
     ap.add_argument("--coordinator", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--address", help="address other nodes reach this one at")
-    ap.add_argument("--initial-domain-state", choices=["ready", "flushed"])
+    ap.add_argument("--initial-domain-state", choices=INITIAL_DOMAIN_STATES)
     ap.add_argument("--status-interval", type=float)
     ap.add_argument("--resync-interval", type=float)
     ap.add_argument("--workers", type=int)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.hypervisor import DomainState, Hypervisor, Usage
+from reconciler.hypervisor import Hypervisor, Usage
 from schemas.domainxml import domain_resources
 from store.client import Store
 from store.codec import Doc
@@ -30,7 +30,6 @@ from store.informer import Informer
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-UP = (DomainState.RUNNING, DomainState.PAUSED)
 
 
 @dataclass

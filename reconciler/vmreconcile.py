@@ -22,18 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler.hypervisor import DomainInfo, DomainState, Hypervisor, HypervisorError
+from reconciler.hypervisor import DomainInfo, Hypervisor, HypervisorError
 from reconciler.workqueue import Result
-from statemachine import Action, Desired, Observed, Recorded, Step, VMState, plan
+from statemachine import Action, Desired, Observed, Recorded, Step, plan
 from store import events, txn
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
 from store.informer import Change, Informer
+from vocabulary import UP_RUN_STATES as UP
+from vocabulary import RunState, VMState
 
 log = logging.getLogger(__name__)
 
-UP = (DomainState.RUNNING, DomainState.PAUSED)
 STATES = frozenset(s.value for s in VMState)
 OWNER_WAIT = 2.0  # look again this soon while another session holds the owner znode
 HANDOVER_LOOK = 0.2  # a migrated domain still listed here: look again this soon
@@ -206,7 +207,7 @@ class VMReconciler:
 
     @staticmethod
     def observed(domain: DomainInfo | None, *, migrating_out: bool = False) -> Observed:
-        return Observed(domain=str(domain.state) if domain else "absent",  # type: ignore[arg-type]
+        return Observed(domain=domain.state if domain else RunState.ABSENT,
                         migrating_out=migrating_out)
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Marshmallow schemas of every Herd object and API request body.
 
-Pure: imports nothing of the project and does no I/O. Used by `store` (codec checks),
-`server` (request validation, OpenAPI) and `ctl` (client-side validation, formatting).
+Pure: imports nothing of the project but `vocabulary` (the enums its fields take) and
+does no I/O. Used by `store` (codec checks), `server` (request validation, OpenAPI) and
+`ctl` (client-side validation, formatting).
 """
 
 from schemas.common import (
@@ -10,21 +11,7 @@ from schemas.common import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_SHUTDOWN_TIMEOUT,
     MAX_WAIT_TIMEOUT,
-    ConditionStatus,
-    DaemonState,
-    DesiredDomainState,
-    DesiredState,
-    DomainState,
-    DomainStateVerb,
-    FenceMode,
-    Kind,
-    MigrationMethod,
-    NodeAction,
     ObjectMetaSchema,
-    Selector,
-    StateVerb,
-    StopMode,
-    VMState,
 )
 from schemas.domainxml import (
     MAX_XML_BYTES,
@@ -85,22 +72,12 @@ __all__ = [
     "ApplyRequest",
     "ClusterConfigSchema",
     "ConditionSchema",
-    "ConditionStatus",
-    "DaemonState",
     "DeleteQuery",
-    "DesiredDomainState",
-    "DesiredState",
     "DomainResources",
-    "DomainState",
-    "DomainStateVerb",
     "ErrorBody",
     "ErrorSchema",
-    "FenceMode",
-    "Kind",
-    "MigrationMethod",
     "MigrationSchema",
     "Name",
-    "NodeAction",
     "NodeDomainStateRequest",
     "NodeResourcesSchema",
     "NodeSchema",
@@ -109,9 +86,6 @@ __all__ = [
     "ObjectMetaSchema",
     "ObjectSchema",
     "PlacementSchema",
-    "Selector",
-    "StateVerb",
-    "StopMode",
     "VMDefineRequest",
     "VMListQuery",
     "VMMetaRequest",
@@ -121,7 +95,6 @@ __all__ = [
     "VMRenameRequest",
     "VMSchema",
     "VMSpecSchema",
-    "VMState",
     "VMStateRequest",
     "VMStatusSchema",
     "compile_limit",

@@ -1,9 +1,10 @@
-"""Shared vocabulary of the Herd schemas: enums, constants, the base schema and fields.
+"""Shared parts of the Herd schemas: constants, the base schema and fields.
 
 Everything here is used by the other `schemas` modules (`vm`, `node`, `requests`); the
-enums and constants are also re-exported from `schemas` for `store`, `reconciler`,
-`server` and `ctl`. Loaded documents hold enum values as plain strings (a `StrEnum`
-compares equal to its value), so they serialize to JSON and YAML unchanged.
+constants are also re-exported from `schemas` for `store`, `reconciler`, `server` and
+`ctl`. The enums the fields take are `vocabulary`'s. Loaded documents hold enum values as
+plain strings (a `StrEnum` compares equal to its value), so they serialize to JSON and
+YAML unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from schemas.names import Name
+from vocabulary import Kind
 
 API_VERSION = "herd/v1"
 
@@ -30,135 +32,6 @@ MAX_LABEL_LEN = 63
 MAX_LIMITS = 1024  # node names in spec.meta.limits
 MAX_REASON_LEN = 256
 MAX_MESSAGE_LEN = 4096
-
-
-class Kind(StrEnum):
-    """The `kind` of a stored object."""
-
-    VM = "VM"
-    NODE = "Node"
-
-
-class DesiredState(StrEnum):
-    """`spec.state` of a VM: what the user wants."""
-
-    RUNNING = "running"
-    STOPPED = "stopped"
-    DISABLED = "disabled"
-
-
-class StopMode(StrEnum):
-    """`spec.stopMode`: how a VM reaches stopped or disabled."""
-
-    GRACEFUL = "graceful"
-    FORCE = "force"
-
-
-class Selector(StrEnum):
-    """Node selector of a VM (`spec.meta.selector`); NONE means the cluster default."""
-
-    MEM = "mem"
-    MEMPROV = "memprov"
-    LOAD = "load"
-    VCPUS = "vcpus"
-    VMS = "vms"
-    NONE = "none"
-
-
-class MigrationMethod(StrEnum):
-    """`spec.meta.migrationMethod`; ANY is live with a fallback to shutdown-and-start."""
-
-    LIVE = "live"
-    SHUTDOWN = "shutdown"
-    ANY = "any"
-
-
-class VMState(StrEnum):
-    """Observed state of a VM (`status.state`)."""
-
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    SHUTTING_DOWN = "shutting-down"
-    STOPPING = "stopping"
-    RESTARTING = "restarting"
-    MIGRATING = "migrating"
-    FAILED = "failed"
-    DISABLED = "disabled"
-    UNKNOWN = "unknown"
-
-
-# Observed states in which a VM's guest may be up on some node: rename and delete refuse
-# them, the controllers count the VM as running there, the API shows its node.
-UP_STATES: frozenset[str] = frozenset(s.value for s in VMState) - {
-    VMState.STOPPED.value, VMState.FAILED.value, VMState.DISABLED.value}
-
-
-class ConditionStatus(StrEnum):
-    """`status` of a VM condition."""
-
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-class DesiredDomainState(StrEnum):
-    """`spec.domainState` of a node: what the user wants."""
-
-    READY = "ready"
-    FLUSHED = "flushed"
-
-
-class DomainState(StrEnum):
-    """Observed domain state of a node (`status.domainState`)."""
-
-    READY = "ready"
-    FLUSHING = "flushing"
-    FLUSHED = "flushed"
-    UNFLUSHING = "unflushing"
-
-
-class DaemonState(StrEnum):
-    """`status.daemonState` of a node daemon."""
-
-    INIT = "init"
-    RUN = "run"
-    SHUTDOWN = "shutdown"
-    STOP = "stop"
-    DEAD = "dead"
-    FENCED = "fenced"
-
-
-class FenceMode(StrEnum):
-    """`spec.fence` of a node: fence it when it dies (AUTO) or never (NONE)."""
-
-    AUTO = "auto"
-    NONE = "none"
-
-
-class StateVerb(StrEnum):
-    """Imperative verbs of POST /vm/{vm}/state."""
-
-    START = "start"
-    SHUTDOWN = "shutdown"
-    STOP = "stop"
-    RESTART = "restart"
-    DISABLE = "disable"
-
-
-class NodeAction(StrEnum):
-    """Actions of POST /vm/{vm}/node."""
-
-    MIGRATE = "migrate"
-    MOVE = "move"
-    UNMIGRATE = "unmigrate"
-
-
-class DomainStateVerb(StrEnum):
-    """Verbs of POST /node/{node}/domain-state."""
-
-    FLUSH = "flush"
-    READY = "ready"
 
 
 class HerdSchema(Schema):

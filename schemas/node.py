@@ -19,14 +19,8 @@ from schemas.common import (
     DEFAULT_FENCE_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     Choice,
-    DaemonState,
-    DesiredDomainState,
-    DomainState,
-    FenceMode,
     HerdSchema,
-    Kind,
     ObjectMetaSchema,
-    Selector,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -38,6 +32,7 @@ from schemas.common import (
     validate_epoch,
 )
 from schemas.vm import VMSchema
+from vocabulary import DaemonState, DesiredDomainState, DomainState, FenceMode, Kind, Selector
 
 
 class NodeSpecSchema(HerdSchema):

@@ -24,20 +24,12 @@ from schemas.common import (
     API_VERSION,
     MAX_WAIT_TIMEOUT,
     Choice,
-    DesiredState,
-    DomainStateVerb,
     HerdSchema,
-    Kind,
-    MigrationMethod,
-    NodeAction,
     QueryBool,
-    Selector,
-    StateVerb,
     StrictBool,
     StrictFloat,
     StrictInt,
     Text,
-    VMState,
     limits_field,
     migration_downtime_range,
     shutdown_timeout_range,
@@ -46,6 +38,16 @@ from schemas.domainxml import domain_name, normalize_domain_xml
 from schemas.names import Name, validate_name
 from schemas.node import load_object
 from schemas.vm import VMSchema
+from vocabulary import (
+    DesiredState,
+    DomainStateVerb,
+    Kind,
+    MigrationMethod,
+    NodeAction,
+    Selector,
+    StateVerb,
+    VMState,
+)
 
 MAX_APPLY_OBJECTS = 10000
 MAX_LIMIT_PATTERN = 256

@@ -17,19 +17,12 @@ from schemas.common import (
     MAX_MESSAGE_LEN,
     MAX_REASON_LEN,
     Choice,
-    ConditionStatus,
-    DesiredState,
     HerdSchema,
-    Kind,
-    MigrationMethod,
     ObjectMetaSchema,
-    Selector,
-    StopMode,
     StrictBool,
     StrictFloat,
     StrictInt,
     Text,
-    VMState,
     api_version_field,
     kind_field,
     limits_field,
@@ -40,6 +33,15 @@ from schemas.common import (
 )
 from schemas.domainxml import normalize_domain_xml, parse_domain_xml
 from schemas.names import Name
+from vocabulary import (
+    ConditionStatus,
+    DesiredState,
+    Kind,
+    MigrationMethod,
+    Selector,
+    StopMode,
+    VMState,
+)
 
 
 class VMMetaSchema(HerdSchema):

@@ -21,11 +21,10 @@ from server.http import json_response, load_body, path_name
 from server.objects import node_patch
 from server.views import NodeRecord, node_domain_state, node_object
 from store.errors import NotFound
+from vocabulary import DESIRED_DOMAIN_STATE
 
 # One instance each: building a schema costs more than a load.
 _NODE_DOMAIN_STATE_REQUEST = NodeDomainStateRequest()
-
-DOMAIN_STATES = {"flush": "flushed", "ready": "ready"}
 
 
 async def current_primary(c: Ctx) -> str | None:
@@ -73,7 +72,7 @@ async def set_domain_state(request: web.Request) -> web.Response:
     c = writing(request)
     name = path_name(request, "node")
     data = await load_body(request, _NODE_DOMAIN_STATE_REQUEST)
-    want = DOMAIN_STATES[data["state"]]
+    want = DESIRED_DOMAIN_STATE[data["state"]].value
     try:
         result = await asyncio.to_thread(c.store.update, c.store.paths.node(name),
                                          lambda doc: node_patch(doc, {"domainState": want}))

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas.common import API_VERSION, UP_STATES
+from schemas.common import API_VERSION
 from store.client import Versioned
 from store.codec import Doc
+from vocabulary import UP_STATES
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 from marshmallow import ValidationError
 
-from schemas.common import UP_STATES
 from schemas.requests import (
     DeleteQuery,
     VMDefineRequest,
@@ -49,6 +48,7 @@ from server.objects import (
 from server.views import VMRecord, vm_meta, vm_object
 from store import txn, vms
 from store.errors import AlreadyExists, NotFound, StoreError
+from vocabulary import UP_STATES
 
 # One instance each: building a schema costs more than a load.
 _DELETE_QUERY = DeleteQuery()

@@ -16,13 +16,14 @@ import time
 from aiohttp import web
 from marshmallow import RAISE, Schema, fields, validate
 
-from schemas.common import MAX_WAIT_TIMEOUT, Choice, Kind
+from schemas.common import MAX_WAIT_TIMEOUT, Choice
 from schemas.names import Name
 from server.access import Ctx, reading
 from server.errors import ApiError
 from server.events import Event, Gone, Watcher
 from server.http import load_query
 from server.views import node_object, vm_object
+from vocabulary import Kind
 
 
 class WatchQuery(Schema):

@@ -1,47 +1,19 @@
-"""The values `plan` works on: the lifecycle states, actions, and the four records.
+"""The values `plan` works on: the lifecycle actions, and the four records.
 
-Role: the vocabulary of the VM lifecycle. `Desired`, `Observed` and `Recorded` are built by
+Role: the records of the VM lifecycle. `Desired`, `Observed` and `Recorded` are built by
 the node reconciler (from the VM spec and placement, from libvirt, and from the status znode)
 and handed to `statemachine.plan`, which answers with a `Step`: the one action to carry out
-and the status to write. Pure: no I/O, nothing of the project is imported.
+and the status to write. Their states, modes and methods are `vocabulary`'s enums; a field
+may also hold the plain string of a member (as loaded from ZooKeeper). Pure: no I/O,
+nothing of the project is imported but `vocabulary`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, get_args
 
-Target = Literal["running", "stopped", "disabled"]
-StopMode = Literal["graceful", "force"]
-DomainState = Literal["absent", "defined", "running", "paused", "crashed"]
-MigrationMethod = Literal["live", "shutdown", "any"]
-
-TARGETS: tuple[Target, ...] = get_args(Target)
-STOP_MODES: tuple[StopMode, ...] = get_args(StopMode)
-DOMAIN_STATES: tuple[DomainState, ...] = get_args(DomainState)
-MIGRATION_METHODS: tuple[MigrationMethod, ...] = get_args(MigrationMethod)
-
-# A domain in one of these states has a live guest (a QEMU process): it must be shut down,
-# destroyed or migrated before it can be considered off. "crashed" counts as off, like
-# "defined": whoever carries out START, RELEASE or UNDEFINE on a domain libvirt still
-# reports active (on_crash=preserve) destroys it first.
-UP_DOMAINS: frozenset[DomainState] = frozenset({"running", "paused"})
-
-
-class VMState(StrEnum):
-    """`status.state` of a VM; the values are the strings stored in ZooKeeper."""
-
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    SHUTTING_DOWN = "shutting-down"
-    STOPPING = "stopping"
-    RESTARTING = "restarting"
-    MIGRATING = "migrating"
-    FAILED = "failed"
-    DISABLED = "disabled"
-    UNKNOWN = "unknown"
+from vocabulary import UP_RUN_STATES, DesiredState, MigrationMethod, RunState, StopMode, VMState
 
 
 class Action(StrEnum):
@@ -56,7 +28,8 @@ class Action(StrEnum):
     UNDEFINE = "undefine"
 
 
-def _check(name: str, value: object, allowed: tuple[str, ...]) -> None:
+def _check(name: str, value: object, enum: type[StrEnum]) -> None:
+    allowed = [member.value for member in enum]
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
 
@@ -65,19 +38,19 @@ def _check(name: str, value: object, allowed: tuple[str, ...]) -> None:
 class Desired:
     """What ZooKeeper asks for this VM, as seen from this node."""
 
-    target: Target
-    stop_mode: StopMode = "graceful"
+    target: DesiredState
+    stop_mode: StopMode = StopMode.GRACEFUL
     restart_request: int = 0
     placed_here: bool = True  # placement.node is this node
-    migration_method: str = "any"  # one of MIGRATION_METHODS
+    migration_method: MigrationMethod = MigrationMethod.ANY
     live_supported: bool = False  # this node's libvirt driver can live-migrate
     shutdown_timeout: float = 180.0  # seconds from ACPI shutdown to forced off
     exists: bool = True  # False once the VM was deleted from ZooKeeper
 
     def __post_init__(self) -> None:
-        _check("target", self.target, TARGETS)
-        _check("stop_mode", self.stop_mode, STOP_MODES)
-        _check("migration_method", self.migration_method, MIGRATION_METHODS)
+        _check("target", self.target, DesiredState)
+        _check("stop_mode", self.stop_mode, StopMode)
+        _check("migration_method", self.migration_method, MigrationMethod)
         if self.shutdown_timeout < 0:
             raise ValueError(f"shutdown_timeout must be >= 0, not {self.shutdown_timeout!r}")
 
@@ -86,16 +59,16 @@ class Desired:
 class Observed:
     """What this node's libvirt reports about the VM's domain."""
 
-    domain: DomainState
+    domain: RunState
     migrating_out: bool = False  # a live migration job of this domain is in flight here
 
     def __post_init__(self) -> None:
-        _check("domain", self.domain, DOMAIN_STATES)
+        _check("domain", self.domain, RunState)
 
     @property
     def up(self) -> bool:
         """True when the guest is alive (running or paused)."""
-        return self.domain in UP_DOMAINS
+        return self.domain in UP_RUN_STATES
 
 
 @dataclass(frozen=True, kw_only=True)

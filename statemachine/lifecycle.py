@@ -12,7 +12,8 @@ while a shutdown with a deadline is in progress; firing them elsewhere raises
 `transitions.MachineError`.
 
 Callbacks only record (action, deadline, reason, ...); conditions are pure functions of the
-model's data. Pure: no I/O, no clock reads (`now` is passed in).
+model's data. The states are `vocabulary.VMState`. Pure: no I/O, no clock reads (`now` is
+passed in).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from transitions import Machine
 
-from statemachine.data import Action, Desired, Observed, Recorded, Step, VMState
+from statemachine.data import Action, Desired, Observed, Recorded, Step
+from vocabulary import DesiredState, RunState, VMState
 
 if TYPE_CHECKING:  # the stubs shipped with `transitions` declare it; the module does not
     from transitions.core import TransitionConfigDict
@@ -198,10 +200,10 @@ class Lifecycle:
     # -- conditions ---------------------------------------------------------------------------
 
     def wants_running(self) -> bool:
-        return self.desired.target == "running"
+        return self.desired.target == DesiredState.RUNNING
 
     def wants_disabled(self) -> bool:
-        return self.desired.target == "disabled"
+        return self.desired.target == DesiredState.DISABLED
 
     # -- callbacks: they only record --------------------------------------------------------
 
@@ -226,12 +228,12 @@ class Lifecycle:
             reason = "running"
         else:
             reason = "adopted the running domain"
-        if self.observed.domain == "paused":
+        if self.observed.domain == RunState.PAUSED:
             reason += " (domain is paused)"
         self._record(Action.NONE, reason, deadline=None)
 
     def record_start(self) -> None:
-        if self.observed.domain == "crashed":
+        if self.observed.domain == RunState.CRASHED:
             reason = "domain crashed; starting it again"
         elif self.source == S.RESTARTING:
             reason = "restart: the domain is off; starting it"

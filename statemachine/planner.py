@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 
-from statemachine.data import Desired, Observed, Recorded, Step, VMState
+from statemachine.data import Desired, Observed, Recorded, Step
 from statemachine.lifecycle import TIMED_STATES, Lifecycle, Trigger
+from vocabulary import DesiredState, MigrationMethod, RunState, StopMode, VMState
 
 T = Trigger
 S = VMState
@@ -52,8 +53,8 @@ def derive_trigger(
     if not desired.exists:
         if observed.up:
             return T.DELETED
-        return T.NOT_HERE if observed.domain == "absent" else T.UNDEFINE
-    if observed.migrating_out and observed.domain != "absent":
+        return T.NOT_HERE if observed.domain == RunState.ABSENT else T.UNDEFINE
+    if observed.migrating_out and observed.domain != RunState.ABSENT:
         return T.MIGRATION_IN_FLIGHT
     if not observed.up:
         return _when_off(desired, observed)
@@ -62,28 +63,28 @@ def derive_trigger(
 
 def _when_off(desired: Desired, observed: Observed) -> Trigger:
     if not desired.placed_here:
-        return T.NOT_HERE if observed.domain == "absent" else T.RELEASE
-    return T.WANT_RUNNING if desired.target == "running" else T.OBSERVED_OFF
+        return T.NOT_HERE if observed.domain == RunState.ABSENT else T.RELEASE
+    return T.WANT_RUNNING if desired.target == DesiredState.RUNNING else T.OBSERVED_OFF
 
 
 def _when_up(desired: Desired, recorded: Recorded) -> Trigger:
-    if desired.target != "running" and desired.stop_mode == "force":
+    if desired.target != DesiredState.RUNNING and desired.stop_mode == StopMode.FORCE:
         return T.WANT_STOPPED_FORCE
     if not desired.placed_here:
         return _migration(desired)
-    if desired.target == "running":
+    if desired.target == DesiredState.RUNNING:
         if desired.restart_request > recorded.observed_restart:
             return T.WANT_RESTART
         return T.OBSERVED_RUNNING
-    return T.WANT_DISABLE if desired.target == "disabled" else T.WANT_STOPPED_GRACEFUL
+    return T.WANT_DISABLE if desired.target == DesiredState.DISABLED else T.WANT_STOPPED_GRACEFUL
 
 
 def _migration(desired: Desired) -> Trigger:
     """Placed on another node while up here: how to get it there (or off, if not running)."""
     method = desired.migration_method
-    if desired.live_supported and method in ("live", "any"):
+    if desired.live_supported and method in (MigrationMethod.LIVE, MigrationMethod.ANY):
         return T.WANT_MIGRATE_LIVE
-    if method == "live" and desired.target == "running":
+    if method == MigrationMethod.LIVE and desired.target == DesiredState.RUNNING:
         return T.LIVE_UNSUPPORTED
     # By shutdown; a VM not wanted running is just shut down here and released.
     return T.WANT_MIGRATE_SHUTDOWN

@@ -40,14 +40,14 @@ from store.multiread import GET_CHILDREN, GET_DATA, multi_read_async
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["added", "modified", "deleted"]
+ChangeKind = Literal["added", "modified", "deleted"]
 
 
 @dataclass(frozen=True)
 class Change:
     """One change of the cache: `old` is None when added, `new` is None when deleted."""
 
-    kind: Kind
+    kind: ChangeKind
     path: str
     old: Versioned | None
     new: Versioned | None

@@ -21,7 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-SELECTORS = ("mem", "memprov", "load", "vcpus", "vms")
+from vocabulary import Selector
+
+# The selectors that pick a node by themselves (`none` defers to the cluster default).
+SELECTORS = tuple(s.value for s in Selector if s is not Selector.NONE)
 
 
 @dataclass(frozen=True)

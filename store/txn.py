@@ -32,11 +32,11 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
 )
 
-from schemas.common import UP_STATES
 from store import codec
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound, Refused, StoreError, Unavailable
+from vocabulary import UP_STATES
 
 # ZooKeeper's default jute.maxbuffer is 0xfffff bytes; leave room for headers.
 MAX_TXN_BYTES = 900_000

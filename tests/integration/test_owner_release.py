@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from reconciler.vmreconcile import View, VMReconciler
-from statemachine import Desired, Observed, Recorded, VMState, plan
+from statemachine import Desired, Observed, Recorded, plan
 from store import txn, vms
 from store.client import Store
 from store.errors import Conflict
 from tests.support.libvirt_nodes import simple_domain_xml
+from vocabulary import DesiredState, RunState, VMState
 
 
 def define(store: Store, name: str, *, node: str) -> None:
@@ -41,8 +42,8 @@ async def test_a_release_from_a_stale_view_never_deletes_the_new_owner(
         nothing: Any = None
         source = VMReconciler("hv1", hv1, vms=nothing, hypervisor=nothing,
                               cluster_default=lambda _key, default: default)
-        step = plan(Desired(target="running", placed_here=False), Observed(domain="absent"),
-                    Recorded(state=VMState.MIGRATING), now=0.0)
+        step = plan(Desired(target=DesiredState.RUNNING, placed_here=False),
+                    Observed(domain=RunState.ABSENT), Recorded(state=VMState.MIGRATING), now=0.0)
         spec = hv1.get(p.vm(name))
         # hv1's release, as its reconcile makes it: owner deleted, status in one transaction.
         await source._settle(View(name, spec, {"node": "hv2"}, hv1.get(p.vm_status(name)),

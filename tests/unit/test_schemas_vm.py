@@ -11,12 +11,11 @@ import yaml
 from marshmallow import Schema, ValidationError
 
 from schemas import (
-    DesiredState,
     PlacementSchema,
     VMSchema,
-    VMState,
     VMStatusSchema,
 )
+from vocabulary import DesiredState, VMState
 
 NOT_INT = "Not a valid integer: expected a whole number."
 XML = "<domain type='test'>\n  <name>web1</name>\n  <memory unit='MiB'>64</memory>\n</domain>"

@@ -16,14 +16,13 @@ from statemachine import (
     MIGRATION_POLL_SECONDS,
     Action,
     Desired,
-    DomainState,
     Observed,
     Recorded,
     Step,
-    VMState,
     derive_trigger,
     plan,
 )
+from vocabulary import RunState, VMState
 
 S = VMState
 A = Action
@@ -41,13 +40,14 @@ def _desired(**fields: Any) -> Desired:
 
 def _plan(
     desired: Desired,
-    domain: DomainState,
+    domain: str,
     status: Recorded,
     *,
     now: float,
     migrating_out: bool = False,
 ) -> Step:
-    return plan(desired, Observed(domain=domain, migrating_out=migrating_out), status, now=now)
+    observed = Observed(domain=RunState(domain), migrating_out=migrating_out)
+    return plan(desired, observed, status, now=now)
 
 
 def _write(status: Recorded, step: Step, *, now: float) -> Recorded:
@@ -73,7 +73,7 @@ def _check(step: Step, action: Action, state: VMState, deadline: float | None) -
 
 
 @pytest.mark.parametrize("domain", ["absent", "defined"])
-def test_start_defines_and_starts(domain: DomainState) -> None:
+def test_start_defines_and_starts(domain: str) -> None:
     step = _plan(_desired(), domain, _at(S.STOPPED), now=T0)
     _check(step, A.START, S.STARTING, None)
     step = _plan(_desired(), "running", _write(_at(S.STOPPED), step, now=T0), now=T0 + 1)
@@ -414,7 +414,7 @@ def test_force_stop_beats_migration() -> None:
         ("absent", A.NONE, S.RUNNING),
     ],
 )
-def test_deleted_vm(domain: DomainState, action: Action, state: VMState) -> None:
+def test_deleted_vm(domain: str, action: Action, state: VMState) -> None:
     gone = _desired(exists=False)
     step = _plan(gone, domain, _at(S.RUNNING), now=T0)
     _check(step, action, state, None)
@@ -463,7 +463,7 @@ def test_shutting_down_without_a_deadline_starts_a_fresh_one() -> None:
 
 
 def test_derive_trigger_names_the_event() -> None:
-    observed = Observed(domain="running")
+    observed = Observed(domain=RunState.RUNNING)
     assert derive_trigger(_desired(), observed, _at(S.RUNNING), now=T0) == "observed_running"
     status = _shutting_down()
     stop = _desired(target="stopped")

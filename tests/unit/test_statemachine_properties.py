@@ -11,10 +11,6 @@ import itertools
 import random
 
 from statemachine import (
-    DOMAIN_STATES,
-    MIGRATION_METHODS,
-    STOP_MODES,
-    TARGETS,
     TIMED_STATES,
     TRIGGERS,
     Action,
@@ -23,11 +19,15 @@ from statemachine import (
     Observed,
     Recorded,
     Step,
-    VMState,
     derive_trigger,
     plan,
 )
+from vocabulary import DesiredState, MigrationMethod, RunState, StopMode, VMState
 
+TARGETS = tuple(DesiredState)
+STOP_MODES = tuple(StopMode)
+DOMAIN_STATES = tuple(RunState)
+MIGRATION_METHODS = tuple(MigrationMethod)
 NOW = 10_000.0
 CASES = 1500
 
@@ -121,8 +121,8 @@ def test_live_unsupported_never_migrates_live() -> None:
 def _valid_pairs() -> set[tuple[str, str]]:
     """(trigger, source state name) pairs the machine accepts, read from a built machine."""
     machine = Lifecycle(
-        Desired(target="running"),
-        Observed(domain="absent"),
+        Desired(target=DesiredState.RUNNING),
+        Observed(domain=RunState.ABSENT),
         recorded=Recorded(state=VMState.STOPPED),
         now=NOW,
     ).machine

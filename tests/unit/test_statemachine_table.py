@@ -19,8 +19,8 @@ from statemachine import (
     Observed,
     Recorded,
     Trigger,
-    VMState,
 )
+from vocabulary import RunState, VMState
 
 # Columns, in this order (checked against STATES below).
 COLUMNS = (
@@ -80,7 +80,7 @@ def _cases(target: str) -> list[tuple[str, str, str]]:
 def _lifecycle(target: str, source: str, deadline: float | None) -> Lifecycle:
     return Lifecycle(
         Desired(target=target, restart_request=1),  # type: ignore[arg-type]
-        Observed(domain="running"),
+        Observed(domain=RunState.RUNNING),
         recorded=Recorded(state=VMState(source), shutdown_deadline=deadline, since=1.0),
         now=100.0,
     )
@@ -166,6 +166,9 @@ def test_fresh_lifecycle_records_nothing_until_fired() -> None:
 
 def test_the_observed_states_match_the_schemas() -> None:
     """`schemas` and `statemachine` may not import each other; their state lists agree."""
-    from schemas.common import VMState as SchemaState
+    from schemas.common import Choice
+    from schemas.vm import VMStatusSchema
 
-    assert [s.value for s in SchemaState] == [s.value for s in VMState]
+    field = VMStatusSchema().fields["state"]
+    assert isinstance(field, Choice)
+    assert list(field.choices) == [s.value for s in VMState]

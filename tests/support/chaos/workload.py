@@ -33,8 +33,9 @@ from ctl.dev.guest import guest_xml, kvm_usable
 from tests.support.chaos.cluster import ChaosCluster
 from tests.support.chaos.model import OK, REFUSED, UNKNOWN, Op
 from tests.support.libvirt_nodes import simple_domain_xml
+from vocabulary import Selector
 
-SELECTORS = ("mem", "memprov", "load", "vcpus", "vms", "none")
+SELECTORS = tuple(s.value for s in Selector)
 QEMU_METHODS = ("live", "any", "any", "live", "shutdown")  # drawn per VM on QEMU hosts
 VERBS = {"start": 14, "shutdown": 9, "stop": 6, "restart": 6, "migrate": 12, "move": 4,
          "unmigrate": 5, "meta": 12, "rename": 4, "flush": 2, "ready": 4}

@@ -1,0 +1,63 @@
+"""The words of a node: its domain (flush) state, desired and observed, and its daemon state.
+
+Every value is a string stored in ZooKeeper (the node spec and status znodes) or taken and
+shown by the API (`spec.domainState`, `status.domainState`, `status.daemonState`,
+POST /node/{node}/domain-state). "Domain state" here is the node's: whether it takes VMs
+(ready) or is emptied of them (flushed); the run state of one libvirt domain is
+`vocabulary.runstate.RunState`. Used by `schemas`, `reconciler` (daemon, controllers),
+`server` and `ctl`. Pure: imports nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+
+class DesiredDomainState(StrEnum):
+    """`spec.domainState` of a node: what the user wants."""
+
+    READY = "ready"
+    FLUSHED = "flushed"
+
+
+class DomainState(StrEnum):
+    """Observed domain state of a node (`status.domainState`), written by the controllers."""
+
+    READY = "ready"
+    FLUSHING = "flushing"
+    FLUSHED = "flushed"
+    UNFLUSHING = "unflushing"
+
+
+class DomainStateVerb(StrEnum):
+    """Verbs of POST /node/{node}/domain-state."""
+
+    FLUSH = "flush"
+    READY = "ready"
+
+
+# The `spec.domainState` each verb asks for (and that `wait` waits to see in status). Keyed
+# by `DomainStateVerb`; typed by `str` so that a verb loaded as a plain string looks it up.
+DESIRED_DOMAIN_STATE: Mapping[str, DesiredDomainState] = {
+    DomainStateVerb.FLUSH: DesiredDomainState.FLUSHED,
+    DomainStateVerb.READY: DesiredDomainState.READY,
+}
+
+
+class DaemonState(StrEnum):
+    """`status.daemonState` of a node daemon."""
+
+    INIT = "init"
+    RUN = "run"
+    SHUTDOWN = "shutdown"
+    STOP = "stop"
+    DEAD = "dead"
+    FENCED = "fenced"
+
+
+class FenceMode(StrEnum):
+    """`spec.fence` of a node: fence it when it dies (AUTO) or never (NONE)."""
+
+    AUTO = "auto"
+    NONE = "none"
