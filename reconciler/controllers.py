@@ -37,6 +37,7 @@ from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import Conflict
 from store.informer import Informer
+from store.objects import node_patch, with_spec
 from store.placement import NodeView, Planner, VMNeeds
 from vocabulary import UP_STATES, DaemonState
 
@@ -184,19 +185,23 @@ class Controllers:
 
     async def _stop_for_lack(self, vm: VMView, node: str, why: str) -> None:
         """No valid target: stop the VM (spec and placement in one transaction)."""
-        spec_doc = vm.spec.doc
-        autorestart = bool(spec_doc.get("spec", {}).get("meta", {}).get("autorestart"))
-        meta = spec_doc.get("metadata", {})
-        new_spec = {**spec_doc, "spec": {**spec_doc["spec"], "state": "stopped",
-                                         "stopMode": "graceful"},
-                    "metadata": {**meta, "generation": int(meta.get("generation", 0)) + 1}}
+        autorestart = bool(vm.spec.doc.get("spec", {}).get("meta", {}).get("autorestart"))
         placement = {**vm.placement.doc, "reason": why, "autorestartPending": autorestart,
                      "home": node if autorestart else None}
-        p = self.store.paths
-        await asyncio.to_thread(txn.commit, self.store, [
-            txn.Set(p.vm(vm.name), new_spec, vm.spec.version),
-            txn.Set(p.vm_placement(vm.name), placement, vm.placement.version)])
+        await self._set_spec_and_placement(vm, placement, state="stopped",
+                                           stopMode="graceful")
         await self._event("stopped", f"{vm.name}: {why}", vm=vm.name, node=node)
+
+    async def _set_spec_and_placement(self, vm: VMView, placement: Doc,
+                                      **spec: Any) -> None:
+        """The spec fields `spec` (built by `store.objects`, the API's own builder: one
+        generation rule) and the placement, in one version-checked transaction."""
+        p = self.store.paths
+        ops: list[txn.Op] = [txn.Set(p.vm_placement(vm.name), placement, vm.placement.version)]
+        new_spec = with_spec(vm.spec.doc, **spec)
+        if new_spec is not None:
+            ops.insert(0, txn.Set(p.vm(vm.name), new_spec, vm.spec.version))
+        await asyncio.to_thread(txn.commit, self.store, ops)
 
     async def _event(self, kind: str, message: str, **about: Any) -> None:
         log.info("%s: %s", kind, message)
@@ -284,7 +289,7 @@ class Controllers:
 
     async def _mark_flushed(self, name: str) -> None:
         def modify(doc: Doc) -> Doc:
-            return {**doc, "spec": {**doc.get("spec", {}), "domainState": "flushed"}}
+            return node_patch(doc, {"domainState": "flushed"}) or doc
         await asyncio.to_thread(self.store.update, self.store.paths.node(name), modify)
 
     async def _recover(self, node: str) -> Result:
@@ -359,15 +364,9 @@ class Controllers:
         return Result.done()
 
     async def _autorestart(self, vm: VMView, node: str) -> None:
-        spec_doc, meta = vm.spec.doc, vm.spec.doc.get("metadata", {})
-        new_spec = {**spec_doc, "spec": {**spec_doc["spec"], "state": "running"},
-                    "metadata": {**meta, "generation": int(meta.get("generation", 0)) + 1}}
         placement = {**vm.placement.doc, "node": node, "autorestartPending": False,
                      "home": None, "reason": f"autorestart on {node}"}
-        p = self.store.paths
-        await asyncio.to_thread(txn.commit, self.store, [
-            txn.Set(p.vm(vm.name), new_spec, vm.spec.version),
-            txn.Set(p.vm_placement(vm.name), placement, vm.placement.version)])
+        await self._set_spec_and_placement(vm, placement, state="running")
         await self._event("autorestart", f"{vm.name} starts again on {node}", vm=vm.name,
                           node=node)
 

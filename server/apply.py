@@ -23,17 +23,12 @@ from schemas.requests import ApplyRequest
 from server.access import SETTLE_TIMEOUT, Ctx, commit, writing
 from server.errors import ApiError, conflict
 from server.http import json_response, read_json
-from server.objects import (
-    check_node_in_limits,
-    new_object,
-    replace_node,
-    replace_vm,
-    strip_read_only,
-)
+from server.objects import check_node_in_limits, strip_read_only
 from store import txn, vms
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
+from store.objects import new_object, replace_node, replace_vm
 
 # One instance each: building a schema costs more than a load.
 _APPLY_REQUEST = ApplyRequest()

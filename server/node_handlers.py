@@ -18,9 +18,9 @@ from schemas.requests import NodeDomainStateRequest
 from server.access import Ctx, cached_node, reading, settled_node, writing
 from server.errors import ApiError, not_found
 from server.http import json_response, load_body, path_name
-from server.objects import node_patch
 from server.views import NodeRecord, node_domain_state, node_object
 from store.errors import NotFound
+from store.objects import node_patch
 from vocabulary import DESIRED_DOMAIN_STATE
 
 # One instance each: building a schema costs more than a load.

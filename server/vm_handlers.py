@@ -38,16 +38,11 @@ from server.access import (
 )
 from server.errors import ApiError, bad_request, conflict, not_found
 from server.http import dumps, json_response, load_body, load_query, path_name, raw_json, read_json
-from server.objects import (
-    check_node_in_limits,
-    new_object,
-    patch_vm,
-    replace_vm,
-    strip_read_only,
-)
+from server.objects import check_node_in_limits, patch_vm, strip_read_only
 from server.views import VMRecord, vm_meta, vm_object
 from store import txn, vms
 from store.errors import AlreadyExists, NotFound, StoreError
+from store.objects import new_object, replace_vm
 from vocabulary import UP_STATES
 
 # One instance each: building a schema costs more than a load.
