@@ -32,7 +32,7 @@ from typing import Any
 from reconciler.fencing import Fencer
 from reconciler.workqueue import Result
 from schemas.domainxml import domain_resources
-from store import events, txn
+from store import events, nodestatus, txn
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import Conflict
@@ -239,7 +239,7 @@ class Controllers:
 
     async def _set_domain_state(self, name: str, state: str, **extra: Any) -> None:
         def modify(doc: Doc) -> Doc:
-            return {**doc, "domainState": state, **extra}
+            return nodestatus.with_domain_state(doc, state, **extra)
         await asyncio.to_thread(self.store.update, self.store.paths.node_status(name), modify)
 
     # --- failure: fence, then recover ------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from reconciler.hypervisor import Hypervisor, Usage
 from schemas.domainxml import domain_resources
+from store import nodestatus
 from store.client import Store
 from store.codec import Doc
 from store.errors import AlreadyExists, NotFound
@@ -181,8 +182,8 @@ class NodeRegistration:
                 return False
 
             def modify(old: Doc) -> Doc:
-                seed = {} if old.get("domainState") else {"domainState": initial_domain_state()}
-                return {**old, **body, **seed, "heartbeat": time.time()}
+                return nodestatus.reported(old, body, now=time.time(),
+                                           seed_domain_state=initial_domain_state())
 
             self.store.update(self.store.paths.node_status(self.name), modify)
             self._last = body

@@ -1,0 +1,38 @@
+"""The one builder of a node's status document (`/nodes/<name>/status`).
+
+Two writers share the document, each with its own fields, and both build it here:
+- the node's daemon (`reconciler.node.NodeRegistration.publish`) reports what it is:
+  `daemonState`, `resources`, `version`, `libvirtUri`, `address`, `migrationUri` and the
+  `heartbeat`; it seeds `domainState` from its spec only while the status has none;
+- the primary coordinator (`reconciler.controllers`) owns `domainState` (the flush/ready
+  controller) and marks a fenced node (`daemonState: fenced`).
+Every write is a version-checked read-modify-write (`Store.update`), so neither writer
+loses the other's fields. Pure: the functions take the current document and return the
+new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store.codec import Doc
+
+REPORTED = ("daemonState", "resources", "version", "libvirtUri", "address", "migrationUri")
+
+
+def reported(old: Doc, report: Doc, *, seed_domain_state: str, now: float) -> Doc:
+    """The status with the daemon's `report` (only its own fields) and a new heartbeat."""
+    unknown = set(report) - set(REPORTED)
+    if unknown:
+        raise ValueError(f"a node reports only {', '.join(REPORTED)}, not {sorted(unknown)}")
+    seed = {} if old.get("domainState") else {"domainState": seed_domain_state}
+    return {**old, **report, **seed, "heartbeat": now}
+
+
+def with_domain_state(old: Doc, state: str, **extra: Any) -> Doc:
+    """The status with the primary's `domainState` (and `daemonState` for a fence)."""
+    unknown = set(extra) - {"daemonState"}
+    if unknown:
+        raise ValueError(f"the primary sets only domainState and daemonState, not "
+                         f"{sorted(unknown)}")
+    return {**old, "domainState": state, **extra}
