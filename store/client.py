@@ -4,6 +4,8 @@
 - tracks the session: SUSPENDED stops writes (they raise `Unavailable`), CONNECTED again
   re-enables them; after SUSPENDED or LOST it tells its session listeners, which re-add
   watches, re-create ephemerals and resync (kazoo itself re-establishes the session);
+  tells the session id (`session_id`, `session_owns`) and the newest zxid seen, so that
+  no module outside `store` needs the raw kazoo client;
 - retries reads and writes on connection loss only (a retried write that had gone through
   shows up as a version conflict or an existing node, and callers treat it so);
 - reads and writes JSON documents (`store.codec`) with their znode version, and offers a
@@ -92,6 +94,8 @@ class Store:
         # tests/integration/test_store_reconnect.py).
         reconnect = KazooRetry(max_tries=-1, delay=0.05, backoff=2, max_jitter=0.2,
                                max_delay=max(0.05, timeout / 4), sleep_func=handler.sleep_func)
+        # The raw kazoo client: for `store`'s own modules (and tests that poke ZooKeeper
+        # from outside); everyone else uses this class's methods and accessors.
         self.client = KazooClient(hosts=hosts, timeout=timeout, handler=handler,
                                   connection_retry=reconnect)
         BufferedReads.install(self.client)
@@ -144,6 +148,22 @@ class Store:
     def remove_session_listener(self, listener: SessionListener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    @property
+    def session_id(self) -> int | None:
+        """This client's ZooKeeper session id; None while it has none (connecting)."""
+        client_id = self.client.client_id
+        return None if client_id is None or client_id[0] is None else int(client_id[0])
+
+    def session_owns(self, stat: ZnodeStat) -> bool:
+        """The znode is an ephemeral of this very session (nothing is while there is none)."""
+        session = self.session_id
+        return session is not None and stat.ephemeralOwner == session
+
+    @property
+    def last_zxid(self) -> int:
+        """The newest zxid this connection has seen (0 before any)."""
+        return int(self.client.last_zxid or 0)
 
     def _on_state(self, state: str) -> None:
         if state == KazooState.SUSPENDED:
@@ -201,6 +221,10 @@ class Store:
                                   "not have been applied") from None
         return call
 
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """For `store`'s recipes: a kazoo call, retried on connection loss, errors mapped."""
+        return self._call(fn, *args, **kwargs)
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a kazoo call, retrying on connection loss; map kazoo errors to ours."""
         try:
@@ -227,6 +251,12 @@ class Store:
     def exists(self, path: str) -> ZnodeStat | None:
         return self._call(self._bounded(self.client.exists_async), path)
 
+    def exists_watched(self, path: str, on_change: Callable[[], None]) -> ZnodeStat | None:
+        """`exists` plus a one-shot watch: `on_change()` runs on kazoo's thread when the znode
+        is next created, changed or deleted. One plain attempt (no retry), kazoo's errors
+        as they are: as the node registration (`reconciler.node`) has always made it."""
+        return self.client.exists(path, watch=lambda _event: on_change())
+
     def children(self, path: str) -> list[str]:
         return sorted(self._call(self._bounded(self.client.get_children_async), path))
 
@@ -252,12 +282,14 @@ class Store:
             raise Unavailable(f"ZooKeeper unavailable: {type(e).__name__}") from e
 
     def create(
-        self, path: str, doc: Doc, *, ephemeral: bool = False, makepath: bool = False
+        self, path: str, doc: Doc, *, ephemeral: bool = False, makepath: bool = False,
+        sequence: bool = False,
     ) -> str:
+        """The path created (with `sequence`, `path` plus ZooKeeper's sequence number)."""
         self._check_writable()
         create = self._bounded(self.client.create_async, write=True)
         return str(self._call(create, path, codec.encode(doc), ephemeral=ephemeral,
-                              makepath=makepath))
+                              makepath=makepath, sequence=sequence))
 
     def set(self, path: str, doc: Doc, *, version: int) -> ZnodeStat:
         """Write `doc` only if the znode still has `version` (-1: unconditionally)."""
