@@ -65,8 +65,7 @@ def primary_of(lock_znodes: Mapping[str, Mapping[str, Any]]) -> str | None:
 
 
 class Term:
-    """One term as primary: over as soon as the session is in doubt or the campaign stops.
-    Valid until the campaign's next term begins."""
+    """One term as primary: over as soon as the session is in doubt or the campaign stops."""
 
     def __init__(self, ended: asyncio.Event) -> None:
         self._ended = ended
@@ -108,9 +107,9 @@ class Campaign:
                 if not await self._acquire():
                     continue
                 try:
-                    self._ended.clear()
+                    self._ended = asyncio.Event()  # what ended the last term is forgotten
                     self._failures = 0
-                    if self.store.writable:
+                    if self.store.writable and not self._stopping.is_set():
                         yield Term(self._ended)
                 finally:
                     await self._release()
@@ -127,9 +126,13 @@ class Campaign:
         if self._loop is None or self._loop.is_closed():
             return
         if what in ("suspended", "lost"):
-            self._loop.call_soon_threadsafe(self._ended.set)
+            self._loop.call_soon_threadsafe(self._end_term)
         elif what == "reconnected":
             self._loop.call_soon_threadsafe(self._reconnected.set)
+
+    def _end_term(self) -> None:
+        """The term current when this runs on the loop (not when the session changed)."""
+        self._ended.set()
 
     async def _acquire(self) -> bool:
         """Block until this node leads (True), or the attempt was cancelled or failed."""
