@@ -24,16 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kazoo.recipe.watchers import DataWatch
-
 from bench.fixtures import vm_doc
 from reconciler.config import NodeConfig
 from reconciler.daemon import NodeDaemon
 from reconciler.hypervisor import Hypervisor
-from store import codec, txn, vms
+from store import txn, vms
 from store.client import Store
 from store.codec import Doc
 from store.informer import Change, Informer
+from store.watches import watch_doc
 from tests.support.libvirt_nodes import simple_domain_xml, write_node_file
 
 T = TypeVar("T")
@@ -201,13 +200,13 @@ def wait_doc(store: Store, path: str, predicate: Callable[[Doc | None], bool],
     """Block until the document at `path` satisfies `predicate` (a data watch, no polling)."""
     seen = threading.Event()
 
-    def on_change(data: bytes | None, stat: Any) -> bool:
-        if predicate(codec.decode(data) if stat is not None else None):
+    def on_change(doc: Doc | None) -> bool:
+        if predicate(doc):
             seen.set()
             return False
         return True
 
-    DataWatch(store.client, path, on_change)
+    watch_doc(store, path, on_change)
     if not seen.wait(timeout):
         raise TimeoutError(f"{path} did not reach the expected state in {timeout}s")
 

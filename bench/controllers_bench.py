@@ -24,6 +24,7 @@ from bench.common import save, zookeeper
 from store import election, events, txn, vms
 from store.client import Store
 from store.layout import ensure_layout
+from store.watches import watch_children
 from tests.support.cluster import LocalCluster
 from tests.support.libvirt_nodes import simple_domain_xml
 
@@ -53,7 +54,7 @@ def wait_nodes(store: Store, cluster: LocalCluster) -> None:
 def primary_of(store: Store) -> str:
     """The primary, once elected (a watch on the election's contenders, no polling)."""
     changed = threading.Event()
-    store.client.ChildrenWatch(store.paths.election, lambda _c: changed.set())
+    watch_children(store, store.paths.election, lambda _c: changed.set())
     deadline = time.monotonic() + 60
     while (found := election.primary(store)) is None:
         changed.clear()

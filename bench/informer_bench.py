@@ -84,7 +84,9 @@ def main() -> None:
         with Timer() as sync:
             inf.start()
         znodes = len(inf)
-        watches = len(zk.session_watches(store.client.client_id[0]))
+        session = store.session_id
+        assert session is not None, "the store has no session"
+        watches = len(zk.session_watches(session))
         lat = summary_ms(informer_latency(store, inf, 500))
         inf.stop()
         naive_client = KazooClient(hosts=zk.hosts)

@@ -1,29 +1,30 @@
-"""The coordinator election, and the controllers that run while this node is primary.
+"""The controllers that run while this node is the primary coordinator.
 
-Coordinator nodes contend for a kazoo lock under `<root>/election` (its contenders are
-identified by node name, so `store.election.primary()` tells who leads). The winner runs
+Coordinator nodes campaign for the primary role (`store.election.Campaign`, a lock under
+`<root>/election` whose contenders are identified by node name, so
+`store.election.primary()` tells who leads). For each term it wins, this node runs
 `reconciler.controllers` on a work queue of its own, fed by the caches' changes.
 
-Safety: the lock is an ephemeral znode of this node's session. When the session is
-SUSPENDED or LOST, the primary stops acting at once — before ZooKeeper can expire the
-session and let another coordinator win — then gives the lock up and contends again once
-connected. Called by `reconciler.daemon` on coordinator nodes.
+Safety: a term ends at once when the session is SUSPENDED or LOST (before ZooKeeper can
+expire the session and let another coordinator win); the queue is stopped before the
+campaign gives the lock up and contends again once connected. Called by
+`reconciler.daemon` on coordinator nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from typing import Any
-
-from kazoo.exceptions import CancelledError as KazooCancelled
 
 from reconciler.controller import Controller
 from reconciler.controllers import ClusterState, Controllers
 from reconciler.fencing import Fencer
 from reconciler.workqueue import Backoff
-from store import election, events
+from store import events
 from store.client import Store
+from store.election import Campaign, Term
 from store.informer import Change
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,8 @@ class Coordinator:
         self.controllers = Controllers(store, state, fencer)
         self.queue: Controller | None = None  # the cluster controller, while primary
         self.is_primary = False
-        self._lost = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._reconnected = asyncio.Event()
-        self._failures = 0
+        self.campaign = Campaign(store, node)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = store.client.Lock(store.paths.election, election.identifier(node))
 
     # --- feeding the queue (informer threads) ----------------------------------------------
 
@@ -74,54 +71,23 @@ class Coordinator:
         if queue is not None:
             queue.enqueue(*keys)
 
-    def on_session(self, what: str) -> None:
-        """Kazoo thread: any doubt about the session ends this term at once."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        if what in ("suspended", "lost"):
-            self._loop.call_soon_threadsafe(self._lost.set)
-        elif what == "reconnected":
-            self._loop.call_soon_threadsafe(self._reconnected.set)
-
     # --- the term loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Lead for every term the campaign wins, until `stop()`; the campaign gives the lock
+        up after each `_step_down`."""
         self._loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            if not await self._acquire():
-                continue
-            try:
-                await self._lead()
-            finally:
-                await self._step_down()
+        async with aclosing(self.campaign.terms()) as terms:
+            async for term in terms:
+                try:
+                    await self._lead(term)
+                finally:
+                    await self._step_down()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._lost.set()
-        self._lock.cancel()
+        self.campaign.stop()
 
-    async def _acquire(self) -> bool:
-        """Block until this node leads (True), or the attempt was cancelled or failed."""
-        while not self.store.writable and not self._stopping.is_set():
-            self._reconnected.clear()
-            await _first(self._reconnected, self._stopping)
-        if self._stopping.is_set():
-            return False
-        try:
-            return bool(await asyncio.to_thread(self._lock.acquire))
-        except KazooCancelled:
-            return False
-        except Exception as e:  # connection trouble: contend again once connected
-            log.warning("election: %r", e)
-            self._failures += 1
-            await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))  # capped backoff
-            return False
-
-    async def _lead(self) -> None:
-        self._lost.clear()
-        self._failures = 0
-        if not self.store.writable:
-            return
+    async def _lead(self, term: Term) -> None:
         self.is_primary = True
         self.controllers.took_office()
         log.info("%s is the primary coordinator", self.node)
@@ -133,7 +99,7 @@ class Coordinator:
                                 coalesce=COALESCE)
         self.queue.start()
         self._enqueue_all()
-        await self._lost.wait()
+        await term.wait()
 
     def _enqueue_all(self) -> None:
         assert self.queue is not None
@@ -148,21 +114,6 @@ class Coordinator:
         if self.is_primary:
             log.warning("%s stops acting as primary", self.node)
         self.is_primary = False
-        try:
-            await asyncio.to_thread(self._lock.release)
-        except Exception as e:  # the session may be gone; so is the lock znode then
-            log.debug("releasing the election lock: %s", e)
 
     def snapshot(self) -> dict[str, Any]:
         return {"primary": self.is_primary, "queued": len(self.queue) if self.queue else 0}
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Until any of the events is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)

@@ -140,7 +140,6 @@ class NodeDaemon:
         if self.coordinator is not None:
             self.vms.subscribe(self.coordinator.on_vm_change)
             self.nodes.subscribe(self.coordinator.on_node_change)
-            self.store.add_session_listener(self.coordinator.on_session)
         if self.config.event_log:
             self.event_log = EventLog(self.config.event_log, self.name)
             self.event_listeners.append(self.event_log.write)

@@ -146,11 +146,10 @@ class NodeRegistration:
             except AlreadyExists:
                 pass
             gone.clear()
-            stat = self.store.client.exists(path, watch=lambda _e: gone.set())
+            stat = self.store.exists_watched(path, gone.set)
             if stat is None:
                 continue
-            session = self.store.client.client_id
-            if session is not None and stat.ephemeralOwner == session[0]:
+            if self.store.session_owns(stat):
                 return  # ours: the session outlived a reconnect (issue #8, seed 6)
             log.warning("node %s is registered by another session; waiting for it to end",
                         self.name)

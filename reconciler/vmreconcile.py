@@ -116,8 +116,7 @@ class VMReconciler:
         reconnects it has no session: then nothing is ours)."""
         if owner is None or owner.doc.get("node") != self.node:
             return False
-        session = self.store.client.client_id
-        return session is not None and owner.stat.ephemeralOwner == session[0]
+        return self.store.session_owns(owner.stat)
 
     def responsible(self, view: View, domain: DomainInfo | None) -> bool:
         """Running here, owned by us (a handover to finish), or placed here and unowned
@@ -514,9 +513,7 @@ class VMReconciler:
             return mine is not None and mine.mzxid == change.new.mzxid
         if child == "owner":
             owner = change.new or change.old
-            session = self.store.client.client_id
-            return (owner is not None and session is not None
-                    and owner.stat.ephemeralOwner == session[0])
+            return owner is not None and self.store.session_owns(owner.stat)
         return False
 
     def forget(self, name: str) -> None:

@@ -278,7 +278,7 @@ class ClusterCache:
         if change.new is not None:
             self.watermark = max(self.watermark, change.new.mzxid)
         else:  # a delete: its zxid is at most the newest the connection has seen
-            self.watermark = max(self.watermark, int(self.store.client.last_zxid or 0))
+            self.watermark = max(self.watermark, self.store.last_zxid)
 
     def _index(self, key: Key, own: bool, change: Change) -> None:
         kind, name = key

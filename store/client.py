@@ -4,13 +4,15 @@
 - tracks the session: SUSPENDED stops writes (they raise `Unavailable`), CONNECTED again
   re-enables them; after SUSPENDED or LOST it tells its session listeners, which re-add
   watches, re-create ephemerals and resync (kazoo itself re-establishes the session);
+  tells the session id (`session_id`, `session_owns`) and the newest zxid seen, so that
+  no module outside `store` needs the raw kazoo client;
 - retries reads and writes on connection loss only (a retried write that had gone through
   shows up as a version conflict or an existing node, and callers treat it so);
 - reads and writes JSON documents (`store.codec`) with their znode version, and offers a
   read-modify-write loop that sets with the version it read;
-- reads ZooKeeper's replies and watch events through a buffer (`BufferedReads`): kazoo
-  reads every message with a poll and a recv for its 4-byte length, then again for its
-  body, each a GIL hand-off; a burst of watch events now costs one recv per 64 KiB.
+- reads ZooKeeper's replies and watch events through a buffer (`store.bufferedreads`):
+  kazoo reads every message with a poll and a recv for its 4-byte length, then again for
+  its body, each a GIL hand-off; a burst of watch events now costs one recv per 64 KiB.
 
 Blocking: asyncio callers (daemon, API) run these methods in threads. Called by the
 reconciler, the server, `store.txn`, `store.informer` and `store.layout`.
@@ -38,12 +40,11 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.protocol.connection import ConnectionDropped
-from kazoo.protocol.serialization import int_struct
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry, RetryFailedError
 
 from store import codec
+from store.bufferedreads import BufferedReads
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound, Refused, Unavailable
 from store.multiread import GET_DATA, multi_read_async
@@ -93,6 +94,8 @@ class Store:
         # tests/integration/test_store_reconnect.py).
         reconnect = KazooRetry(max_tries=-1, delay=0.05, backoff=2, max_jitter=0.2,
                                max_delay=max(0.05, timeout / 4), sleep_func=handler.sleep_func)
+        # The raw kazoo client: for `store`'s own modules (and tests that poke ZooKeeper
+        # from outside); everyone else uses this class's methods and accessors.
         self.client = KazooClient(hosts=hosts, timeout=timeout, handler=handler,
                                   connection_retry=reconnect)
         BufferedReads.install(self.client)
@@ -145,6 +148,22 @@ class Store:
     def remove_session_listener(self, listener: SessionListener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    @property
+    def session_id(self) -> int | None:
+        """This client's ZooKeeper session id; None while it has none (connecting)."""
+        client_id = self.client.client_id
+        return None if client_id is None or client_id[0] is None else int(client_id[0])
+
+    def session_owns(self, stat: ZnodeStat) -> bool:
+        """The znode is an ephemeral of this very session (nothing is while there is none)."""
+        session = self.session_id
+        return session is not None and stat.ephemeralOwner == session
+
+    @property
+    def last_zxid(self) -> int:
+        """The newest zxid this connection has seen (0 before any)."""
+        return int(self.client.last_zxid or 0)
 
     def _on_state(self, state: str) -> None:
         if state == KazooState.SUSPENDED:
@@ -202,6 +221,10 @@ class Store:
                                   "not have been applied") from None
         return call
 
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """For `store`'s recipes: a kazoo call, retried on connection loss, errors mapped."""
+        return self._call(fn, *args, **kwargs)
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a kazoo call, retrying on connection loss; map kazoo errors to ours."""
         try:
@@ -228,6 +251,12 @@ class Store:
     def exists(self, path: str) -> ZnodeStat | None:
         return self._call(self._bounded(self.client.exists_async), path)
 
+    def exists_watched(self, path: str, on_change: Callable[[], None]) -> ZnodeStat | None:
+        """`exists` plus a one-shot watch: `on_change()` runs on kazoo's thread when the znode
+        is next created, changed or deleted. One plain attempt (no retry), kazoo's errors
+        as they are: as the node registration (`reconciler.node`) has always made it."""
+        return self.client.exists(path, watch=lambda _event: on_change())
+
     def children(self, path: str) -> list[str]:
         return sorted(self._call(self._bounded(self.client.get_children_async), path))
 
@@ -253,12 +282,14 @@ class Store:
             raise Unavailable(f"ZooKeeper unavailable: {type(e).__name__}") from e
 
     def create(
-        self, path: str, doc: Doc, *, ephemeral: bool = False, makepath: bool = False
+        self, path: str, doc: Doc, *, ephemeral: bool = False, makepath: bool = False,
+        sequence: bool = False,
     ) -> str:
+        """The path created (with `sequence`, `path` plus ZooKeeper's sequence number)."""
         self._check_writable()
         create = self._bounded(self.client.create_async, write=True)
         return str(self._call(create, path, codec.encode(doc), ephemeral=ephemeral,
-                              makepath=makepath))
+                              makepath=makepath, sequence=sequence))
 
     def set(self, path: str, doc: Doc, *, version: int) -> ZnodeStat:
         """Write `doc` only if the znode still has `version` (-1: unconditionally)."""
@@ -307,81 +338,6 @@ class Store:
                 continue
             return Versioned(new, stat)
         raise Conflict(f"{path}: still conflicting after {self.conflict_retries} attempts")
-
-
-class BufferedReads:
-    """Buffered reads for kazoo's connection (one client; plain sockets only).
-
-    kazoo's reader (`ConnectionHandler._read`) polls, then receives exactly the bytes it
-    asks for: a message costs two polls and two recvs, plus the connection loop's own poll.
-    This reader receives up to `CHUNK` bytes whenever its buffer runs short (polling only
-    when the non-blocking socket has nothing yet) and serves the length and the body from
-    the buffer. The connection loop would then poll the socket although complete messages
-    wait in the buffer, so the handler's `select` answers "readable" at once while one does
-    (at most one receive's worth of messages, then the loop polls again and sends what is
-    queued: requests are not starved). The buffer belongs to one socket: a reconnect
-    starts a new one. Like the other kazoo
-    patches here (`store.pollhandler`, `store.addwatch`), it can go when kazoo changes.
-    """
-
-    CHUNK = 65536
-
-    def __init__(self, client: KazooClient) -> None:
-        self.conn = client._connection
-        self.select = client.handler.select
-        self._sock: Any = None
-        self._buf = bytearray()
-        self._pos = 0
-
-    @classmethod
-    def install(cls, client: KazooClient) -> None:
-        if client.use_ssl:  # SSL has its own buffering (`pending`); kazoo handles it
-            return
-        reader = cls(client)
-        client._connection._read = reader.read
-        client.handler.select = reader.select_buffered
-
-    def ready(self) -> bool:
-        """A whole message waits in the buffer (of the current socket)."""
-        left = len(self._buf) - self._pos
-        if left < 4 or self._sock is not self.conn._socket:
-            return False
-        return bool(left - 4 >= int_struct.unpack_from(self._buf, self._pos)[0])
-
-    def select_buffered(self, rlist: list[Any], wlist: list[Any], xlist: list[Any],
-                        timeout: float | None = None) -> tuple[list[Any], list[Any], list[Any]]:
-        sock = self.conn._socket
-        if rlist and self.ready() and any(r is sock for r in rlist):
-            return [sock], [], []
-        return self.select(rlist, wlist, xlist, timeout)  # type: ignore[no-any-return]
-
-    def read(self, length: int, timeout: float) -> bytes:
-        """`length` bytes from the buffer, receiving more as needed (kazoo's contract)."""
-        sock = self.conn._socket
-        if sock is not self._sock:
-            self._sock, self._buf, self._pos = sock, bytearray(), 0
-        while len(self._buf) - self._pos < length:
-            self._fill(sock, length - (len(self._buf) - self._pos), timeout)
-        start = self._pos
-        self._pos += length
-        with memoryview(self._buf) as view:  # released before the buffer next resizes
-            return bytes(view[start:self._pos])
-
-    def _fill(self, sock: Any, wanted: int, timeout: float) -> None:
-        with self.conn._socket_error_handling():
-            try:
-                chunk = sock.recv(max(wanted, self.CHUNK))
-            except BlockingIOError:
-                if not self.select([sock], [], [], timeout)[0]:
-                    raise self.conn.handler.timeout_exception(
-                        "socket time-out during read") from None
-                return
-        if not chunk:
-            raise ConnectionDropped("socket connection broken")
-        if self._pos:
-            del self._buf[:self._pos]
-            self._pos = 0
-        self._buf += chunk
 
 
 def _withdraw(client: KazooClient, result: Any) -> bool:

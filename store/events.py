@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from store import codec
 from store.client import Store
 from store.errors import NotFound
 
@@ -21,9 +20,7 @@ def record(store: Store, kind: str, message: str, **about: Any) -> str:
     """Append an event; returns its znode path."""
     doc = {"time": time.time(), "kind": kind, "message": message,
            **{k: v for k, v in about.items() if v is not None}}
-    create = store._bounded(store.client.create_async, write=True)
-    return str(store._call(create, store.paths.events + "/e-", codec.encode(doc),
-                           sequence=True))
+    return store.create(store.paths.events + "/e-", doc, sequence=True)
 
 
 def recent(store: Store, *, limit: int = 100) -> list[dict[str, Any]]:

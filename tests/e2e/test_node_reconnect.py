@@ -48,7 +48,9 @@ async def test_a_node_that_kept_its_session_through_a_member_loss_stops_promptly
         store.start()
         await wait_doc(store, store.paths.node_status("hv1"),
                        lambda d: bool(d and d.get("daemonState") == "run"), timeout=30)
-        session = store.client.exists(store.paths.node_alive("hv1")).ephemeralOwner
+        alive = store.exists(store.paths.node_alive("hv1"))
+        assert alive is not None
+        session = alive.ephemeralOwner
         port = int(re.findall(r"Connecting to [^:]+:(\d+)", log.read_text())[-1])
         zk_ensemble.kill(next(i for i, m in enumerate(zk_ensemble.members)
                               if m.client_port == port))
@@ -57,7 +59,8 @@ async def test_a_node_that_kept_its_session_through_a_member_loss_stops_promptly
         since = time.time()
         await wait_doc(store, store.paths.node_status("hv1"),  # it works on after that
                        lambda d: bool(d and d.get("heartbeat", 0) > since + 1), timeout=30)
-        assert store.client.exists(store.paths.node_alive("hv1")).ephemeralOwner == session
+        alive = store.exists(store.paths.node_alive("hv1"))
+        assert alive is not None and alive.ephemeralOwner == session
         assert "registered by another session" not in log.read_text()
         stopping = time.monotonic()
         proc.send_signal(signal.SIGTERM)

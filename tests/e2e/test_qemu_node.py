@@ -187,7 +187,7 @@ async def test_a_restarted_daemon_adopts_the_running_guest(
     await wait_doc(store, store.paths.vm_owner(vm_name), lambda d: d == {"node": NODE},
                    timeout=15)
     owner = store.exists(store.paths.vm_owner(vm_name))
-    assert owner is not None and owner.ephemeralOwner == daemon.store.client.client_id[0]
+    assert owner is not None and owner.ephemeralOwner == daemon.store.session_id
     assert qemu_pid(vm_name) == pid
     after = store.get(store.paths.vm_status(vm_name)).doc
     assert after["state"] == "running" and after["since"] == before["since"]

@@ -117,9 +117,8 @@ async def test_a_change_of_primary_is_an_event_of_both_nodes(api: Api, store: St
     for name in ("hv1", "hv2"):
         contender = sessions[name] = Store(zk_hosts, zk_root)
         contender.start()
-        contender.client.create(f"{store.paths.election}/{uuid.uuid4().hex}__lock__",
-                                election.identifier(name).encode(), ephemeral=True,
-                                sequence=True)
+        contender.create(f"{store.paths.election}/{uuid.uuid4().hex}__lock__",
+                         json.loads(election.identifier(name)), ephemeral=True, sequence=True)
     event = await next_event(resp)
     assert (event["type"], event["name"], event["object"]["primary"]) == (
         "MODIFIED", "hv1", True)

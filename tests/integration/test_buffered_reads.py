@@ -1,4 +1,4 @@
-"""kazoo's connection reading through `store.client.BufferedReads`, against a real
+"""kazoo's connection reading through `store.bufferedreads.BufferedReads`, against a real
 ZooKeeper: bursts of many small messages per receive, replies larger than one receive,
 and a dropped connection (the buffer of the old socket is dropped with it).
 """
@@ -9,7 +9,8 @@ import socket
 import threading
 
 from store import txn
-from store.client import BufferedReads, Store
+from store.bufferedreads import BufferedReads
+from store.client import Store
 from store.informer import Informer
 
 DOC = {"pad": "x" * 1000}

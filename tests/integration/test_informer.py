@@ -127,16 +127,18 @@ def test_one_watch_serves_the_whole_subtree(store: Store, informer: Informer,
     wait_until_equal(store, informer)
     # The session fixture's server is shared by the whole run, so count this client's
     # watches: exactly one, whatever the number of VMs.
-    assert _watches_of(zk_cluster, store.client) == 1
+    assert _watches_of(zk_cluster, store) == 1
 
 
-def _watches_of(cluster: ZooKeeperCluster, client: KazooClient) -> int:
-    return len(cluster.session_watches(client.client_id[0]))
+def _watches_of(cluster: ZooKeeperCluster, store: Store) -> int:
+    session = store.session_id
+    assert session is not None, "the store has no session"
+    return len(cluster.session_watches(session))
 
 
 def test_addwatch_delivers_every_event_and_can_be_removed(store: Store,
                                                           zk_cluster: ZooKeeperCluster) -> None:
-    client = store.client
+    client = store.client  # the kazoo extension under test takes the raw client
     root = store.paths.vms
     events: list[str] = []
     done = threading.Event()
@@ -154,9 +156,9 @@ def test_addwatch_delivers_every_event_and_can_be_removed(store: Store,
     client.create(f"{root}/w0/child", b"{}")
     assert done.wait(5)
     assert events[0] == f"CREATED:{root}/w0" and events[-1] == f"CREATED:{root}/w0/child"
-    assert _watches_of(zk_cluster, client) == 1
+    assert _watches_of(zk_cluster, store) == 1
     remove_persistent_recursive_watch(client, root, on_event)
-    assert _watches_of(zk_cluster, client) == 0
+    assert _watches_of(zk_cluster, store) == 0
 
 
 def test_resync_after_session_expiry(store: Store, informer: Informer, zk_hosts: str) -> None:
@@ -171,7 +173,7 @@ def test_resync_after_session_expiry(store: Store, informer: Informer, zk_hosts:
     other = Store(zk_hosts, p.root)
     other.start()
     try:
-        _expire_session(store.client, zk_hosts)
+        _expire_session(store.client, zk_hosts)  # fault injection: the raw session
         for i in range(10):
             other.delete(p.vm(f"vm{i}"))
         other.create(p.vm("fresh"), {"new": True})

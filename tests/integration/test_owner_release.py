@@ -59,7 +59,7 @@ async def test_a_release_from_a_stale_view_never_deletes_the_new_owner(
             await source._settle(view, step, None)
         owner = store.get(p.vm_owner(name))
         assert owner.doc == {"node": "hv2"}
-        assert owner.stat.ephemeralOwner == hv2.client.client_id[0]
+        assert owner.stat.ephemeralOwner == hv2.session_id
     finally:
         hv1.stop()
         hv2.stop()

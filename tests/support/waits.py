@@ -1,7 +1,7 @@
 """Waiting on ZooKeeper state in tests by watches, never by polling.
 
 `wait_doc` resolves when the document at a path satisfies a predicate (checked at once,
-then on every change kazoo's DataWatch reports). Called by integration and e2e tests.
+then on every change `store.watches.watch_doc` reports). Called by integration and e2e tests.
 `poll_until` is the one exception, for process-level conditions that no watch or event
 reports (a child's log line, a whole cluster's convergence judged from a snapshot): it
 looks again at an interval until a deadline. Called by the fault suite
@@ -15,10 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kazoo.recipe.watchers import ChildrenWatch, DataWatch
-
-from store import codec
 from store.client import Store
+from store.watches import watch_children, watch_doc
 
 Predicate = Callable[[dict[str, Any] | None], bool]
 
@@ -34,15 +32,14 @@ async def wait_doc(store: Store, path: str, predicate: Predicate, *,
         if not found.done():
             found.set_result(doc)
 
-    def on_change(data: bytes | None, stat: Any) -> bool:
-        doc = codec.decode(data) if stat is not None else None
+    def on_change(doc: dict[str, Any] | None) -> bool:
         last[0] = doc
         if predicate(doc):
             loop.call_soon_threadsafe(settle, doc)
             return False  # stop watching
         return not found.done()
 
-    DataWatch(store.client, path, on_change)
+    watch_doc(store, path, on_change)
     try:
         return await asyncio.wait_for(found, timeout)
     except TimeoutError:
@@ -65,7 +62,7 @@ async def wait_children(store: Store, path: str, check: Callable[[list[str]], An
     def on_children(_children: list[str]) -> None:
         loop.call_soon_threadsafe(changed.set)
 
-    watch = ChildrenWatch(store.client, path, on_children, send_event=False)
+    stop_watching = watch_children(store, path, on_children)
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -75,7 +72,7 @@ async def wait_children(store: Store, path: str, check: Callable[[list[str]], An
                     return found
                 await changed.wait()
     finally:
-        watch._stopped = True  # kazoo's documented way is to return False; we stop it here
+        stop_watching()
 
 
 def poll_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.2,
