@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.hypervisor import DomainState, Hypervisor, Usage
+from reconciler.libvirt import Usage
 from schemas.domainxml import domain_resources
 from store.client import Store
 from store.codec import Doc
@@ -30,7 +30,6 @@ from store.informer import Informer
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-UP = (DomainState.RUNNING, DomainState.PAUSED)
 
 
 @dataclass
@@ -194,7 +193,3 @@ def spec_domain_state(store: Store, nodes: Informer, name: str) -> str:
     """The domain state the node's spec asks for (`ready` or `flushed`)."""
     spec = nodes.get(store.paths.node(name))
     return str(spec.doc.get("spec", {}).get("domainState", "flushed")) if spec else "flushed"
-
-
-def node_snapshot(hv: Hypervisor) -> Usage:
-    return hv.usage()
