@@ -3,8 +3,8 @@ status watcher on a ZooKeeper client of its own.
 
 - `LoopThread`: one asyncio loop in a thread of its own; every in-process daemon of a run
   lives on it (libvirt-python binds its event implementation to one loop per process).
-- `InProcessNode`: a `NodeDaemon` on that loop with a handed-in `Hypervisor` on libvirt's
-  test driver, as `tests/integration/test_node_daemon.py` runs it.
+- `InProcessNode`: a `NodeDaemon` on that loop with a handed-in `LibvirtHypervisor` on
+  libvirt's test driver, as `tests/integration/test_node_daemon.py` runs it.
 - `NodeProcess`: `herd-node` as a real process (for its RSS), stopped by SIGTERM and reaped.
 - `StatusWatch`: an `Informer` over `/vms` on a separate `Store`; `expect()` returns an
   `Arrival` that records when (on the watch's thread) a set of VMs reached a state.
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from bench.fixtures import vm_doc
 from reconciler.config import NodeConfig
 from reconciler.daemon import NodeDaemon
-from reconciler.hypervisor import Hypervisor
+from reconciler.libvirt.adapter import LibvirtHypervisor
 from store import txn, vms
 from store.client import Store
 from store.codec import Doc
@@ -117,7 +117,7 @@ class InProcessNode:
     def __init__(self, loop: LoopThread, config: NodeConfig) -> None:
         self.loop = loop
         self.config = config
-        self.hv = Hypervisor(config.libvirt_uri)
+        self.hv = LibvirtHypervisor(config.libvirt_uri)
         self._daemon: NodeDaemon | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -132,7 +132,7 @@ class InProcessNode:
         self.loop.run(self._start())
 
     async def _start(self) -> None:
-        self.hv.open()
+        await self.hv.open()
         self._daemon = NodeDaemon(self.config, hypervisor=self.hv)
         self._task = asyncio.create_task(self._daemon.run())
         ready = asyncio.create_task(self._daemon.ready.wait())
@@ -156,7 +156,7 @@ class InProcessNode:
             self._daemon.stop()
             await asyncio.wait_for(self._task, 60)
         self._daemon = self._task = None
-        self.hv.close()
+        await self.hv.close()
 
 
 # --- herd-node as a process -------------------------------------------------------------------

@@ -26,12 +26,13 @@ from reconciler.controller import Controller
 from reconciler.controllers import ClusterState
 from reconciler.coordinator import Coordinator
 from reconciler.fencing import Fencer
-from reconciler.hypervisor import Hypervisor, bind_event_loop, settle_events
+from reconciler.libvirt import Hypervisor
+from reconciler.libvirt.adapter import LibvirtHypervisor
+from reconciler.libvirt.events import bind_event_loop, settle_events
 from reconciler.node import (
     NodeRegistration,
     ProvisionedMemory,
     measure,
-    node_snapshot,
     spec_domain_state,
 )
 from reconciler.vmreconcile import MigrationLimits, VMReconciler
@@ -70,7 +71,7 @@ class NodeDaemon:
         self.config = config
         self.name = config.name
         self.store = Store(config.zk_hosts, config.zk_root, timeout=config.zk_timeout)
-        self.hv = hypervisor or Hypervisor(config.libvirt_uri)
+        self.hv: Hypervisor = hypervisor or LibvirtHypervisor(config.libvirt_uri)
         self._owns_hv = hypervisor is None  # a hypervisor handed in outlives the daemon
         p = self.store.paths
         self.vms = Informer(self.store, p.vms)
@@ -113,8 +114,8 @@ class NodeDaemon:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.queue.bind(self._loop)  # changes seen while the caches sync wait in the queue
-        bind_event_loop(self._loop)  # before the connection opens (see reconciler.hypervisor)
-        await asyncio.to_thread(self._connect)
+        bind_event_loop(self._loop)  # before the connection opens (see reconciler.libvirt.events)
+        await self._connect()
         try:
             await self._start()
             self.ready.set()
@@ -125,10 +126,17 @@ class NodeDaemon:
     def stop(self) -> None:
         self._stopping.set()
 
-    def _connect(self) -> None:
+    async def _connect(self) -> None:
+        """ZooKeeper, then libvirt, then the caches and the node's registration."""
+        await asyncio.to_thread(self._connect_store)
+        await self.hv.open()
+        await asyncio.to_thread(self._watch_and_register)
+
+    def _connect_store(self) -> None:
         self.store.start()
         ensure_layout(self.store)
-        self.hv.open()
+
+    def _watch_and_register(self) -> None:
         for informer in (self.cluster, self.nodes, self.vms):
             informer.start()
         self.registration.register()
@@ -171,16 +179,15 @@ class NodeDaemon:
                 log.warning("could not record the stop in ZooKeeper: %s", e)
         await asyncio.to_thread(self._disconnect)
         if self._owns_hv:
+            await self.hv.close()
+            if self.event_log is not None:  # a test-driver node's guests went with it
+                self.event_log.write("", "closed", 0)
             await settle_events()  # libvirtaio's leftovers end on this loop, not after it
 
     def _disconnect(self) -> None:
         for informer in (self.vms, self.nodes, self.cluster):
             informer.stop()
         self.store.stop()
-        if self._owns_hv:
-            self.hv.close()
-            if self.event_log is not None:  # a test-driver node's guests went with it
-                self.event_log.write("", "closed", 0)
 
     # --- what to reconcile --------------------------------------------------------------------
 
@@ -251,7 +258,7 @@ class NodeDaemon:
 
     async def _adopt(self) -> None:
         """Queue what concerns this node; report domains Herd does not know."""
-        domains = await asyncio.to_thread(self.hv.list_domains)
+        domains = await self.hv.list_domains()
         self.local_domains = set(domains)
         self.provisioned.rescan()
         for name in self.vms.children(self.store.paths.vms):
@@ -275,7 +282,7 @@ class NodeDaemon:
     async def _resyncer(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync_interval)
-            self.local_domains = set(await asyncio.to_thread(self.hv.list_domains))
+            self.local_domains = set(await self.hv.list_domains())
             self._resync_all()
 
     # --- node status ---------------------------------------------------------------------------
@@ -303,7 +310,7 @@ class NodeDaemon:
                 next_beat = last + self.config.status_interval
 
     async def _publish(self, *, heartbeat: bool) -> None:
-        usage = await asyncio.to_thread(node_snapshot, self.hv)
+        usage = await self.hv.usage()
         resources = measure(usage, self.provisioned.total())
         await asyncio.to_thread(
             self.registration.publish, resources, heartbeat=heartbeat,

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.hypervisor import Hypervisor, Usage
+from reconciler.libvirt import Usage
 from schemas.domainxml import domain_resources
 from store import nodestatus
 from store.client import Store
@@ -193,7 +193,3 @@ def spec_domain_state(store: Store, nodes: Informer, name: str) -> str:
     """The domain state the node's spec asks for (`ready` or `flushed`)."""
     spec = nodes.get(store.paths.node(name))
     return str(spec.doc.get("spec", {}).get("domainState", "flushed")) if spec else "flushed"
-
-
-def node_snapshot(hv: Hypervisor) -> Usage:
-    return hv.usage()

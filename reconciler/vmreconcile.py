@@ -8,8 +8,9 @@ so running it again is always safe (level-triggered).
 Who acts: the node the VM is placed on, or the node whose libvirt runs it (which then
 migrates it out). Ownership guards against running twice: a node starts a VM only after
 it created the ephemeral `/vms/<name>/owner`, waits while another session holds it, and
-deletes it only once libvirt reports the domain off here. Blocking libvirt and ZooKeeper
-calls run in threads. Called by the work queue of `reconciler.daemon`.
+deletes it only once libvirt reports the domain off here. The hypervisor is awaited through
+the `reconciler.libvirt.Hypervisor` protocol; blocking ZooKeeper calls run in threads.
+Called by the work queue of `reconciler.daemon`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler.hypervisor import DomainInfo, Hypervisor, HypervisorError
+from reconciler.libvirt import DomainInfo, Hypervisor, HypervisorError
 from reconciler.workqueue import Result
 from statemachine import Action, Desired, Observed, Recorded, Step, plan
 from store import events, txn
@@ -141,7 +142,7 @@ class VMReconciler:
             self.known.add(name)
         elif name not in self.known:
             return Result.done()
-        domain = await asyncio.to_thread(self.hv.domain, name)
+        domain = await self.hv.domain(name)
         if not self.responsible(view, domain):
             return await self._tidy(view, domain)
         if self._incoming(view, domain):
@@ -269,7 +270,7 @@ class VMReconciler:
         if (domain is None or domain.state not in UP or not self.hv.live_migration_supported
                 or view.placement.get("node") in (None, self.node)):
             return False
-        return await asyncio.to_thread(self.hv.migrating_out, view.name)
+        return await self.hv.migrating_out(view.name)
 
     # --- acting ------------------------------------------------------------------------------
 
@@ -293,14 +294,14 @@ class VMReconciler:
     async def _do(self, step: Step, view: View) -> None:
         name = view.name
         if step.action == Action.START:
-            await asyncio.to_thread(self.hv.define, view.spec_doc["xml"])
-            await asyncio.to_thread(self.hv.start, name)
+            await self.hv.define(view.spec_doc["xml"])
+            await self.hv.start(name)
         elif step.action == Action.SHUTDOWN:
-            await asyncio.to_thread(self.hv.shutdown, name)
+            await self.hv.shutdown(name)
         elif step.action == Action.DESTROY:
-            await asyncio.to_thread(self.hv.destroy, name)
+            await self.hv.destroy(name)
         elif step.action in (Action.RELEASE, Action.UNDEFINE):
-            await asyncio.to_thread(self.hv.undefine, name)
+            await self.hv.undefine(name)
         if step.action != Action.NONE:
             log.info("%s: %s (%s)", name, step.action, step.reason)
 
@@ -335,7 +336,7 @@ class VMReconciler:
         self._migrated[name] = {"callMs": call_ms}
         # Look again at once (not at the next event): gone here, the owner znode is handed
         # over in one transaction with status, and the destination takes it from there.
-        if await asyncio.to_thread(self.hv.domain, name) is not None:
+        if await self.hv.domain(name) is not None:
             return Result.after(HANDOVER_LOOK)  # libvirt still lists it: look again soon
         return await self.reconcile(name)
 
@@ -348,8 +349,8 @@ class VMReconciler:
             raise HypervisorError(f"node {target} publishes no migration URI (set address or "
                                   "migration_uri in its herd-node config)")
         downtime = view.spec_doc.get("meta", {}).get("migrationMaxDowntime")
-        await asyncio.to_thread(self.hv.migrate_live, view.name, str(uri),
-                                max_downtime_ms=downtime, timeout_s=self.limits.timeout)
+        await self.hv.migrate_live(view.name, str(uri), max_downtime_ms=downtime,
+                                   timeout_s=self.limits.timeout)
 
     async def _live_failure(self, view: View, step: Step, error: HypervisorError) -> Result:
         """Method `any`: fall back to shutdown-and-start (the next plan sees live migration
@@ -375,7 +376,7 @@ class VMReconciler:
         moving = (view.status.doc.get("migration") if view.status else None) or {}
         if moving.get("target") != self.node or moving.get("method") != "live":
             return
-        stats = await asyncio.to_thread(self.hv.completed_migration, view.name)
+        stats = await self.hv.completed_migration(view.name)
         started, ended = float(moving.get("started", 0.0)), self.clock()
         about: dict[str, Any] = {"vm": view.name, "source": moving.get("source"),
                                  "target": self.node, "started": started, "ended": ended,
@@ -397,7 +398,7 @@ class VMReconciler:
     async def _tidy(self, view: View, domain: DomainInfo | None) -> Result:
         """Not ours to run: a shut-off leftover definition here is removed, nothing written."""
         if domain is not None and view.placement.get("node") != self.node:
-            await asyncio.to_thread(self.hv.undefine, view.name)
+            await self.hv.undefine(view.name)
             log.info("%s: removed the shut-off definition left here", view.name)
         if view.exists and view.owner is None and _status_node(view) == self.node:
             await asyncio.to_thread(self._say_off_here, view)  # lost here (a restart)

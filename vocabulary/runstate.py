@@ -1,6 +1,6 @@
 """The run state of one libvirt domain on one node, as the node reconciler sees it.
 
-Not stored in ZooKeeper: the libvirt adapter (`reconciler.hypervisor`) reduces what
+Not stored in ZooKeeper: the libvirt adapter (`reconciler.libvirt`) reduces what
 libvirt reports to a `RunState`, the node daemon counts the domains up, and
 `statemachine` plans a VM's next step from it (`Observed.domain`). Named apart from the
 node's `DomainState` (ready/flushed), which is a different thing. Pure: imports nothing.

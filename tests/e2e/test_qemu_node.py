@@ -21,7 +21,7 @@ import libvirt
 import pytest
 
 from reconciler.config import NodeConfig
-from reconciler.hypervisor import settle_events
+from reconciler.libvirt.events import settle_events
 from store import txn, vms
 from store.client import Store
 from tests.support.daemons import RunningDaemon as Daemon

@@ -56,7 +56,7 @@ async def cluster(zk_hosts: str, zk_root: str, tmp_path: Path,
     yield members
     for m in members:
         await m.stop()
-        m.close()
+        await m.close()
 
 
 def define(store: Store, name: str, *, node: str | None = None, limits: tuple[str, ...] = (),
@@ -187,7 +187,7 @@ async def test_a_failed_fence_recovers_nothing(zk_hosts: str, zk_root: str, tmp_
     finally:
         for m in members:
             await m.stop()
-            m.close()
+            await m.close()
 
 
 async def _event(store: Store, kind: str) -> dict[str, Any]:
@@ -201,7 +201,7 @@ async def test_a_new_primary_takes_over_and_acts(cluster: list[Daemon], store: S
     first = election.primary(store)
     leader = next(m for m in cluster if m.config.name == first)
     await leader.stop()  # a clean stop releases the election at once
-    leader.close()
+    await leader.close()
     await _primary_changes(store, first)
     define(store, "after")
     await wait_doc(store, store.paths.vm_status("after"), running_on(), timeout=30)

@@ -1,32 +1,37 @@
 """The libvirt adapter against libvirt's test driver: one node file per test, libvirt's state
-checked directly, lifecycle events through libvirtaio on the test's own asyncio loop."""
+checked directly, lifecycle events through libvirtaio on the test's own asyncio loop. The
+checks the in-memory fake must pass too are in tests/support/hvcontract.py, run here on the
+real adapter."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import libvirt
 import pytest
 
-from reconciler.hypervisor import (
-    DomainState,
-    EventKind,
-    Hypervisor,
-    HypervisorError,
-    bind_event_loop,
-    settle_events,
+from reconciler.libvirt import EventKind, HypervisorError, RunState
+from reconciler.libvirt import domains as blocking
+from reconciler.libvirt.adapter import LibvirtHypervisor
+from reconciler.libvirt.events import bind_event_loop, settle_events
+from tests.support.hvcontract import (
+    CONTRACT,
+    STUBBORN,
+    VM1,
+    Check,
+    Event,
+    check_id,
+    next_event,
+    state,
 )
 from tests.support.libvirt_nodes import simple_domain_xml, write_node_file
-
-VM1 = ("<domain type='test'><name>vm1</name><memory unit='MiB'>512</memory><vcpu>1</vcpu>"
-       "<os><type>hvm</type></os></domain>")
-STUBBORN = simple_domain_xml("stubborn", on_poweroff="restart")
-Event = tuple[str, EventKind, int]
 
 
 @pytest.fixture
@@ -35,206 +40,161 @@ def node_uri(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def hv(node_uri: str) -> Iterator[Hypervisor]:
-    h = Hypervisor(node_uri)
-    h.open()
+async def hv(node_uri: str) -> AsyncIterator[LibvirtHypervisor]:
+    h = LibvirtHypervisor(node_uri)
+    await h.open()
     yield h
-    h.close()
+    await h.close()
 
 
-def state(hv: Hypervisor, name: str) -> DomainState:
-    info = hv.domain(name)
-    return DomainState.ABSENT if info is None else info.state
+@pytest.mark.parametrize("check", CONTRACT, ids=check_id)
+async def test_contract(hv: LibvirtHypervisor, check: Check) -> None:
+    await check(hv)
 
 
 # --- verbs ----------------------------------------------------------------------------------
 
-def test_define_lists_a_shut_off_domain(hv: Hypervisor) -> None:
-    info = hv.define(VM1)
-    listed = hv.list_domains()
-    assert set(listed) == {"vm1"}
-    assert listed["vm1"] == info
-    assert info.state is DomainState.DEFINED
-    assert (info.domain_id, info.memory_mib, info.vcpus, info.persistent) == (None, 512, 1, True)
-    assert len(info.uuid) == 36
-
-
-def test_define_again_updates_the_definition(hv: Hypervisor) -> None:
-    first = hv.define(VM1)
-    second = hv.define(VM1.replace("512", "1024"))  # no <uuid>: the existing one is kept
+async def test_define_again_updates_the_definition(hv: LibvirtHypervisor) -> None:
+    first = await hv.define(VM1)
+    second = await hv.define(VM1.replace("512", "1024"))  # no <uuid>: the existing one is kept
     assert (second.uuid, second.memory_mib) == (first.uuid, 1024)
-    hv.start("vm1")
-    hv.define(VM1.replace("512", "2048"))  # a running domain gets it at its next boot
-    assert "<memory unit='KiB'>2097152</memory>" in hv.domain_xml("vm1", inactive=True)
-    assert hv.list_domains()["vm1"].memory_mib == 1024
+    await hv.start("vm1")
+    await hv.define(VM1.replace("512", "2048"))  # a running domain gets it at its next boot
+    assert "<memory unit='KiB'>2097152</memory>" in await hv.domain_xml("vm1", inactive=True)
+    assert (await hv.list_domains())["vm1"].memory_mib == 1024
 
 
-def test_start_runs_the_domain_and_again_is_a_no_op(hv: Hypervisor) -> None:
-    hv.define(VM1)
-    hv.start("vm1")
-    running = hv.domain("vm1")
-    assert running is not None and running.state is DomainState.RUNNING
-    assert running.domain_id is not None and running.domain_id > 0
-    hv.start("vm1")
-    assert hv.domain("vm1") == running  # same run, same id
-
-
-def test_shutdown_completes_at_once_on_the_test_driver(hv: Hypervisor) -> None:
-    hv.define(VM1)
-    hv.start("vm1")
-    hv.shutdown("vm1")
-    info = hv.domain("vm1")
-    assert info is not None and info.state is DomainState.DEFINED and info.domain_id is None
-
-
-def test_a_guest_that_ignores_acpi_keeps_running_until_destroyed(hv: Hypervisor) -> None:
-    hv.define(STUBBORN)
-    hv.start("stubborn")
-    before = hv.domain("stubborn")
-    hv.shutdown("stubborn")
-    assert hv.domain("stubborn") == before  # still running, same id
-    hv.destroy("stubborn")
-    assert state(hv, "stubborn") is DomainState.DEFINED
-
-
-def test_undefine_removes_the_definition(hv: Hypervisor) -> None:
-    hv.define(VM1)
-    hv.undefine("vm1")
-    assert state(hv, "vm1") is DomainState.ABSENT
-    assert hv.list_domains() == {}
-
-
-def test_stopping_verbs_on_off_or_absent_domains_are_no_ops(hv: Hypervisor) -> None:
-    hv.define(VM1)
-    hv.shutdown("vm1")
-    hv.destroy("vm1")
-    assert state(hv, "vm1") is DomainState.DEFINED
-    hv.undefine("vm1")
-    for verb in (hv.shutdown, hv.destroy, hv.undefine):
-        verb("vm1")
-        verb("never-defined")
-    assert hv.list_domains() == {}
-
-
-def test_start_of_an_absent_domain_raises(hv: Hypervisor) -> None:
-    with pytest.raises(HypervisorError, match="cannot start 'ghost': no such domain") as err:
-        hv.start("ghost")
-    assert err.value.code == libvirt.VIR_ERR_NO_DOMAIN
-
-
-def test_define_of_bad_xml_raises_a_clear_error(hv: Hypervisor) -> None:
+async def test_define_of_bad_xml_raises_a_clear_error(hv: LibvirtHypervisor) -> None:
     with pytest.raises(HypervisorError, match=r"cannot define domain '\?': .*Premature end"):
-        hv.define("<domain>")
+        await hv.define("<domain>")
     no_os = "<domain type='test'><name>vm2</name><memory>1024</memory></domain>"
     with pytest.raises(HypervisorError, match=r"cannot define domain 'vm2': .*os <type>") as err:
-        hv.define(no_os)
+        await hv.define(no_os)
     assert err.value.code == libvirt.VIR_ERR_XML_ERROR
-    assert hv.list_domains() == {}
+    assert await hv.list_domains() == {}
 
 
-def test_domain_xml_is_libvirts_definition(hv: Hypervisor) -> None:
-    hv.define(VM1)
-    xml = hv.domain_xml("vm1", inactive=True)
+async def test_domain_xml_is_libvirts_definition(hv: LibvirtHypervisor) -> None:
+    await hv.define(VM1)
+    xml = await hv.domain_xml("vm1", inactive=True)
     assert "<name>vm1</name>" in xml and "<uuid>" in xml
     with pytest.raises(HypervisorError, match="'ghost'"):
-        hv.domain_xml("ghost")
+        await hv.domain_xml("ghost")
 
 
-def test_calls_on_a_closed_adapter_raise(node_uri: str) -> None:
-    h = Hypervisor(node_uri)
+async def test_calls_on_a_closed_adapter_raise(node_uri: str) -> None:
+    h = LibvirtHypervisor(node_uri)
     with pytest.raises(HypervisorError, match="not connected") as err:
-        h.list_domains()
+        await h.list_domains()
     assert err.value.code == libvirt.VIR_ERR_NO_CONNECT
-    h.open()
+    await h.open()
     assert h.connected
-    h.close()
+    await h.close()
     assert not h.connected
+
+
+IMPORT_ONLY = """
+import asyncio, socket, sys
+import libvirt
+import reconciler.libvirt, reconciler.libvirt.adapter, reconciler.libvirt.events
+
+def fail(mark):
+    print(mark, file=sys.stderr, flush=True)
+    try:
+        libvirt.open("test:///no/such/node.xml")
+    except libvirt.libvirtError:
+        pass
+
+ours, _theirs = socket.socketpair()
+try:
+    libvirt.virEventAddHandle(ours.fileno(), libvirt.VIR_EVENT_HANDLE_READABLE,
+                              lambda *_args: None, None)
+except libvirt.libvirtError as err:
+    print("no event implementation:", err)
+fail("imported")
+hv = reconciler.libvirt.adapter.LibvirtHypervisor(sys.argv[1])
+asyncio.run(hv.open())
+asyncio.run(hv.close())
+fail("opened")
+"""
+
+
+def test_importing_the_package_leaves_libvirt_alone(node_uri: str) -> None:
+    """No event implementation and no error handler at import: libvirt has no event loop
+    until one is bound, and prints its errors (its default handler) until the adapter opens
+    its first connection."""
+    run = subprocess.run([sys.executable, "-c", IMPORT_ONLY, node_uri], capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert run.stdout.startswith("no event implementation:"), run.stdout
+    _, _, imported = run.stderr.partition("imported\n")
+    imported, _, opened = imported.partition("opened\n")
+    assert "libvirt: " in imported, run.stderr
+    assert "libvirt: " not in opened, run.stderr
 
 
 # --- the node -------------------------------------------------------------------------------
 
-def test_node_info_is_the_node_file(hv: Hypervisor) -> None:
-    info = hv.node_info()
+async def test_node_info_is_the_node_file(hv: LibvirtHypervisor) -> None:
+    info = await hv.node_info()
     assert (info.mem_total_mib, info.mem_free_mib, info.cpus) == (16384, 16384, 6)
     assert info.load == 0.0  # the test driver has no load average
-    hv.define(VM1)
-    hv.start("vm1")
-    assert hv.node_info().mem_free_mib == 16384 - 512  # total minus running domains
+    await hv.define(VM1)
+    await hv.start("vm1")
+    assert (await hv.node_info()).mem_free_mib == 16384 - 512  # total minus running domains
 
 
-def test_domains_of_the_node_file_are_running(tmp_path: Path) -> None:
+async def test_domains_of_the_node_file_are_running(tmp_path: Path) -> None:
     uri = write_node_file(tmp_path, "busy", domains=[simple_domain_xml("old", memory_mib=1024)])
-    h = Hypervisor(uri)
-    h.open()
+    h = LibvirtHypervisor(uri)
+    await h.open()
     try:
-        assert state(h, "old") is DomainState.RUNNING
-        assert h.node_info().mem_free_mib == 32768 - 1024
+        assert await state(h, "old") is RunState.RUNNING
+        assert (await h.node_info()).mem_free_mib == 32768 - 1024
     finally:
-        h.close()
+        await h.close()
 
 
-def test_each_connection_has_its_own_copy_of_the_node_file(node_uri: str, hv: Hypervisor) -> None:
-    other = Hypervisor(node_uri)
-    other.open()
+async def test_each_connection_has_its_own_copy_of_the_node_file(
+        node_uri: str, hv: LibvirtHypervisor) -> None:
+    other = LibvirtHypervisor(node_uri)
+    await other.open()
     try:
-        hv.define(VM1)
-        hv.start("vm1")
-        assert other.list_domains() == {}  # the test driver shares nothing between opens
-        other.define(simple_domain_xml("vm2"))
-        assert set(hv.list_domains()) == {"vm1"}
+        await hv.define(VM1)
+        await hv.start("vm1")
+        assert await other.list_domains() == {}  # the test driver shares nothing between opens
+        await other.define(simple_domain_xml("vm2"))
+        assert set(await hv.list_domains()) == {"vm1"}
     finally:
-        other.close()
-    hv.reconnect()  # a new connection reads the file again: vm1 is gone
-    assert hv.list_domains() == {}
+        await other.close()
+    await hv.reconnect()  # a new connection reads the file again: vm1 is gone
+    assert await hv.list_domains() == {}
 
 
-def test_live_migration_is_unsupported_on_the_test_driver(
-        tmp_path: Path, hv: Hypervisor) -> None:
+async def test_live_migration_is_unsupported_on_the_test_driver(
+        tmp_path: Path, hv: LibvirtHypervisor) -> None:
     dest = write_node_file(tmp_path, "node2")
     assert hv.live_migration_supported is False
-    hv.define(VM1)
-    hv.start("vm1")
+    await hv.define(VM1)
+    await hv.start("vm1")
     with pytest.raises(HypervisorError,
                        match="live migration is not supported by the test driver") as err:
-        hv.migrate_live("vm1", dest)
+        await hv.migrate_live("vm1", dest)
     assert err.value.code == libvirt.VIR_ERR_NO_SUPPORT
-    assert state(hv, "vm1") is DomainState.RUNNING
+    assert await state(hv, "vm1") is RunState.RUNNING
 
 
 # --- events ---------------------------------------------------------------------------------
 
-async def next_event(queue: asyncio.Queue[Event]) -> Event:
-    return await asyncio.wait_for(queue.get(), timeout=5.0)
-
-
-async def test_lifecycle_events_arrive_on_the_loop(hv: Hypervisor) -> None:
-    asyncio.get_running_loop().set_debug(True)  # catches loop calls from the wrong thread
-    queue: asyncio.Queue[Event] = asyncio.Queue()
-    await hv.start_events(lambda *event: queue.put_nowait(event))
-    steps = [
-        (hv.define, VM1, (EventKind.DEFINED, libvirt.VIR_DOMAIN_EVENT_DEFINED_ADDED)),
-        (hv.start, "vm1", (EventKind.STARTED, libvirt.VIR_DOMAIN_EVENT_STARTED_BOOTED)),
-        (hv.shutdown, "vm1", (EventKind.STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN)),
-        (hv.start, "vm1", (EventKind.STARTED, libvirt.VIR_DOMAIN_EVENT_STARTED_BOOTED)),
-        (hv.destroy, "vm1", (EventKind.STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED)),
-        (hv.undefine, "vm1", (EventKind.UNDEFINED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED_REMOVED)),
-    ]
-    for verb, arg, (kind, detail) in steps:
-        await asyncio.to_thread(verb, arg)  # as the daemon calls it: from a worker thread
-        assert await next_event(queue) == ("vm1", kind, detail)
-    await hv.stop_events()
-    assert asyncio.all_tasks() == {asyncio.current_task()}  # libvirtaio left nothing behind
-    assert queue.empty()
-
-
-async def test_events_of_calls_made_on_the_loop_thread(hv: Hypervisor) -> None:
+async def test_events_of_calls_made_on_the_loop_thread(hv: LibvirtHypervisor) -> None:
+    """libvirt called on the loop thread itself (the blocking verbs under the adapter)."""
     queue: asyncio.Queue[Event] = asyncio.Queue()
     await hv.start_events(lambda *event: queue.put_nowait(event))
     try:
-        hv.define(STUBBORN)
-        hv.start("stubborn")
-        hv.shutdown("stubborn")  # ignored by the guest: no event
-        hv.destroy("stubborn")
+        c = hv.connection
+        blocking.define(c, STUBBORN)
+        blocking.start(c, "stubborn")
+        blocking.shutdown(c, "stubborn")  # ignored by the guest: no event
+        blocking.destroy(c, "stubborn")
         kinds = [(await next_event(queue))[1] for _ in range(3)]
         assert kinds == [EventKind.DEFINED, EventKind.STARTED, EventKind.STOPPED]
     finally:
@@ -242,28 +202,25 @@ async def test_events_of_calls_made_on_the_loop_thread(hv: Hypervisor) -> None:
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
-async def test_events_cannot_be_started_twice(hv: Hypervisor) -> None:
-    await hv.start_events(lambda *_event: None)
-    try:
-        with pytest.raises(HypervisorError, match="already started"):
-            await hv.start_events(lambda *_event: None)
-    finally:
-        await hv.stop_events()
-
-
-def test_events_follow_the_process_to_a_new_loop(hv: Hypervisor) -> None:
+def test_events_follow_the_process_to_a_new_loop(node_uri: str) -> None:
     """libvirt takes one event implementation per process; each asyncio loop gets it in turn."""
+    hv = LibvirtHypervisor(node_uri)
+
     async def one_round(name: str) -> Event:
         queue: asyncio.Queue[Event] = asyncio.Queue()
         await hv.start_events(lambda *event: queue.put_nowait(event))
         try:
-            await asyncio.to_thread(hv.define, simple_domain_xml(name))
+            await hv.define(simple_domain_xml(name))
             return await next_event(queue)
         finally:
             await hv.stop_events()
 
-    assert asyncio.run(one_round("a")) == ("a", EventKind.DEFINED, 0)
-    assert asyncio.run(one_round("b")) == ("b", EventKind.DEFINED, 0)
+    asyncio.run(hv.open())
+    try:
+        assert asyncio.run(one_round("a")) == ("a", EventKind.DEFINED, 0)
+        assert asyncio.run(one_round("b")) == ("b", EventKind.DEFINED, 0)
+    finally:
+        asyncio.run(hv.close())
 
 
 def open_fds() -> set[int]:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from reconciler.config import NodeConfig
-from reconciler.hypervisor import DomainState
+from reconciler.libvirt import RunState
 from store import txn, vms
 from store.client import Store
 from tests.support.daemons import RunningDaemon as Daemon
@@ -59,7 +59,7 @@ async def nodes(zk_hosts: str, zk_root: str, tmp_path: Path,
     for n in made.values():
         if n.daemon is not None:
             await n.stop()
-        n.close()
+        await n.close()
 
 
 def define_stubborn(store: Store, name: str, *, node: str) -> None:
@@ -81,9 +81,9 @@ def status_is(state: str, node: str | None) -> Callable[[dict[str, Any] | None],
     return lambda d: bool(d and d["state"] == state and d["node"] == node)
 
 
-def runs_on(daemon: Daemon, name: str) -> bool:
-    info = daemon.hypervisor.domain(name)
-    return info is not None and info.state == DomainState.RUNNING
+async def runs_on(daemon: Daemon, name: str) -> bool:
+    info = await daemon.hypervisor.domain(name)
+    return info is not None and info.state == RunState.RUNNING
 
 
 async def migrating(store: Store) -> None:
@@ -98,15 +98,15 @@ async def test_a_target_never_starts_a_vm_still_up_on_a_stopped_source(
         nodes: dict[str, Daemon], store: Store) -> None:
     await migrating(store)
     await nodes["hv1"].stop()  # the daemon stops; its guest runs on (real hypervisors)
-    assert runs_on(nodes["hv1"], "web")
+    assert await runs_on(nodes["hv1"], "web")
     with pytest.raises(AssertionError):  # hv2 must not start it meanwhile
         await wait_doc(store, store.paths.vm_status("web"),
                        lambda d: bool(d and d["node"] == "hv2"), timeout=SHUTDOWN_TIMEOUT)
-    assert not runs_on(nodes["hv2"], "web")
+    assert not await runs_on(nodes["hv2"], "web")
     await nodes["hv1"].start()  # adopts the guest, finishes the migration
     await wait_doc(store, store.paths.vm_status("web"), status_is("running", "hv2"),
                    timeout=SHUTDOWN_TIMEOUT + 60)
-    assert not runs_on(nodes["hv1"], "web")
+    assert not await runs_on(nodes["hv1"], "web")
 
 
 async def test_a_source_that_lost_its_guest_in_a_restart_hands_it_over(
@@ -114,7 +114,7 @@ async def test_a_source_that_lost_its_guest_in_a_restart_hands_it_over(
     await migrating(store)
     old = nodes["hv1"]
     await old.stop()
-    old.close()  # a test-driver node: its guests vanish with the connection
+    await old.close()  # a test-driver node: its guests vanish with the connection
     nodes["hv1"] = Daemon(old.config)  # the node's file afresh: no domains
     await nodes["hv1"].start()
     await wait_doc(store, store.paths.vm_status("web"), status_is("running", "hv2"),
@@ -145,11 +145,11 @@ async def test_the_target_leaves_the_status_of_a_vm_still_up_on_a_stopped_source
     with pytest.raises(AssertionError):
         await wait_doc(store, store.paths.vm_status("web"),
                        lambda d: bool(d and d["node"] != "hv1"), timeout=2)
-    assert runs_on(nodes["hv1"], "web") and not runs_on(nodes["hv2"], "web")
+    assert await runs_on(nodes["hv1"], "web") and not await runs_on(nodes["hv2"], "web")
     await nodes["hv1"].start()
     await wait_doc(store, store.paths.vm_status("web"), status_is("running", "hv2"),
                    timeout=SHUTDOWN_TIMEOUT + 60)
-    assert not runs_on(nodes["hv1"], "web")
+    assert not await runs_on(nodes["hv1"], "web")
 
 
 def set_state(store: Store, name: str, state: str) -> None:

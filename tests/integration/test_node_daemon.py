@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from reconciler.config import NodeConfig
-from reconciler.hypervisor import DomainState
+from reconciler.libvirt import RunState
 from store import events, txn, vms
 from store.client import Store
 from tests.support.daemons import RunningDaemon as Daemon
@@ -42,7 +42,7 @@ async def node(node_config: NodeConfig) -> AsyncIterator[Daemon]:
     await running.start()
     yield running
     await running.stop()
-    running.close()
+    await running.close()
 
 
 def define(store: Store, name: str, *, state: str = "running", node: str | None = NODE,
@@ -72,9 +72,9 @@ async def status(store: Store, name: str, predicate: Callable[[dict[str, Any] | 
     return doc
 
 
-def domain_state(run: Daemon, name: str) -> DomainState:
-    info = run.hypervisor.domain(name)
-    return DomainState.ABSENT if info is None else info.state
+async def domain_state(run: Daemon, name: str) -> RunState:
+    info = await run.hypervisor.domain(name)
+    return RunState.ABSENT if info is None else info.state
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -104,12 +104,12 @@ async def test_sigterm_leaves_vms_running_and_marks_the_node_stopped(
         node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
-    first_id = node.hypervisor.domain("vm1").domain_id  # type: ignore[union-attr]
+    first_id = (await node.hypervisor.domain("vm1")).domain_id  # type: ignore[union-attr]
     await node.stop()
     assert store.get(store.paths.node_status(NODE)).doc["daemonState"] == "stop"
     assert store.exists(store.paths.node_alive(NODE)) is None
-    assert domain_state(node, "vm1") == DomainState.RUNNING
-    assert node.hypervisor.domain("vm1").domain_id == first_id  # type: ignore[union-attr]
+    assert await domain_state(node, "vm1") == RunState.RUNNING
+    assert (await node.hypervisor.domain("vm1")).domain_id == first_id  # type: ignore[union-attr]
 
 
 # --- lifecycle ----------------------------------------------------------------------------------
@@ -118,12 +118,12 @@ async def test_start_and_graceful_shutdown(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     doc = await status(store, "vm1", state_is("running"))
     assert doc["node"] == NODE
-    assert domain_state(node, "vm1") == DomainState.RUNNING
+    assert await domain_state(node, "vm1") == RunState.RUNNING
     assert store.get(store.paths.vm_owner("vm1")).doc == {"node": NODE}
     set_spec(store, "vm1", state="stopped")
     doc = await status(store, "vm1", state_is("stopped"))
     assert doc["node"] is None
-    assert domain_state(node, "vm1") == DomainState.DEFINED
+    assert await domain_state(node, "vm1") == RunState.DEFINED
     await wait_doc(store, store.paths.vm_owner("vm1"), lambda d: d is None)
 
 
@@ -134,24 +134,24 @@ async def test_a_stubborn_guest_is_forced_off_at_the_timeout(node: Daemon, store
     doc = await status(store, "stub", state_is("shutting-down"))
     deadline = doc["shutdownDeadline"]
     assert deadline is not None and deadline - time.time() <= 1.0
-    assert domain_state(node, "stub") == DomainState.RUNNING  # it ignored the ACPI request
+    assert await domain_state(node, "stub") == RunState.RUNNING  # it ignored the ACPI request
     doc = await status(store, "stub", state_is("stopped"), timeout=10)
     assert time.time() >= deadline
-    assert domain_state(node, "stub") == DomainState.DEFINED
+    assert await domain_state(node, "stub") == RunState.DEFINED
 
 
 async def test_start_aborts_a_shutdown_and_the_vm_stays_up(node: Daemon, store: Store) -> None:
     define(store, "stub", stubborn=True, timeout=1)
     await status(store, "stub", state_is("running"))
-    domain_id = node.hypervisor.domain("stub").domain_id  # type: ignore[union-attr]
+    domain_id = (await node.hypervisor.domain("stub")).domain_id  # type: ignore[union-attr]
     set_spec(store, "stub", state="stopped")
     await status(store, "stub", state_is("shutting-down"))
     set_spec(store, "stub", state="running")
     await status(store, "stub", lambda d: bool(d and d["state"] == "running"
                                                      and d["shutdownDeadline"] is None))
     await asyncio.sleep(1.5)  # past the old deadline: nothing may force it off now
-    assert domain_state(node, "stub") == DomainState.RUNNING
-    assert node.hypervisor.domain("stub").domain_id == domain_id  # type: ignore[union-attr]
+    assert await domain_state(node, "stub") == RunState.RUNNING
+    assert (await node.hypervisor.domain("stub")).domain_id == domain_id  # type: ignore[union-attr]
     assert store.get(store.paths.vm_status("stub")).doc["state"] == "running"
 
 
@@ -163,18 +163,18 @@ async def test_a_force_stop_during_a_shutdown_destroys_at_once(node: Daemon,
     await status(store, "stub", state_is("shutting-down"))
     set_spec(store, "stub", stopMode="force")
     await status(store, "stub", state_is("stopped"), timeout=5)
-    assert domain_state(node, "stub") == DomainState.DEFINED
+    assert await domain_state(node, "stub") == RunState.DEFINED
 
 
 async def test_restart_runs_the_vm_again(node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
-    first = node.hypervisor.domain("vm1").domain_id  # type: ignore[union-attr]
+    first = (await node.hypervisor.domain("vm1")).domain_id  # type: ignore[union-attr]
     set_spec(store, "vm1", restartRequest=1)
     doc = await status(store, "vm1", lambda d: bool(d and d["state"] == "running"
                                                     and d["observedRestart"] == 1))
     assert doc["node"] == NODE
-    assert node.hypervisor.domain("vm1").domain_id != first  # type: ignore[union-attr]
+    assert (await node.hypervisor.domain("vm1")).domain_id != first  # type: ignore[union-attr]
 
 
 async def test_disable_stops_the_vm_as_disabled(node: Daemon, store: Store) -> None:
@@ -182,7 +182,7 @@ async def test_disable_stops_the_vm_as_disabled(node: Daemon, store: Store) -> N
     await status(store, "vm1", state_is("running"))
     set_spec(store, "vm1", state="disabled")
     await status(store, "vm1", state_is("disabled"))
-    assert domain_state(node, "vm1") == DomainState.DEFINED
+    assert await domain_state(node, "vm1") == RunState.DEFINED
 
 
 async def test_a_deleted_vm_is_stopped_and_undefined(node: Daemon, store: Store) -> None:
@@ -198,7 +198,7 @@ async def test_a_deleted_vm_is_stopped_and_undefined(node: Daemon, store: Store)
     node.daemon.event_listeners.append(on_event)
     store.delete(store.paths.vm("vm1"), recursive=True)
     await asyncio.wait_for(undefined, 10)
-    assert node.hypervisor.domain("vm1") is None
+    assert await node.hypervisor.domain("vm1") is None
 
 
 async def test_xml_change_while_running_requires_a_restart(node: Daemon, store: Store) -> None:
@@ -212,14 +212,14 @@ async def test_xml_change_while_running_requires_a_restart(node: Daemon, store: 
     doc = await status(store, "vm1", lambda d: bool(d and d["observedRestart"] == 1
                                                     and d["state"] == "running"))
     assert not any(c["type"] == "RestartRequired" for c in doc["conditions"])
-    assert node.hypervisor.domain("vm1").memory_mib == 1024  # type: ignore[union-attr]
+    assert (await node.hypervisor.domain("vm1")).memory_mib == 1024  # type: ignore[union-attr]
 
 
 async def test_a_vm_placed_elsewhere_is_left_alone(node: Daemon, store: Store) -> None:
     define(store, "other", node="hv2")
     define(store, "mine")
     await status(store, "mine", state_is("running"))
-    assert node.hypervisor.domain("other") is None
+    assert await node.hypervisor.domain("other") is None
     assert store.get(store.paths.vm_status("other")).doc["state"] == "stopped"
 
 
@@ -229,12 +229,12 @@ async def test_daemon_restart_adopts_running_vms_without_restarting_them(
         node: Daemon, store: Store) -> None:
     define(store, "vm1")
     await status(store, "vm1", state_is("running"))
-    first = node.hypervisor.domain("vm1").domain_id  # type: ignore[union-attr]
+    first = (await node.hypervisor.domain("vm1")).domain_id  # type: ignore[union-attr]
     await node.stop()
     await node.start()
     doc = await wait_doc(store, store.paths.vm_owner("vm1"), lambda d: d is not None, timeout=15)
     assert doc == {"node": NODE}
-    assert node.hypervisor.domain("vm1").domain_id == first  # type: ignore[union-attr]
+    assert (await node.hypervisor.domain("vm1")).domain_id == first  # type: ignore[union-attr]
     assert store.get(store.paths.vm_status("vm1")).doc["state"] == "running"
 
 
@@ -250,7 +250,7 @@ async def test_daemon_restart_mid_shutdown_keeps_the_deadline(node: Daemon,
     doc = await status(store, "stub", state_is("stopped"), timeout=15)
     assert time.time() >= deadline
     assert time.time() < deadline + 5, "the restarted daemon started a new timeout"
-    assert domain_state(node, "stub") == DomainState.DEFINED
+    assert await domain_state(node, "stub") == RunState.DEFINED
 
 
 async def test_a_domain_herd_does_not_know_is_left_alone(node_config: NodeConfig,
@@ -261,13 +261,13 @@ async def test_a_domain_herd_does_not_know_is_left_alone(node_config: NodeConfig
     try:
         define(store, "mine")
         await status(store, "mine", state_is("running"))
-        assert domain_state(run, "foreign") == DomainState.RUNNING
+        assert await domain_state(run, "foreign") == RunState.RUNNING
         assert store.exists(store.paths.vm("foreign")) is None
         reported = [e for e in events.recent(store) if e["kind"] == "foreign-domains"]
         assert reported and "foreign" in reported[0]["message"]
     finally:
         await run.stop()
-        run.close()
+        await run.close()
 
 
 async def test_a_libvirt_failure_shows_as_failed_with_the_reason(node: Daemon,
@@ -281,4 +281,4 @@ async def test_a_libvirt_failure_shows_as_failed_with_the_reason(node: Daemon,
     txn.commit(store, vms.define_ops(store.paths, vm))
     doc = await status(store, "bad", state_is("failed"))
     assert doc["reason"].startswith("start failed: cannot define domain 'bad'")
-    assert node.hypervisor.domain("bad") is None
+    assert await node.hypervisor.domain("bad") is None

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from reconciler.config import NodeConfig
-from reconciler.hypervisor import DomainState
+from reconciler.libvirt import RunState
 from store import txn, vms
 from store.client import Store
 from tests.support import history
@@ -52,7 +52,7 @@ async def cluster(zk_hosts: str, zk_root: str, tmp_path: Path) -> AsyncIterator[
     yield nodes[0], nodes[1], events
     for n in nodes:
         await n.stop()
-        n.close()
+        await n.close()
 
 
 def define(store: Store, name: str, node: str, *, method: str = "any",
@@ -86,9 +86,9 @@ async def test_a_placement_change_moves_the_vm_by_shutdown_and_start(
     await wait_doc(store, store.paths.vm_status("vm1"), status_is("running", "hv1"))
     place(store, "vm1", "hv2")
     await wait_doc(store, store.paths.vm_status("vm1"), status_is("running", "hv2"))
-    assert hv2.hypervisor.domain("vm1") is not None
-    assert hv2.hypervisor.domain("vm1").state == DomainState.RUNNING  # type: ignore[union-attr]
-    assert hv1.hypervisor.domain("vm1") is None  # released: undefined on the source
+    assert await hv2.hypervisor.domain("vm1") is not None
+    assert (await hv2.hypervisor.domain("vm1")).state == RunState.RUNNING  # type: ignore[union-attr]
+    assert await hv1.hypervisor.domain("vm1") is None  # released: undefined on the source
     owner = await wait_doc(store, store.paths.vm_owner("vm1"), lambda d: d is not None)
     assert owner == {"node": "hv2"}
     runs = sorted(history.runs(events, {}), key=lambda r: r.start)
@@ -107,7 +107,8 @@ async def test_the_target_waits_for_a_stubborn_source_shutdown(
     assert doc is not None
     assert doc["migration"]["source"] == "hv1" and doc["migration"]["target"] == "hv2"
     assert doc["migration"]["method"] == "shutdown"
-    assert hv2.hypervisor.domain("stub") is None  # the target does not start it while hv1 owns it
+    # the target does not start it while hv1 owns it
+    assert await hv2.hypervisor.domain("stub") is None
     await wait_doc(store, store.paths.vm_status("stub"), status_is("running", "hv2"),
                    timeout=15)
     never_on_two(events)
@@ -122,5 +123,5 @@ async def test_live_only_migration_is_refused_on_the_test_driver(
     doc = await wait_doc(store, store.paths.vm_status("vm1"),
                          lambda d: bool(d and d["state"] == "failed"))
     assert doc is not None and "not supported" in doc["reason"]
-    assert hv1.hypervisor.domain("vm1").state == DomainState.RUNNING  # type: ignore[union-attr]
-    assert hv2.hypervisor.domain("vm1") is None
+    assert (await hv1.hypervisor.domain("vm1")).state == RunState.RUNNING  # type: ignore[union-attr]
+    assert await hv2.hypervisor.domain("vm1") is None

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from reconciler.config import NodeConfig
 from reconciler.daemon import NodeDaemon
-from reconciler.hypervisor import Hypervisor
+from reconciler.libvirt.adapter import LibvirtHypervisor
 
 Listener = Callable[[str, str, int], None]
 READY_TIMEOUT = 30.0
@@ -25,22 +25,23 @@ class RunningDaemon:
     def __init__(self, config: NodeConfig, *, shared_hypervisor: bool = True,
                  listeners: list[Listener] | None = None) -> None:
         self.config = config
-        self.hv: Hypervisor | None = Hypervisor(config.libvirt_uri) if shared_hypervisor \
-            else None
-        if self.hv is not None:
-            self.hv.open()
+        self.hv: LibvirtHypervisor | None = LibvirtHypervisor(config.libvirt_uri) \
+            if shared_hypervisor else None
         self.listeners = list(listeners or [])
         self.daemon: NodeDaemon | None = None
         self.task: asyncio.Task[None] | None = None
 
     @property
-    def hypervisor(self) -> Hypervisor:
+    def hypervisor(self) -> LibvirtHypervisor:
         """The shared libvirt connection (tests that look at libvirt directly)."""
         assert self.hv is not None, "this daemon opens its own libvirt connection"
         return self.hv
 
     async def start(self) -> NodeDaemon:
-        """A new daemon, running once it is ready (its failure to start is raised)."""
+        """A new daemon, running once it is ready (its failure to start is raised). The
+        shared connection opens first (no-op when open)."""
+        if self.hv is not None:
+            await self.hv.open()
         daemon = self.daemon = NodeDaemon(self.config, hypervisor=self.hv)
         daemon.event_listeners.extend(self.listeners)
         task = self.task = asyncio.create_task(daemon.run())
@@ -66,15 +67,15 @@ class RunningDaemon:
         """A power-off: the guests vanish with the connection, the ZooKeeper session ends
         without the clean stop, and the daemon is gone."""
         assert self.daemon is not None and self.task is not None
-        if self.hv is not None:
-            self.hv.close()
+        if self.hv is not None:  # at once, on the loop: the daemon sees no half-closed world
+            self.hv.connection.close()
         await asyncio.to_thread(self.daemon.store.client.stop)
         self.task.cancel()
         with contextlib.suppress(BaseException):
             await self.task
         self.daemon = self.task = None
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the shared libvirt connection (after the last stop)."""
         if self.hv is not None:
-            self.hv.close()
+            await self.hv.close()

@@ -1,7 +1,7 @@
 """Simulated hypervisors for tests: node files of libvirt's test driver (`test:///<file>`).
 
 `write_node_file()` writes one node (its CPUs, memory and optional domains) and returns the
-URI a `Hypervisor` or `herd-node` connects to. Used by the integration tests of the libvirt
+URI a `LibvirtHypervisor` or `herd-node` connects to. Used by the integration tests of the libvirt
 adapter and the node daemon, and by `herdctl dev up`-style local clusters.
 
 What the test driver does with such a file (libvirt 9.0, libvirt-python 12.8, checked):

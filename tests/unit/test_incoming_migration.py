@@ -9,7 +9,7 @@ from typing import Any
 
 from kazoo.protocol.states import ZnodeStat
 
-from reconciler.hypervisor import DomainInfo, DomainState
+from reconciler.libvirt import DomainInfo, RunState
 from reconciler.vmreconcile import View, VMReconciler
 from store.client import Versioned
 
@@ -23,7 +23,7 @@ def view(*, owner: str | None, placed: str = "hv2") -> View:
                 versioned({"node": owner}) if owner else None)
 
 
-def domain(state: DomainState, *, migrating_in: bool) -> DomainInfo:
+def domain(state: RunState, *, migrating_in: bool) -> DomainInfo:
     return DomainInfo(name="g", uuid="u", state=state, domain_id=3, memory_mib=32, vcpus=1,
                       persistent=True, migrating_in=migrating_in)
 
@@ -35,18 +35,18 @@ def reconciler() -> VMReconciler:
 
 
 def test_paused_for_an_incoming_migration_is_not_ours_even_unowned() -> None:
-    paused = domain(DomainState.PAUSED, migrating_in=True)
+    paused = domain(RunState.PAUSED, migrating_in=True)
     assert reconciler()._incoming(view(owner=None), paused)
     assert reconciler()._incoming(view(owner="hv1"), paused)
 
 
 def test_running_here_while_the_source_owns_it_is_still_incoming() -> None:
-    running = domain(DomainState.RUNNING, migrating_in=False)
+    running = domain(RunState.RUNNING, migrating_in=False)
     assert reconciler()._incoming(view(owner="hv1"), running)
 
 
 def test_running_and_released_is_ours_to_claim() -> None:
-    running = domain(DomainState.RUNNING, migrating_in=False)
+    running = domain(RunState.RUNNING, migrating_in=False)
     assert not reconciler()._incoming(view(owner=None), running)
     assert not reconciler()._incoming(view(owner=None, placed="hv3"), running)
     assert not reconciler()._incoming(view(owner="hv1"), None)
