@@ -310,7 +310,9 @@ class VMReconciler:
     async def _migrate(self, view: View, step: Step, domain: DomainInfo | None) -> Result:
         """Say `migrating` (source, target), then migrate peer to peer, within the node's
         concurrency limit; a VM over the limit waits (status says so) and is woken when a
-        migration ends. Ownership stays here until the domain is gone here (`_settle`)."""
+        migration ends. The owner znode is this node's before the call (claimed with the
+        status when a restarted daemon found the guest unowned) and stays here until the
+        domain is gone here (`_settle`): the destination takes over only then."""
         name = view.name
         if len(self._outbound) >= self.limits.concurrency:
             self._slot_waiters.add(name)
@@ -318,10 +320,16 @@ class VMReconciler:
                                            f"({len(self._outbound)} in flight from {self.node})")
             await self._write_status(view, waiting, domain)
             return Result.done()
+        claim = self._claim_ops(view)  # own it before it moves, as before a start
+        if claim is None:
+            return Result.after(OWNER_WAIT)  # another session's (a dead daemon's): wait
         self._outbound.add(name)
         self._slot_waiters.discard(name)
         try:
-            await self._write_status(view, step, domain)
+            try:
+                await self._write_status(view, step, domain, with_ops=claim)
+            except AlreadyExists:
+                return Result.after(OWNER_WAIT)
             began = time.perf_counter()
             await self._do_migrate(view)
         except HypervisorError as e:
