@@ -11,6 +11,7 @@ Processes only: nothing here speaks the ZooKeeper protocol (ctl never imports ka
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,11 +28,33 @@ class ZooKeeperUnavailable(RuntimeError):
     """Debian's ZooKeeper is not installed, or a member did not come up."""
 
 
+LOWEST_PORT = 20000  # below: well-known and registered services
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (the local ports of connections)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nobody listens on right now, chosen OUTSIDE the
+    kernel's ephemeral range: a server restarted on it later (a ZooKeeper member after a
+    kill, an API server in the fault suite) cannot find it taken meanwhile as the local
+    port of some outgoing connection (issue #20: a member restarted by the fault suite
+    could not bind its election port and exited)."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(LOWEST_PORT, max(LOWEST_PORT + 1, _ephemeral_low()))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ZooKeeperUnavailable("no free TCP port below the ephemeral range")
 
 
 def four_letter(port: int, word: str, *, timeout: float = 1.0) -> str:
