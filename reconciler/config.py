@@ -15,7 +15,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from reconciler.fencing import FenceConfigSchema
+from reconciler.cluster.fencing import FenceConfigSchema
 from schemas.names import Name
 from store.configfile import ConfigError, read_mapping
 from vocabulary import DesiredDomainState

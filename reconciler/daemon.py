@@ -6,8 +6,9 @@ every VM that concerns this node: those placed here and every domain libvirt has
 (adoption: a running domain is taken over, never restarted; a domain Herd never knew is
 left alone and reported).
 Running: cache changes and libvirt lifecycle events queue the VM they concern on the VM
-controller (`reconciler.controller`: watch callbacks only enqueue); a periodic full resync queues
-them all again (level-triggered); the status publisher writes resources and heartbeat.
+controller (`reconciler.runtime.controller`: watch callbacks only enqueue); a periodic full
+resync queues them all again (level-triggered); the status publisher writes resources and
+heartbeat.
 SIGTERM: daemonState shutdown, workers stopped, daemonState stop, `alive` removed. VMs
 are left running: a daemon restart never restarts guests. Called by `reconciler.main`.
 """
@@ -21,21 +22,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from reconciler.cluster.controllers import ClusterState
+from reconciler.cluster.coordinator import Coordinator
+from reconciler.cluster.fencing import Fencer
 from reconciler.config import NodeConfig
-from reconciler.controller import Controller
-from reconciler.controllers import ClusterState
-from reconciler.coordinator import Coordinator
-from reconciler.fencing import Fencer
 from reconciler.libvirt import Hypervisor
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
-from reconciler.node import (
+from reconciler.node.registration import (
     NodeRegistration,
     ProvisionedMemory,
     measure,
     spec_domain_state,
 )
-from reconciler.vmreconcile import MigrationLimits, VMReconciler
+from reconciler.runtime.controller import Controller
+from reconciler.vm.reconcile import MigrationLimits, VMReconciler
 from store import events
 from store.client import Store
 from store.informer import Change, Informer

@@ -254,7 +254,8 @@ class Store:
     def exists_watched(self, path: str, on_change: Callable[[], None]) -> ZnodeStat | None:
         """`exists` plus a one-shot watch: `on_change()` runs on kazoo's thread when the znode
         is next created, changed or deleted. One plain attempt (no retry), kazoo's errors
-        as they are: as the node registration (`reconciler.node`) has always made it."""
+        as they are: as the node registration (`reconciler.node.registration`) has always
+        made it."""
         return self.client.exists(path, watch=lambda _event: on_change())
 
     def children(self, path: str) -> list[str]:

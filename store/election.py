@@ -3,7 +3,7 @@ are the coordinator nodes, each identified by `identifier(node)`, a JSON documen
 `{"node": <name>}`).
 
 The primary is the first contender: the lock znode with the lowest sequence number.
-`Campaign` runs one node's candidacy, term after term (`reconciler.coordinator` leads
+`Campaign` runs one node's candidacy, term after term (`reconciler.cluster.coordinator` leads
 while a term lasts). `primary()` asks ZooKeeper (blocking: run it in a thread);
 `primary_of()` answers from a watched copy of the election's znodes (the API's cache).
 

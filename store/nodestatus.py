@@ -1,10 +1,10 @@
 """The one builder of a node's status document (`/nodes/<name>/status`).
 
 Two writers share the document, each with its own fields, and both build it here:
-- the node's daemon (`reconciler.node.NodeRegistration.publish`) reports what it is:
+- the node's daemon (`reconciler.node.registration.NodeRegistration.publish`) reports what it is:
   `daemonState`, `resources`, `version`, `libvirtUri`, `address`, `migrationUri` and the
   `heartbeat`; it seeds `domainState` from its spec only while the status has none;
-- the primary coordinator (`reconciler.controllers`) owns `domainState` (the flush/ready
+- the primary coordinator (`reconciler.cluster.controllers`) owns `domainState` (the flush/ready
   controller) and marks a fenced node (`daemonState: fenced`).
 Every write is a version-checked read-modify-write (`Store.update`), so neither writer
 loses the other's fields. Pure: the functions take the current document and return the

@@ -12,7 +12,7 @@ whenever the spec changes, never touched otherwise.
   owns some, e.g. `coordinator`). Labels are taken as given;
 - `node_patch(doc, spec_patch)`: a Node's spec with keys set (flush/ready, a fence).
 The writes themselves are version-checked by their callers (`store.txn`, `Store.update`).
-No I/O. Called by `server` (objects, handlers, apply) and `reconciler.controllers`.
+No I/O. Called by `server` (objects, handlers, apply) and `reconciler.cluster.controllers`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ RunState, HypervisorError`); importing this package loads no libvirt. The module
 - `connection`, `domains`, `migration`: the blocking libvirt work under the adapter;
 - `events`: libvirt's event loop on asyncio (`bind_event_loop`, `settle_events`).
 
-Used by `reconciler.daemon` and `reconciler.vmreconcile`; the in-memory fake for unit tests
+Used by `reconciler.daemon` and `reconciler.vm.reconcile`; the in-memory fake for unit tests
 is `tests.support.fakehypervisor`.
 """
 

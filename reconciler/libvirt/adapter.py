@@ -1,7 +1,7 @@
 """`LibvirtHypervisor`: the `Hypervisor` of herd-node on libvirt, one connection per node.
 
 `reconciler.daemon` makes one (unless a test or benchmark hands one in) and shares it with
-`reconciler.vmreconcile`; both await its verbs on the daemon's loop. Each blocking libvirt
+`reconciler.vm.reconcile`; both await its verbs on the daemon's loop. Each blocking libvirt
 call runs in a worker thread (`asyncio.to_thread`) here, so no caller wraps it: the
 blocking work lives in `reconciler.libvirt.connection` (the connection, its liveness and
 event registration), `.domains` (domain verbs, node usage) and `.migration`.

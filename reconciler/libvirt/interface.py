@@ -1,6 +1,6 @@
 """What herd-node asks of a hypervisor: the `Hypervisor` protocol and the values it speaks.
 
-The reconciler (`reconciler.vmreconcile`) and the daemon (`reconciler.daemon`) hold a
+The reconciler (`reconciler.vm.reconcile`) and the daemon (`reconciler.daemon`) hold a
 `Hypervisor` and await its verbs on the daemon's asyncio loop; the verbs never block the
 loop. The real one is `reconciler.libvirt.adapter.LibvirtHypervisor` (libvirt, each call in
 a worker thread); unit tests use `tests.support.fakehypervisor.FakeHypervisor` (in memory).

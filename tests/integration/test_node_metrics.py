@@ -1,4 +1,4 @@
-"""herd-node measures its controllers (`reconciler.controller`): a VM started by the VM
+"""herd-node measures its controllers (`reconciler.runtime.controller`): a VM started by the VM
 controller shows in the process's prometheus-client registry as reconciles done, with
 their durations, and the queue depth is published (read through the registry as a
 scraper would see it)."""

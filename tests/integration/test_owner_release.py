@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.vmreconcile import View, VMReconciler
+from reconciler.vm.reconcile import View, VMReconciler
 from statemachine import Desired, Observed, Recorded, plan
 from store import txn, vms
 from store.client import Store

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from reconciler.vmreconcile import OWNER_WAIT, VMReconciler
+from reconciler.vm.reconcile import OWNER_WAIT, VMReconciler
 from store import txn, vms
 from store.client import Store
 from store.informer import Informer

@@ -9,8 +9,8 @@ import threading
 
 from prometheus_client import CollectorRegistry
 
-from reconciler.controller import Controller, ControllerMetrics
-from reconciler.workqueue import Backoff, Result, TerminalError
+from reconciler.runtime.controller import Controller, ControllerMetrics
+from reconciler.runtime.workqueue import Backoff, Result, TerminalError
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

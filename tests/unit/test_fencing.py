@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.fencing import Fencer
+from reconciler.cluster.fencing import Fencer
 
 IPMITOOL = """#!/bin/sh
 # stand-in for ipmitool: args ... chassis power off|status; state in $STATE

@@ -10,7 +10,7 @@ from typing import Any
 from kazoo.protocol.states import ZnodeStat
 
 from reconciler.libvirt import DomainInfo, RunState
-from reconciler.vmreconcile import View, VMReconciler
+from reconciler.vm.reconcile import View, VMReconciler
 from store.client import Versioned
 
 

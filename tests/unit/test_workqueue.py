@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from reconciler.workqueue import Backoff, Result, WorkQueue
+from reconciler.runtime.workqueue import Backoff, Result, WorkQueue
 
 
 async def test_a_key_added_many_times_is_processed_once() -> None:

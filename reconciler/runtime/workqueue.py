@@ -10,7 +10,7 @@ Semantics (those of Kubernetes' client-go workqueue):
   `TerminalError` is logged once and not retried: the key waits for the next change;
 - `_on_error` and `_on_result` are the ONE place where an outcome becomes a queue action.
 Producers (informer and libvirt callbacks, handed over with `call_soon_threadsafe`) only
-call `add`; the reconciler is the handler. Wrapped by `reconciler.controller.Controller`.
+call `add`; the reconciler is the handler. Wrapped by `reconciler.runtime.controller.Controller`.
 """
 
 from __future__ import annotations

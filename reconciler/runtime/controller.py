@@ -5,14 +5,14 @@ ran and its outcome was turned into a queue action" (controller-runtime's Contro
 - producers on any thread (kazoo's informer callbacks, libvirt's event callbacks, timers)
   call `enqueue(*keys)`, which only hands the keys to the event loop; a controller made
   with `coalesce=S` runs a key at most once per S seconds however many changes ask;
-- the `WorkQueue` (reconciler.workqueue) de-duplicates keys, runs one reconcile per key at
+- the `WorkQueue` (reconciler.runtime.workqueue) de-duplicates keys, runs one reconcile per key at
   a time on `workers` workers, and retries errors with capped backoff (never a
   `TerminalError`);
 - every reconcile is measured: duration, outcome (done, requeue, error, terminal) and
   queue depth, as prometheus-client collectors labelled by controller and node
   (`ControllerMetrics`; one set per process, shared by every controller in it).
 Used by the node daemon (the VM controller, `reconciler.daemon`) and the primary
-coordinator (the cluster controllers, `reconciler.coordinator`).
+coordinator (the cluster controllers, `reconciler.cluster.coordinator`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from reconciler.workqueue import Backoff, Handler, Result, TerminalError, WorkQueue
+from reconciler.runtime.workqueue import Backoff, Handler, Result, TerminalError, WorkQueue
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 30.0, 60.0, 300.0)

@@ -12,7 +12,7 @@ Configured in the coordinators' local config file (credentials never go to ZooKe
 - `ipmi`: `ipmitool chassis power off`, then `chassis power status` must say off; only a
   confirmed off is a success.
 A node without an agent is not fenced, so nothing of it is recovered. Called by the
-primary's fence controller (`reconciler.controllers`), in a thread.
+primary's fence controller (`reconciler.cluster.controllers`), in a thread.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Coordinator nodes campaign for the primary role (`store.election.Campaign`, a lock under
 `<root>/election` whose contenders are identified by node name, so
 `store.election.primary()` tells who leads). For each term it wins, this node runs
-`reconciler.controllers` on a work queue of its own, fed by the caches' changes.
+`reconciler.cluster.controllers` on a work queue of its own, fed by the caches' changes.
 
 Safety: a term ends at once when the session is SUSPENDED or LOST (before ZooKeeper can
 expire the session and let another coordinator win); the queue is stopped before the
@@ -18,10 +18,10 @@ import logging
 from contextlib import aclosing
 from typing import Any
 
-from reconciler.controller import Controller
-from reconciler.controllers import ClusterState, Controllers
-from reconciler.fencing import Fencer
-from reconciler.workqueue import Backoff
+from reconciler.cluster.controllers import ClusterState, Controllers
+from reconciler.cluster.fencing import Fencer
+from reconciler.runtime.controller import Controller
+from reconciler.runtime.workqueue import Backoff
 from store import events
 from store.client import Store
 from store.election import Campaign, Term

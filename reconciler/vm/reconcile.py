@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.libvirt import DomainInfo, Hypervisor, HypervisorError
-from reconciler.workqueue import Result
+from reconciler.runtime.workqueue import Result
 from statemachine import Action, Desired, Observed, Recorded, Step, plan
 from store import events, txn
 from store.client import Store, Versioned

@@ -17,7 +17,7 @@ Keys of the primary's work queue:
 Where the cluster cannot keep a VM running (no valid target), the primary itself sets
 spec.state to stopped, with the reason in placement; this is the one spec write that is
 not the API's (see the issue note). Every write is version-checked against the cache.
-Called by `reconciler.coordinator` while this node is primary.
+Called by `reconciler.cluster.coordinator` while this node is primary.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.fencing import Fencer
-from reconciler.workqueue import Result
+from reconciler.cluster.fencing import Fencer
+from reconciler.runtime.workqueue import Result
 from schemas.domainxml import domain_resources
 from store import events, nodestatus, txn
 from store.client import Store, Versioned

@@ -1,0 +1,1 @@
+"""This node's own znodes: registration, `alive`, status and resources (`registration`)."""
