@@ -29,16 +29,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import (
+    ConnectionLoss,
+    NoNodeError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
 from kazoo.protocol.states import Callback, WatchedEvent
 
 from store import codec
 from store.addwatch import add_persistent_recursive_watch, remove_persistent_recursive_watch
 from store.client import Store, Versioned
-from store.errors import CorruptDocument
+from store.errors import CorruptDocument, Unavailable
 from store.multiread import GET_CHILDREN, GET_DATA, multi_read_async
 
 log = logging.getLogger(__name__)
+
+# What a listing meets when the connection goes: wait for it to come back, then list again.
+CONNECTION_TROUBLE = (ConnectionLoss, SessionExpiredError, OperationTimeoutError,
+                      TimeoutError, Unavailable)
 
 ChangeKind = Literal["added", "modified", "deleted"]
 
@@ -89,12 +98,23 @@ class Informer:
         self._sync_listeners.append(listener)
 
     def start(self) -> None:
-        """Add the watch, list the subtree, and return once the cache is in sync."""
+        """Add the watch, list the subtree, and return once the cache is in sync. A
+        connection lost during that first listing (ZooKeeper down as a daemon starts) is
+        no failure: the resync loop lists again, with backoff, once it is back (issue #20:
+        a herd-node started just before an outage exited)."""
         self.store.add_session_listener(self._on_session)
         self._resyncer = threading.Thread(target=self._resync_loop, name="informer-resync",
                                           daemon=True)
         self._resyncer.start()
-        self._sync()
+        try:
+            self._sync()
+        except CONNECTION_TROUBLE as e:
+            log.warning("first sync of %s failed (%r); syncing once ZooKeeper is back",
+                        self.prefix, e)
+            self._resync_wanted.set()
+            while not self._synced.wait(1.0):
+                if self._stopping.is_set():
+                    raise
 
     def stop(self) -> None:
         self._stopping.set()
