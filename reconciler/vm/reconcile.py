@@ -120,19 +120,21 @@ class VMReconciler:
         return self.store.session_owns(owner.stat)
 
     def responsible(self, view: View, domain: DomainInfo | None) -> bool:
-        """Running here, owned by us (a handover to finish), or placed here and unowned
-        while status does not say another node has it."""
+        """Running here; else never while status says another node has it (also when our
+        view still shows the owner znode we released with that very status: a guest just
+        handed over after a live migration); else owned by us (a handover to finish), or
+        placed here and unowned."""
         if domain is not None and domain.state in UP:
             return True
+        if _status_node(view) not in (None, self.node):
+            return False
         if self._ours(view.owner):
             return True
         if view.placement.get("node") != self.node or not view.exists:
             return False
-        if view.owner is not None:
-            return bool(view.owner.doc.get("node") == self.node)
         # An owner gone with its session is no release (a stopped daemon's guests run on):
         # status names the node that has it until that node says it is off (issue #8).
-        return _status_node(view) in (None, self.node)
+        return view.owner is None or bool(view.owner.doc.get("node") == self.node)
 
     # --- the reconcile ---------------------------------------------------------------------
 
@@ -143,6 +145,8 @@ class VMReconciler:
         elif name not in self.known:
             return Result.done()
         domain = await self.hv.domain(name)
+        if name in self._migrated and domain is not None:
+            return Result.after(HANDOVER_LOOK)  # migrated away; libvirt still lists it here
         if not self.responsible(view, domain):
             return await self._tidy(view, domain)
         if self._incoming(view, domain):
@@ -197,7 +201,10 @@ class VMReconciler:
             target=spec.get("state", "stopped"),
             stop_mode=spec.get("stopMode", "graceful"),
             restart_request=int(spec.get("restartRequest", 0)),
-            placed_here=view.placement.get("node") == self.node,
+            # Just migrated away: not ours to run here, whatever the placement says now
+            # (placed back mid-migration), until handed over to the node that runs it.
+            placed_here=view.placement.get("node") == self.node
+            and view.name not in self._migrated,
             migration_method=meta.get("migrationMethod", "any"),
             live_supported=self.hv.live_migration_supported
             and self._live_failed.get(view.name) != view.placement.get("node"),
@@ -438,7 +445,8 @@ class VMReconciler:
         keeps = running or step.state == VMState.MIGRATING  # the guest moves, as it was
         run_hash = (xml_hash(spec_xml) if step.action == Action.START
                     else old.get("runningXmlHash") if keeps else None)
-        new = {**old, "state": str(step.state), "node": self.node if running else None,
+        new = {**old, "state": str(step.state),
+               "node": self.node if running else self._moved_to(view.name, old),
                "reason": step.reason, "shutdownDeadline": step.shutdown_deadline,
                "observedRestart": step.observed_restart, "runningXmlHash": run_hash,
                "observedGeneration": int(view.spec.doc.get("metadata", {}).get("generation", 0))
@@ -448,6 +456,15 @@ class VMReconciler:
         new["migration"] = self._migration(view, step, old, now)
         new["conditions"] = _restart_condition(old.get("conditions", []), run_hash, spec_xml, now)
         return new
+
+    def _moved_to(self, name: str, old: Doc) -> str | None:
+        """Where the guest runs after this node migrated it away live (the target, until
+        that node writes its own status: no other node may start it meanwhile); None for
+        a guest that is simply off here."""
+        if name not in self._migrated:
+            return None
+        target = (old.get("migration") or {}).get("target")
+        return target if isinstance(target, str) and target != self.node else None
 
     def _migration(self, view: View, step: Step, old: Doc, now: float) -> Doc | None:
         """Source, target and method while this node moves the VM out; None otherwise."""

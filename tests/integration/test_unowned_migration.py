@@ -80,7 +80,7 @@ async def test_a_node_owns_a_guest_before_it_migrates_it_out(store: Store, zk_ho
         assert owner.doc == {"node": "hv1"} and owner.stat.ephemeralOwner == hv1.session_id
         hv.done.set()
         await asyncio.wait_for(migrating, 10)
-        await wait_doc(store, p.vm_status(name), lambda d: bool(d and d["node"] is None))
+        await wait_doc(store, p.vm_status(name), lambda d: bool(d and d["node"] == "hv2"))
         assert not store.exists(p.vm_owner(name))  # released once the guest was gone here
     finally:
         hv.done.set()

@@ -1,0 +1,79 @@
+"""Regression (found by the issue #20 flake hunt, QEMU fault suite seed 14: one VM running on
+two hosts): a VM was placed back on its source while its live migration away was in
+flight. When the call returned, the source re-planned from the placement — placed here,
+no domain here, the owner znode its own (held for the migration) — and STARTED the VM,
+which was running on the target. A node that has just migrated a guest away now hands
+it over first (owner released, status naming the target, where it runs), whatever the
+placement says meanwhile; the target then owns it and migrates it back.
+
+A real ZooKeeper; the source's hypervisor is the in-memory fake with a live migration the
+test holds open (tests/integration/test_unowned_migration.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from reconciler.vm.reconcile import VMReconciler
+from store import txn, vms
+from store.client import Store
+from store.informer import Change, Informer
+from tests.integration.test_unowned_migration import HeldMigration
+from tests.support.libvirt_nodes import simple_domain_xml
+from tests.support.waits import wait_doc
+
+
+def define_running_on_hv1(store: Store, name: str, owner: Store) -> None:
+    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": name, "generation": 1},
+          "spec": {"state": "running", "node": "hv1", "meta": {},
+                   "xml": simple_domain_xml(name)}}
+    txn.commit(store, vms.define_ops(store.paths, vm))
+    p = store.paths
+    store.update(p.vm_status(name), lambda d: {**d, "state": "running", "node": "hv1"})
+    owner.create(p.vm_owner(name), {"node": "hv1"}, ephemeral=True)
+    store.create(p.node_status("hv2"), {"migrationUri": "qemu+tcp://hv2/system"},
+                 makepath=True)
+
+
+async def test_a_vm_placed_back_mid_migration_is_not_started_at_its_source(
+        store: Store, zk_hosts: str, zk_root: str) -> None:
+    name, p = "flip1", store.paths
+    hv1 = Store(zk_hosts, zk_root)
+    hv1.start()
+    define_running_on_hv1(store, name, hv1)
+    informer, hv = Informer(hv1, p.vms), HeldMigration()
+    await asyncio.to_thread(informer.start)
+    migrating: asyncio.Task[object] | None = None
+    try:
+        await hv.open()
+        await hv.define(simple_domain_xml(name))
+        await hv.start(name)
+        source = VMReconciler("hv1", hv1, vms=informer, hypervisor=hv,
+                              cluster_default=lambda _key, default: default)
+        store.update(p.vm_placement(name), lambda d: {**d, "node": "hv2", "lastNode": "hv1"})
+        await wait_doc(hv1, p.vm_placement(name), lambda d: bool(d and d["node"] == "hv2"))
+        migrating = asyncio.create_task(source.reconcile(name))
+        await asyncio.wait_for(hv.started.wait(), 10)
+        placed_back, loop = asyncio.Event(), asyncio.get_running_loop()
+
+        def on_change(change: Change) -> None:
+            if change.path == p.vm_placement(name):
+                loop.call_soon_threadsafe(placed_back.set)
+
+        informer.subscribe(on_change)
+        store.update(p.vm_placement(name), lambda d: {**d, "node": "hv1", "lastNode": None})
+        await asyncio.wait_for(placed_back.wait(), 10)  # the source's cache has it now
+        hv.done.set()  # the guest arrives on hv2
+        await asyncio.wait_for(migrating, 10)
+        for _ in range(3):  # whatever wakes it next: it must not start the guest here
+            await asyncio.wait_for(source.reconcile(name), 10)
+        assert name not in hv.domains, "started at the source while it runs on the target"
+        assert not store.exists(p.vm_owner(name))  # handed over: the target claims it
+        status = store.get(p.vm_status(name)).doc
+        assert status["node"] == "hv2"  # where it runs, so no other node starts it
+    finally:
+        hv.done.set()
+        if migrating is not None:
+            await asyncio.gather(migrating, return_exceptions=True)
+        informer.stop()
+        hv1.stop()
