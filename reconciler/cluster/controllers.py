@@ -31,6 +31,7 @@ from typing import Any
 
 from reconciler.cluster.fencing import Fencer
 from reconciler.runtime.workqueue import Result
+from reconciler.vm import status as vmstatus
 from schemas.domainxml import domain_resources
 from store import events, nodestatus, txn
 from store.client import Store, Versioned
@@ -270,8 +271,7 @@ class Controllers:
             if vm.status is None or node not in (vm.node, st.get("node")) \
                     or st.get("state") != "unknown":
                 continue
-            new = {**st, "state": "stopped", "node": None, "since": self.clock(),
-                   "reason": f"{node} was fenced", "shutdownDeadline": None}
+            new = vmstatus.fenced_off(st, node=node, now=self.clock())
             try:
                 await asyncio.to_thread(self.store.set, self.store.paths.vm_status(vm.name),
                                         new, version=vm.status.version)
@@ -282,8 +282,7 @@ class Controllers:
         for vm in self.state.all_vms():
             st = vm.status.doc if vm.status else {}
             if vm.status is not None and vm.runs_on(node) and st.get("state") != "unknown":
-                new = {**st, "state": "unknown", "reason": f"node {node} is not responding",
-                       "since": self.clock()}
+                new = vmstatus.unknown(st, node=node, now=self.clock())
                 await asyncio.to_thread(self.store.set, self.store.paths.vm_status(vm.name),
                                         new, version=vm.status.version)
 

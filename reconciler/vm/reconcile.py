@@ -16,17 +16,18 @@ Called by the work queue of `reconciler.daemon`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.libvirt import DomainInfo, Hypervisor, HypervisorError
 from reconciler.runtime.workqueue import Result
+from reconciler.vm import status
+from reconciler.vm.migration import LiveMigration
+from reconciler.vm.view import HANDOVER_LOOK, OWNER_WAIT, MigrationLimits, View
 from statemachine import Action, Desired, Observed, Recorded, Step, plan
-from store import events, txn
+from store import txn
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
@@ -34,52 +35,19 @@ from store.informer import Change, Informer
 from vocabulary import UP_RUN_STATES as UP
 from vocabulary import RunState, VMState
 
+__all__ = ["OWNER_WAIT", "MigrationLimits", "VMReconciler", "View"]
+
 log = logging.getLogger(__name__)
 
 STATES = frozenset(s.value for s in VMState)
-OWNER_WAIT = 2.0  # look again this soon while another session holds the owner znode
-HANDOVER_LOOK = 0.2  # a migrated domain still listed here: look again this soon
-
-
-@dataclass(frozen=True)
-class MigrationLimits:
-    """Outgoing live migrations at once per node, and the time one may take."""
-
-    concurrency: int = 2
-    timeout: float = 300.0
-
-
-def xml_hash(xml: str) -> str:
-    return hashlib.sha256(xml.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class View:
-    """What ZooKeeper (through the cache) says about one VM."""
-
-    name: str
-    spec: Versioned | None
-    placement: Doc
-    status: Versioned | None
-    owner: Versioned | None
-
-    @property
-    def exists(self) -> bool:
-        return self.spec is not None
-
-    @property
-    def spec_doc(self) -> Doc:
-        return self.spec.doc.get("spec", {}) if self.spec else {}
-
-
-class VMReconciler:
+class VMReconciler(LiveMigration):
     """Reconciles the VMs of one node; one instance per daemon."""
 
     def __init__(self, node: str, store: Store, *, vms: Informer, hypervisor: Hypervisor,
                  cluster_default: Callable[[str, Any], Any],
                  clock: Callable[[], float] = time.time,
                  wake: Callable[[str], None] = lambda _name: None,
-                 migrations: MigrationLimits = MigrationLimits()) -> None:
+                 migrations: MigrationLimits | None = None) -> None:
         self.node = node
         self.store = store
         self.vms = vms
@@ -91,7 +59,7 @@ class VMReconciler:
         # is not Herd's, and is left alone (reported), never destroyed.
         self.known: set[str] = set()
         self.wake = wake  # re-queue a VM (thread-safe)
-        self.limits = migrations
+        self.limits = migrations or MigrationLimits()
         self._outbound: set[str] = set()  # VMs migrating out of here now
         self._slot_waiters: set[str] = set()  # VMs waiting for an outbound migration slot
         self._live_failed: dict[str, str] = {}  # VM -> target a live migration failed to
@@ -271,14 +239,6 @@ class VMReconciler:
         return (view.owner is not None and not self._ours(view.owner)
                 and view.owner.doc.get("node") != self.node)
 
-    async def _migrating_out(self, view: View, domain: DomainInfo | None) -> bool:
-        """An outgoing migration job of the domain runs here (say, one this daemon started
-        before it restarted): only where live migration exists and the VM is placed away."""
-        if (domain is None or domain.state not in UP or not self.hv.live_migration_supported
-                or view.placement.get("node") in (None, self.node)):
-            return False
-        return await self.hv.migrating_out(view.name)
-
     # --- acting ------------------------------------------------------------------------------
 
     async def _act(self, step: Step, view: View) -> None:
@@ -293,9 +253,7 @@ class VMReconciler:
 
     def _record_failure(self, name: str, step: Step, error: HypervisorError) -> None:
         def modify(doc: Doc) -> Doc:
-            return {**doc, "state": "failed", "reason": f"{step.action} failed: {error}"[:256],
-                    "since": doc.get("since", 0.0) if doc.get("state") == "failed"
-                    else self.clock()}
+            return status.failed(doc, reason=f"{step.action} failed: {error}", now=self.clock())
         self._written[name] = self.store.update(self.store.paths.vm_status(name), modify)
 
     async def _do(self, step: Step, view: View) -> None:
@@ -312,104 +270,6 @@ class VMReconciler:
         if step.action != Action.NONE:
             log.info("%s: %s (%s)", name, step.action, step.reason)
 
-    # --- live migration ------------------------------------------------------------------
-
-    async def _migrate(self, view: View, step: Step, domain: DomainInfo | None) -> Result:
-        """Say `migrating` (source, target), then migrate peer to peer, within the node's
-        concurrency limit; a VM over the limit waits (status says so) and is woken when a
-        migration ends. The owner znode is this node's before the call (claimed with the
-        status when a restarted daemon found the guest unowned) and stays here until the
-        domain is gone here (`_settle`): the destination takes over only then."""
-        name = view.name
-        if len(self._outbound) >= self.limits.concurrency:
-            self._slot_waiters.add(name)
-            waiting = replace(step, reason=f"waiting for a migration slot "
-                                           f"({len(self._outbound)} in flight from {self.node})")
-            await self._write_status(view, waiting, domain)
-            return Result.done()
-        claim = self._claim_ops(view)  # own it before it moves, as before a start
-        if claim is None:
-            return Result.after(OWNER_WAIT)  # another session's (a dead daemon's): wait
-        self._outbound.add(name)
-        self._slot_waiters.discard(name)
-        try:
-            try:
-                await self._write_status(view, step, domain, with_ops=claim)
-            except AlreadyExists:
-                return Result.after(OWNER_WAIT)
-            began = time.perf_counter()
-            await self._do_migrate(view)
-        except HypervisorError as e:
-            return await self._live_failure(view, step, e)
-        finally:
-            self._outbound.discard(name)
-            for waiter in sorted(self._slot_waiters):
-                self.wake(waiter)
-        call_ms = round((time.perf_counter() - began) * 1000)
-        log.info("%s: live-migrated to %s (libvirt call %d ms)", name,
-                 view.placement.get("node"), call_ms)
-        self._migrated[name] = {"callMs": call_ms}
-        # Look again at once (not at the next event): gone here, the owner znode is handed
-        # over in one transaction with status, and the destination takes it from there.
-        if await self.hv.domain(name) is not None:
-            return Result.after(HANDOVER_LOOK)  # libvirt still lists it: look again soon
-        return await self.reconcile(name)
-
-    async def _do_migrate(self, view: View) -> None:
-        target = str(view.placement.get("node"))
-        node_status = await asyncio.to_thread(self.store.get,
-                                              self.store.paths.node_status(target))
-        uri = node_status.doc.get("migrationUri")
-        if not uri:
-            raise HypervisorError(f"node {target} publishes no migration URI (set address or "
-                                  "migration_uri in its herd-node config)")
-        downtime = view.spec_doc.get("meta", {}).get("migrationMaxDowntime")
-        await self.hv.migrate_live(view.name, str(uri), max_downtime_ms=downtime,
-                                   timeout_s=self.limits.timeout)
-
-    async def _live_failure(self, view: View, step: Step, error: HypervisorError) -> Result:
-        """Method `any`: fall back to shutdown-and-start (the next plan sees live migration
-        as unavailable for this target). Method `live`: status failed, retried with backoff."""
-        target = str(view.placement.get("node"))
-        method = view.spec_doc.get("meta", {}).get("migrationMethod", "any")
-        await asyncio.to_thread(
-            events.record, self.store, "migration-failed",
-            f"{view.name}: live migration {self.node} -> {target} failed: {error}",
-            vm=view.name, source=self.node, target=target,
-            fallback="shutdown" if method == "any" else None)
-        if method != "any":
-            await asyncio.to_thread(self._record_failure, view.name, step, error)
-            raise error
-        log.warning("%s: live migration to %s failed (%s); migrating by shutdown",
-                    view.name, target, error)
-        self._live_failed[view.name] = target
-        return Result.after(0)
-
-    async def _record_arrival(self, view: View) -> None:
-        """The owner znode was just claimed here: if the VM came by live migration, record
-        it in the cluster's events (start, end, duration, libvirt's downtime)."""
-        moving = (view.status.doc.get("migration") if view.status else None) or {}
-        if moving.get("target") != self.node or moving.get("method") != "live":
-            return
-        stats = await self.hv.completed_migration(view.name)
-        started, ended = float(moving.get("started", 0.0)), self.clock()
-        about: dict[str, Any] = {"vm": view.name, "source": moving.get("source"),
-                                 "target": self.node, "started": started, "ended": ended,
-                                 "duration": round(ended - started, 3)}
-        if stats is not None:
-            about.update(downtimeMs=stats.downtime_ms, libvirtMs=stats.elapsed_ms)
-        if "callMs" in moving:  # the source's migrateToURI3, start to return
-            about.update(libvirtCallMs=moving["callMs"],
-                         herdMs=round(about["duration"] * 1000) - int(moving["callMs"]))
-        try:
-            await asyncio.to_thread(
-                events.record, self.store, "migrated",
-                f"{view.name}: live-migrated {about['source']} -> {self.node} in "
-                f"{about['duration']:.2f}s (downtime {about.get('downtimeMs', '?')} ms)",
-                **about)
-        except Exception:  # the record is history, not state: never fail the reconcile
-            log.exception("%s: cannot record the migration event", view.name)
-
     async def _tidy(self, view: View, domain: DomainInfo | None) -> Result:
         """Not ours to run: a shut-off leftover definition here is removed, nothing written."""
         if domain is not None and view.placement.get("node") != self.node:
@@ -425,8 +285,7 @@ class VMReconciler:
         """Status says the VM is up here, but it is not and nobody owns it (the guest went
         with a restart): say it is off, so that the node it is placed on may start it."""
         assert view.status is not None
-        doc = {**view.status.doc, "state": "stopped", "node": None, "since": self.clock(),
-               "reason": f"not running on {self.node}", "shutdownDeadline": None}
+        doc = status.off_here(view.status.doc, node=self.node, now=self.clock())
         try:
             self.store.set(self.store.paths.vm_status(view.name), doc,
                            version=view.status.version)
@@ -437,46 +296,15 @@ class VMReconciler:
     # --- status ------------------------------------------------------------------------------
 
     def _status_doc(self, view: View, step: Step, domain: DomainInfo | None) -> Doc:
-        old = dict(view.status.doc) if view.status else {}
-        now = self.clock()
-        running = step.action == Action.START or (domain is not None and domain.state in UP
-                                                  and step.action not in (Action.DESTROY,))
-        spec_xml = view.spec_doc.get("xml", "")
-        keeps = running or step.state == VMState.MIGRATING  # the guest moves, as it was
-        run_hash = (xml_hash(spec_xml) if step.action == Action.START
-                    else old.get("runningXmlHash") if keeps else None)
-        new = {**old, "state": str(step.state),
-               "node": self.node if running else self._moved_to(view.name, old),
-               "reason": step.reason, "shutdownDeadline": step.shutdown_deadline,
-               "observedRestart": step.observed_restart, "runningXmlHash": run_hash,
-               "observedGeneration": int(view.spec.doc.get("metadata", {}).get("generation", 0))
-               if view.spec else 0}
-        if old.get("state") != new["state"]:
-            new["since"] = now
-        new["migration"] = self._migration(view, step, old, now)
-        new["conditions"] = _restart_condition(old.get("conditions", []), run_hash, spec_xml, now)
-        return new
-
-    def _moved_to(self, name: str, old: Doc) -> str | None:
-        """Where the guest runs after this node migrated it away live (the target, until
-        that node writes its own status: no other node may start it meanwhile); None for
-        a guest that is simply off here."""
-        if name not in self._migrated:
-            return None
-        target = (old.get("migration") or {}).get("target")
-        return target if isinstance(target, str) and target != self.node else None
-
-    def _migration(self, view: View, step: Step, old: Doc, now: float) -> Doc | None:
-        """Source, target and method while this node moves the VM out; None otherwise."""
-        target = view.placement.get("node")
-        if step.state != VMState.MIGRATING or not target or target == self.node:
-            return None
-        method = "live" if step.action == Action.MIGRATE_LIVE else "shutdown"
-        previous = old.get("migration") or {}
-        if previous.get("target") == target:
-            return {**previous, "method": previous.get("method", method),
-                    **self._migrated.get(view.name, {})}
-        return {"source": self.node, "target": target, "method": method, "started": now}
+        up = step.action == Action.START or (domain is not None and domain.state in UP
+                                             and step.action not in (Action.DESTROY,))
+        old = view.status.doc if view.status else {}
+        return status.after_step(old, step, status.StepFacts(
+            node=self.node, up=up, spec_xml=view.spec_doc.get("xml", ""),
+            generation=int(view.spec.doc.get("metadata", {}).get("generation", 0))
+            if view.spec else 0,
+            placed_on=view.placement.get("node"), moved_to=self._moved_to(view.name, old),
+            migrated=self._migrated.get(view.name, {}), now=self.clock()))
 
     async def _write_status(self, view: View, step: Step, domain: DomainInfo | None, *,
                             with_ops: list[txn.Op] | None = None) -> bool:
@@ -548,19 +376,6 @@ class VMReconciler:
         self._live_failed.pop(name, None)
         self._migrated.pop(name, None)
         self.known.discard(name)
-
-
-def _restart_condition(conditions: list[Doc], run_hash: str | None, spec_xml: str,
-                       now: float) -> list[Doc]:
-    """`RestartRequired` is True while the running domain was started from other XML."""
-    others = [c for c in conditions if c.get("type") != "RestartRequired"]
-    if run_hash is None or run_hash == xml_hash(spec_xml):
-        return others
-    old = next((c for c in conditions if c.get("type") == "RestartRequired"), None)
-    since = old["lastTransitionTime"] if old else now
-    return [*others, {"type": "RestartRequired", "status": "True", "reason": "XMLChanged",
-                      "message": "the domain XML changed; it applies at the next start",
-                      "lastTransitionTime": since}]
 
 
 def _status_node(view: View) -> str | None:

@@ -20,7 +20,6 @@ from store.client import Store
 from store.informer import Change, Informer
 from tests.integration.test_unowned_migration import HeldMigration
 from tests.support.libvirt_nodes import simple_domain_xml
-from tests.support.waits import wait_doc
 
 
 def define_running_on_hv1(store: Store, name: str, owner: Store) -> None:
@@ -33,6 +32,24 @@ def define_running_on_hv1(store: Store, name: str, owner: Store) -> None:
     owner.create(p.vm_owner(name), {"node": "hv1"}, ephemeral=True)
     store.create(p.node_status("hv2"), {"migrationUri": "qemu+tcp://hv2/system"},
                  makepath=True)
+
+
+async def place(store: Store, informer: Informer, name: str, node: str) -> None:
+    """Place the VM on `node`; return once the source's cache shows it."""
+    path, loop, seen = store.paths.vm_placement(name), asyncio.get_running_loop(), \
+        asyncio.Event()
+
+    def on_change(change: Change) -> None:
+        if change.path == path and change.new is not None and change.new.doc["node"] == node:
+            loop.call_soon_threadsafe(seen.set)
+
+    unsubscribe = informer.subscribe(on_change)
+    try:
+        store.update(path, lambda d: {**d, "node": node,
+                                      "lastNode": "hv1" if node != "hv1" else None})
+        await asyncio.wait_for(seen.wait(), 30)
+    finally:
+        unsubscribe()
 
 
 async def test_a_vm_placed_back_mid_migration_is_not_started_at_its_source(
@@ -50,19 +67,10 @@ async def test_a_vm_placed_back_mid_migration_is_not_started_at_its_source(
         await hv.start(name)
         source = VMReconciler("hv1", hv1, vms=informer, hypervisor=hv,
                               cluster_default=lambda _key, default: default)
-        store.update(p.vm_placement(name), lambda d: {**d, "node": "hv2", "lastNode": "hv1"})
-        await wait_doc(hv1, p.vm_placement(name), lambda d: bool(d and d["node"] == "hv2"))
+        await place(store, informer, name, "hv2")
         migrating = asyncio.create_task(source.reconcile(name))
         await asyncio.wait_for(hv.started.wait(), 10)
-        placed_back, loop = asyncio.Event(), asyncio.get_running_loop()
-
-        def on_change(change: Change) -> None:
-            if change.path == p.vm_placement(name):
-                loop.call_soon_threadsafe(placed_back.set)
-
-        informer.subscribe(on_change)
-        store.update(p.vm_placement(name), lambda d: {**d, "node": "hv1", "lastNode": None})
-        await asyncio.wait_for(placed_back.wait(), 10)  # the source's cache has it now
+        await place(store, informer, name, "hv1")  # back, while the migration runs
         hv.done.set()  # the guest arrives on hv2
         await asyncio.wait_for(migrating, 10)
         for _ in range(3):  # whatever wakes it next: it must not start the guest here
