@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from reconciler.cluster.controllers import ClusterState
@@ -39,6 +39,7 @@ from reconciler.runtime.controller import Controller
 from reconciler.vm.reconcile import MigrationLimits, VMReconciler
 from store import events
 from store.client import Store
+from store.errors import Unavailable
 from store.informer import Change, Informer
 from store.layout import ensure_layout
 
@@ -129,18 +130,31 @@ class NodeDaemon:
 
     async def _connect(self) -> None:
         """ZooKeeper, then libvirt, then the caches and the node's registration."""
-        await asyncio.to_thread(self._connect_store)
+        await asyncio.to_thread(self.store.start)
+        await self._until_written("the cluster layout",
+                                  lambda: asyncio.to_thread(ensure_layout, self.store))
         await self.hv.open()
-        await asyncio.to_thread(self._watch_and_register)
+        await asyncio.to_thread(self._watch)
+        await self._until_written("registering the node",
+                                  lambda: asyncio.to_thread(self.registration.register))
 
-    def _connect_store(self) -> None:
-        self.store.start()
-        ensure_layout(self.store)
-
-    def _watch_and_register(self) -> None:
+    def _watch(self) -> None:
         for informer in (self.cluster, self.nodes, self.vms):
             informer.start()
-        self.registration.register()
+
+    async def _until_written(self, what: str, write: Callable[[], Awaitable[Any]]) -> None:
+        """A start-up write, again once ZooKeeper is back if it is away meanwhile: a daemon
+        started just before an outage waits it out instead of exiting (issue #20, fault
+        suite seed 8)."""
+        while True:
+            try:
+                await write()
+                return
+            except Unavailable as e:
+                if self._stopping.is_set():
+                    raise
+                log.warning("%s: %s; waiting for ZooKeeper", what, e)
+                await asyncio.to_thread(self.store.wait_writable, 1.0)
 
     async def _start(self) -> None:
         self.vms.subscribe(self._on_vm_change)
@@ -156,7 +170,7 @@ class NodeDaemon:
         await self._adopt()
         self.queue.start()
         self.registration.daemon_state = "run"
-        await self._publish(heartbeat=True)
+        await self._until_written("the first status", lambda: self._publish(heartbeat=True))
         self._tasks = [asyncio.create_task(self._publisher(), name="status-publisher"),
                        asyncio.create_task(self._resyncer(), name="resync")]
         if self.coordinator is not None:
