@@ -31,20 +31,22 @@ from schemas.node import (
     ObjectSchema,
     load_object,
 )
-from schemas.requests import (
+from schemas.operations import (
     ApplyRequest,
     DeleteQuery,
     ErrorBody,
     ErrorSchema,
     NodeDomainStateRequest,
-    VMDefineRequest,
     VMListQuery,
-    VMMetaRequest,
-    VMModifyRequest,
     VMNodeRequest,
     VMRenameRequest,
     VMStateRequest,
     compile_limit,
+)
+from schemas.requests import (
+    VMDefineRequest,
+    VMMetaRequest,
+    VMModifyRequest,
     define_request_to_vm,
     merge_patch,
     meta_patch,

@@ -3,12 +3,12 @@
 `server` validates every request with these (and builds its OpenAPI document from
 them); `ctl` may validate before sending. Helpers turn a loaded request into what is
 stored: `define_request_to_vm` (POST /vm), `vm_spec_patch` (POST /vm/{vm}) and
-`meta_patch` (POST /vm/{vm}/meta). Query-string schemas take text ("true", "1").
+`meta_patch` (POST /vm/{vm}/meta). The other requests (verbs, apply, queries, the error
+body) are in `schemas.operations`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,35 +22,23 @@ from marshmallow import (
 
 from schemas.common import (
     API_VERSION,
-    MAX_WAIT_TIMEOUT,
     Choice,
     HerdSchema,
-    QueryBool,
     StrictBool,
-    StrictFloat,
     StrictInt,
-    Text,
     limits_field,
     migration_downtime_range,
     shutdown_timeout_range,
 )
 from schemas.domainxml import domain_name, normalize_domain_xml
 from schemas.names import Name, validate_name
-from schemas.node import load_object
 from schemas.vm import VMSchema
 from vocabulary import (
     DesiredState,
-    DomainStateVerb,
     Kind,
     MigrationMethod,
-    NodeAction,
     Selector,
-    StateVerb,
-    VMState,
 )
-
-MAX_APPLY_OBJECTS = 10000
-MAX_LIMIT_PATTERN = 256
 
 # Request field → key in `spec.meta` of the stored VM.
 META_KEYS = {
@@ -77,19 +65,6 @@ class NameList(fields.List[str]):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return super()._deserialize(value, attr, data, **kwargs)
-
-
-def _timeout() -> StrictFloat:
-    """`timeout` of a waiting request: seconds, 0 < t <= MAX_WAIT_TIMEOUT (null: no limit)."""
-    return StrictFloat(
-        load_default=None,
-        validate=validate.Range(
-            min=0,
-            max=MAX_WAIT_TIMEOUT,
-            min_inclusive=False,
-            error=f"Must be more than 0 and at most {MAX_WAIT_TIMEOUT:g} seconds.",
-        ),
-    )
 
 
 def _xml_field(**kwargs: Any) -> fields.String:
@@ -291,165 +266,3 @@ def merge_patch(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, 
         else:
             merged[key] = value
     return merged
-
-
-class VMStateRequest(HerdSchema):
-    """POST /vm/{vm}/state: an imperative verb, optionally waiting for the result."""
-
-    class Meta:
-        unknown = RAISE
-
-    state = Choice(StateVerb, required=True)
-    wait = StrictBool(load_default=False)
-    timeout = _timeout()
-
-
-class VMNodeRequest(HerdSchema):
-    """POST /vm/{vm}/node: migrate, move or unmigrate."""
-
-    class Meta:
-        unknown = RAISE
-
-    action = Choice(NodeAction, required=True)
-    node = Name(load_default=None)
-    force = StrictBool(load_default=False)
-    wait = StrictBool(load_default=False)
-    timeout = _timeout()
-
-    @validates_schema
-    def _no_node_for_unmigrate(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if data["action"] == NodeAction.UNMIGRATE and data["node"] is not None:
-            raise ValidationError(
-                "A node cannot be given with action 'unmigrate': the VM returns to its last node.",
-                "node",
-            )
-
-
-class VMRenameRequest(HerdSchema):
-    """POST /vm/{vm}/rename."""
-
-    class Meta:
-        unknown = RAISE
-
-    new_name = Name(required=True)
-
-
-class NodeDomainStateRequest(HerdSchema):
-    """POST /node/{node}/domain-state: flush or ready."""
-
-    class Meta:
-        unknown = RAISE
-
-    state = Choice(DomainStateVerb, required=True)
-    wait = StrictBool(load_default=False)
-    timeout = _timeout()
-
-
-class ObjectField(fields.Field[dict[str, Any]]):
-    """A VM or Node document, validated by the schema of its `kind` (`load_object`)."""
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
-    ) -> dict[str, Any]:
-        return load_object(value)
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
-def _object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
-    return obj["kind"], obj["metadata"]["name"]
-
-
-class ApplyRequest(HerdSchema):
-    """POST /apply: objects applied atomically; errors are keyed by the object's index."""
-
-    class Meta:
-        unknown = RAISE
-
-    objects = fields.List(
-        ObjectField(),
-        required=True,
-        validate=validate.Length(
-            min=1,
-            max=MAX_APPLY_OBJECTS,
-            error=f"Give between 1 and {MAX_APPLY_OBJECTS} objects.",
-        ),
-    )
-    dry_run = StrictBool(load_default=False)
-
-    @validates_schema
-    def _no_duplicates(self, data: dict[str, Any], **kwargs: Any) -> None:
-        first: dict[tuple[str, str], int] = {}
-        errors: dict[int, Any] = {}
-        for index, obj in enumerate(data["objects"]):
-            key = _object_key(obj)
-            if key in first:
-                errors[index] = {"metadata": {"name": [
-                    f"{key[0]} {key[1]!r} is also objects[{first[key]}]; give each object once."
-                ]}}
-            first.setdefault(key, index)
-        if errors:
-            raise ValidationError({"objects": errors})
-
-
-def compile_limit(pattern: str) -> re.Pattern[str]:
-    """The `limit` filter of GET /vm: a name substring or regular expression (searched)."""
-    try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise ValidationError(f"Not a valid regular expression: {e}.") from None
-
-
-def _check_limit(pattern: str) -> None:
-    compile_limit(pattern)
-
-
-class VMListQuery(HerdSchema):
-    """Query string of GET /vm; match names with `compile_limit(limit).search(name)`."""
-
-    class Meta:
-        unknown = RAISE
-
-    node = Name(load_default=None)
-    state = Choice(VMState, load_default=None)
-    limit = fields.String(
-        load_default=None,
-        validate=[
-            validate.Length(
-                min=1, max=MAX_LIMIT_PATTERN,
-                error=f"Length must be between 1 and {MAX_LIMIT_PATTERN} characters.",
-            ),
-            _check_limit,
-        ],
-    )
-    xml = QueryBool(load_default=False)
-
-
-class DeleteQuery(HerdSchema):
-    """Query string of DELETE /vm/{vm}."""
-
-    class Meta:
-        unknown = RAISE
-
-    force = QueryBool(load_default=False)
-
-
-class ErrorSchema(HerdSchema):
-    """The `error` member of every error response."""
-
-    class Meta:
-        unknown = RAISE
-
-    code = Text(required=True, min_len=1, max_len=64)
-    message = Text(required=True, max_len=4096)
-    details = fields.Dict(keys=fields.String(), load_default=dict)
-
-
-class ErrorBody(HerdSchema):
-    """Every error response: {"error": {"code", "message", "details"}}."""
-
-    class Meta:
-        unknown = RAISE
-
-    error = fields.Nested(ErrorSchema, required=True)

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import ValidationError
 
-from schemas.requests import ApplyRequest
+from schemas.operations import ApplyRequest
 from server.access import SETTLE_TIMEOUT, Ctx, commit, writing
 from server.errors import ApiError, conflict
 from server.http import json_response, read_json

@@ -14,7 +14,7 @@ import asyncio
 
 from aiohttp import web
 
-from schemas.requests import NodeDomainStateRequest
+from schemas.operations import NodeDomainStateRequest
 from server.access import Ctx, cached_node, reading, settled_node, writing
 from server.errors import ApiError, not_found
 from server.http import json_response, load_body, path_name

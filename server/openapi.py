@@ -17,7 +17,7 @@ from marshmallow import fields
 
 from schemas.common import Choice
 from schemas.names import MAX_NAME_LEN, NAME_RE, Name
-from schemas.requests import ErrorBody
+from schemas.operations import ErrorBody
 from server.config import ServerConfig
 from server.http import json_response
 from server.keys import CONFIG, ROUTE_TABLE

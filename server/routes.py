@@ -6,18 +6,16 @@ the app's state (`ROUTE_TABLE`), where `server.openapi` finds what it describes.
 
 from __future__ import annotations
 
-from schemas.requests import (
+from schemas.operations import (
     ApplyRequest,
     DeleteQuery,
     NodeDomainStateRequest,
-    VMDefineRequest,
     VMListQuery,
-    VMMetaRequest,
-    VMModifyRequest,
     VMNodeRequest,
     VMRenameRequest,
     VMStateRequest,
 )
+from schemas.requests import VMDefineRequest, VMMetaRequest, VMModifyRequest
 from schemas.vm import VMSchema
 from server import (
     apply,

@@ -13,14 +13,11 @@ from typing import Any
 from aiohttp import web
 from marshmallow import ValidationError
 
+from schemas.operations import DeleteQuery, VMListQuery, VMRenameRequest, compile_limit
 from schemas.requests import (
-    DeleteQuery,
     VMDefineRequest,
-    VMListQuery,
     VMMetaRequest,
     VMModifyRequest,
-    VMRenameRequest,
-    compile_limit,
     define_request_to_vm,
     meta_patch,
     vm_spec_patch,

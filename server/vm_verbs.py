@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from schemas.domainxml import domain_resources
-from schemas.requests import VMNodeRequest, VMStateRequest
+from schemas.operations import VMNodeRequest, VMStateRequest
 from server.access import Ctx, cached_vm, commit, fresh_vm, reading, settled_vm, writing
 from server.errors import ApiError, conflict, not_found
 from server.http import json_response, load_body, path_name
