@@ -13,13 +13,13 @@ test holds open (tests/integration/test_unowned_migration.py).
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
-from reconciler.vm.reconcile import VMReconciler
 from store import txn, vms
 from store.client import Store
 from store.informer import Change, Informer
-from tests.integration.test_unowned_migration import HeldMigration
 from tests.support.libvirt_nodes import simple_domain_xml
+from tests.support.sourcenode import source_node
 
 
 def define_running_on_hv1(store: Store, name: str, owner: Store) -> None:
@@ -55,33 +55,17 @@ async def place(store: Store, informer: Informer, name: str, node: str) -> None:
 async def test_a_vm_placed_back_mid_migration_is_not_started_at_its_source(
         store: Store, zk_hosts: str, zk_root: str) -> None:
     name, p = "flip1", store.paths
-    hv1 = Store(zk_hosts, zk_root)
-    hv1.start()
-    define_running_on_hv1(store, name, hv1)
-    informer, hv = Informer(hv1, p.vms), HeldMigration()
-    await asyncio.to_thread(informer.start)
-    migrating: asyncio.Task[object] | None = None
-    try:
-        await hv.open()
-        await hv.define(simple_domain_xml(name))
-        await hv.start(name)
-        source = VMReconciler("hv1", hv1, vms=informer, hypervisor=hv,
-                              cluster_default=lambda _key, default: default)
-        await place(store, informer, name, "hv2")
-        migrating = asyncio.create_task(source.reconcile(name))
-        await asyncio.wait_for(hv.started.wait(), 10)
-        await place(store, informer, name, "hv1")  # back, while the migration runs
-        hv.done.set()  # the guest arrives on hv2
+    before = partial(define_running_on_hv1, store, name)  # owned by hv1's session
+    async with source_node(zk_hosts, zk_root, name, before_sync=before) as hv1:
+        await place(store, hv1.informer, name, "hv2")
+        migrating = hv1.spawn(hv1.reconciler.reconcile(name))
+        await asyncio.wait_for(hv1.hv.started.wait(), 10)
+        await place(store, hv1.informer, name, "hv1")  # back, while the migration runs
+        hv1.hv.done.set()  # the guest arrives on hv2
         await asyncio.wait_for(migrating, 10)
         for _ in range(3):  # whatever wakes it next: it must not start the guest here
-            await asyncio.wait_for(source.reconcile(name), 10)
-        assert name not in hv.domains, "started at the source while it runs on the target"
+            await asyncio.wait_for(hv1.reconciler.reconcile(name), 10)
+        assert name not in hv1.hv.domains, "started at the source while it runs on the target"
         assert not store.exists(p.vm_owner(name))  # handed over: the target claims it
         status = store.get(p.vm_status(name)).doc
         assert status["node"] == "hv2"  # where it runs, so no other node starts it
-    finally:
-        hv.done.set()
-        if migrating is not None:
-            await asyncio.gather(migrating, return_exceptions=True)
-        informer.stop()
-        hv1.stop()

@@ -15,33 +15,13 @@ that the test holds open so that it can look at ZooKeeper during the call.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from reconciler.vm.reconcile import OWNER_WAIT, VMReconciler
+from reconciler.vm.reconcile import OWNER_WAIT
 from store import txn, vms
 from store.client import Store
-from store.informer import Informer
-from tests.support.fakehypervisor import FakeHypervisor
 from tests.support.libvirt_nodes import simple_domain_xml
+from tests.support.sourcenode import source_node
 from tests.support.waits import wait_doc
-
-
-class HeldMigration(FakeHypervisor):
-    """A fake whose live migration runs until `done` is set; `started` is set at the call."""
-
-    def __init__(self) -> None:
-        super().__init__("fake:///hv1")
-        self.started = asyncio.Event()
-        self.done = asyncio.Event()
-
-    @property
-    def live_migration_supported(self) -> bool:
-        return True
-
-    async def migrate_live(self, name: str, dest_uri: str, **_kw: Any) -> None:
-        self.started.set()
-        await self.done.wait()
-        del self.domains[name]  # gone here: it runs on the destination now
 
 
 def define_running_on_hv1_placed_on_hv2(store: Store, name: str) -> None:
@@ -63,31 +43,16 @@ async def test_a_node_owns_a_guest_before_it_migrates_it_out(store: Store, zk_ho
                                                              zk_root: str) -> None:
     name, p = "mig1", store.paths
     define_running_on_hv1_placed_on_hv2(store, name)
-    hv1 = Store(zk_hosts, zk_root)
-    hv1.start()
-    informer, hv = Informer(hv1, p.vms), HeldMigration()
-    await asyncio.to_thread(informer.start)
-    migrating: asyncio.Task[Any] | None = None
-    try:
-        await hv.open()
-        await hv.define(simple_domain_xml(name))
-        await hv.start(name)
-        source = VMReconciler("hv1", hv1, vms=informer, hypervisor=hv,
-                              cluster_default=lambda _key, default: default)
-        migrating = asyncio.create_task(source.reconcile(name))
-        await asyncio.wait_for(hv.started.wait(), 10)
+    async with source_node(zk_hosts, zk_root, name) as hv1:
+        migrating = hv1.spawn(hv1.reconciler.reconcile(name))
+        await asyncio.wait_for(hv1.hv.started.wait(), 10)
         owner = store.get(p.vm_owner(name))  # during the call: ours, by this session
-        assert owner.doc == {"node": "hv1"} and owner.stat.ephemeralOwner == hv1.session_id
-        hv.done.set()
+        assert owner.doc == {"node": "hv1"}
+        assert owner.stat.ephemeralOwner == hv1.store.session_id
+        hv1.hv.done.set()
         await asyncio.wait_for(migrating, 10)
         await wait_doc(store, p.vm_status(name), lambda d: bool(d and d["node"] == "hv2"))
         assert not store.exists(p.vm_owner(name))  # released once the guest was gone here
-    finally:
-        hv.done.set()
-        if migrating is not None:
-            await asyncio.gather(migrating, return_exceptions=True)
-        informer.stop()
-        hv1.stop()
 
 
 async def test_a_guest_another_session_owns_is_not_migrated(store: Store, zk_hosts: str,
@@ -95,19 +60,7 @@ async def test_a_guest_another_session_owns_is_not_migrated(store: Store, zk_hos
     name, p = "mig2", store.paths
     define_running_on_hv1_placed_on_hv2(store, name)
     store.create(p.vm_owner(name), {"node": "hv1"}, ephemeral=True)  # the old session's
-    hv1 = Store(zk_hosts, zk_root)
-    hv1.start()
-    informer, hv = Informer(hv1, p.vms), HeldMigration()
-    await asyncio.to_thread(informer.start)
-    try:
-        await hv.open()
-        await hv.define(simple_domain_xml(name))
-        await hv.start(name)
-        source = VMReconciler("hv1", hv1, vms=informer, hypervisor=hv,
-                              cluster_default=lambda _key, default: default)
-        hv.done.set()  # were it called, the migration would end at once
-        result = await asyncio.wait_for(source.reconcile(name), 10)
-        assert result.requeue_after == OWNER_WAIT and not hv.started.is_set()
-    finally:
-        informer.stop()
-        hv1.stop()
+    async with source_node(zk_hosts, zk_root, name) as hv1:
+        hv1.hv.done.set()  # were it called, the migration would end at once
+        result = await asyncio.wait_for(hv1.reconciler.reconcile(name), 10)
+        assert result.requeue_after == OWNER_WAIT and not hv1.hv.started.is_set()
