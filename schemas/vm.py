@@ -135,6 +135,10 @@ class MigrationSchema(HerdSchema):
     target = Name(required=True)
     method = Choice(MigrationMethod, exclude=[MigrationMethod.ANY], required=True)
     started = StrictFloat(required=True, validate=validate_epoch)
+    # What the source records of its live migration; the next step is planned on it.
+    callMs = StrictInt(validate=non_negative())  # the libvirt call, start to return
+    handedOver = StrictBool()  # the call returned: the guest runs on the target
+    liveFailed = StrictBool()  # it failed (method any): moved by shutdown instead
 
     @validates_schema
     def _distinct(self, data: dict[str, Any], **kwargs: Any) -> None:

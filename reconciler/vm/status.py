@@ -34,7 +34,6 @@ class StepFacts:
     generation: int  # the spec's metadata.generation
     placed_on: str | None  # placement.node
     moved_to: str | None  # the target, right after this node migrated the guest away live
-    migrated: Doc  # facts of this node's finished outgoing live migration (callMs)
     now: float
 
 
@@ -63,8 +62,8 @@ def _migration(old: Doc, step: Step, facts: StepFacts) -> Doc | None:
         return None
     method = "live" if step.action == Action.MIGRATE_LIVE else "shutdown"
     previous = old.get("migration") or {}
-    if previous.get("target") == target:
-        return {**previous, "method": previous.get("method", method), **facts.migrated}
+    if previous.get("target") == target and previous.get("source") == facts.node:
+        return {**previous, "method": previous.get("method", method)}
     return {"source": facts.node, "target": target, "method": method, "started": facts.now}
 
 
@@ -81,6 +80,19 @@ def _restart_condition(conditions: list[Doc], run_hash: str | None, spec_xml: st
                       "lastTransitionTime": since}]
 
 
+def migrated_out(old: Doc, *, call_ms: int) -> Doc:
+    """The source's live migration call returned: the guest runs on the target now (the
+    source hands it over once libvirt no longer lists it here)."""
+    return {**old, "migration": {**(old.get("migration") or {}), "handedOver": True,
+                                 "callMs": call_ms}}
+
+
+def live_failed(old: Doc, *, reason: str) -> Doc:
+    """A live migration of method `any` failed: the next steps move the VM by shutdown."""
+    return {**old, "reason": reason[:256],
+            "migration": {**(old.get("migration") or {}), "liveFailed": True}}
+
+
 def failed(old: Doc, *, reason: str, now: float) -> Doc:
     """A libvirt failure of the node's step (`since` kept while it stays failed)."""
     return {**old, "state": "failed", "reason": reason[:256],
@@ -91,7 +103,7 @@ def off_here(old: Doc, *, node: str, now: float) -> Doc:
     """Status placed the VM on `node`, where it is gone and nobody owns it (the guest went
     with a restart): off, so that the node it is placed on may start it."""
     return {**old, "state": "stopped", "node": None, "since": now,
-            "reason": f"not running on {node}", "shutdownDeadline": None}
+            "reason": f"not running on {node}", "shutdownDeadline": None, "migration": None}
 
 
 def unknown(old: Doc, *, node: str, now: float) -> Doc:

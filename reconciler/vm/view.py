@@ -1,6 +1,6 @@
 """What the VM controller reads of one VM (`View`: spec, placement, status and owner, as
-the watched cache has them), the node's live-migration limits, and the controller's
-timings. Used by `reconciler.vm.reconcile` and `reconciler.vm.migration`.
+the watched cache has them), and the node's live-migration limits. Used by the modules of
+`reconciler.vm`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,6 @@ from dataclasses import dataclass
 
 from store.client import Versioned
 from store.codec import Doc
-
-OWNER_WAIT = 2.0  # look again this soon while another session holds the owner znode
-HANDOVER_LOOK = 0.2  # a migrated domain still listed here: look again this soon
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ async def test_a_vm_placed_back_mid_migration_is_not_started_at_its_source(
     before = partial(define_running_on_hv1, store, name)  # owned by hv1's session
     async with source_node(zk_hosts, zk_root, name, before_sync=before) as hv1:
         await place(store, hv1.informer, name, "hv2")
-        migrating = hv1.spawn(hv1.reconciler.reconcile(name))
+        migrating = hv1.spawn(hv1.drive(name))
         await asyncio.wait_for(hv1.hv.started.wait(), 10)
         await place(store, hv1.informer, name, "hv1")  # back, while the migration runs
         hv1.hv.done.set()  # the guest arrives on hv2

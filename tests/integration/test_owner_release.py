@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
+from reconciler.vm.observe import Observation
 from reconciler.vm.reconcile import View, VMReconciler
-from statemachine import Desired, Observed, Recorded, plan
+from statemachine.nodeplan import plan_vm
 from store import txn, vms
 from store.client import Store
 from store.errors import Conflict
+from tests.support.fakehypervisor import FakeHypervisor
 from tests.support.libvirt_nodes import simple_domain_xml
-from vocabulary import DesiredState, RunState, VMState
 
 
 def define(store: Store, name: str, *, node: str) -> None:
@@ -39,15 +40,19 @@ async def test_a_release_from_a_stale_view_never_deletes_the_new_owner(
     try:
         hv1.create(p.vm_owner(name), {"node": "hv1"}, ephemeral=True)
         stale_owner = hv1.get(p.vm_owner(name))
-        nothing: Any = None
-        source = VMReconciler("hv1", hv1, vms=nothing, hypervisor=nothing,
+        nothing: Any = None  # the views are given; the cache is not read
+        source = VMReconciler("hv1", hv1, vms=nothing, hypervisor=FakeHypervisor(),
                               cluster_default=lambda _key, default: default)
-        step = plan(Desired(target=DesiredState.RUNNING, placed_here=False),
-                    Observed(domain=RunState.ABSENT), Recorded(state=VMState.MIGRATING), now=0.0)
+
+        async def reconcile_from(view: View) -> None:
+            """hv1's reconcile of `view` with no domain there: plan, act, record."""
+            seen = Observation("hv1", view, None, source.observer.situation(view, None))
+            await source.actuator.carry_out(seen, plan_vm(seen.situation, now=0.0))
+
         spec = hv1.get(p.vm(name))
         # hv1's release, as its reconcile makes it: owner deleted, status in one transaction.
-        await source._settle(View(name, spec, {"node": "hv2"}, hv1.get(p.vm_status(name)),
-                                  stale_owner), step, None)
+        await reconcile_from(View(name, spec, {"node": "hv2"}, hv1.get(p.vm_status(name)),
+                                  stale_owner))
         released = hv1.get(p.vm_status(name))
         txn.commit_one(hv2, [txn.Create(p.vm_owner(name), {"node": "hv2"}, ephemeral=True),
                              txn.Set(p.vm_status(name), {**released.doc, "state": "running",
@@ -56,7 +61,7 @@ async def test_a_release_from_a_stale_view_never_deletes_the_new_owner(
         # the status it wrote itself (nothing to change) and its old owner znode.
         view = View(name, spec, {"node": "hv2"}, released, stale_owner)
         with pytest.raises(Conflict):
-            await source._settle(view, step, None)
+            await reconcile_from(view)
         owner = store.get(p.vm_owner(name))
         assert owner.doc == {"node": "hv2"}
         assert owner.stat.ephemeralOwner == hv2.session_id

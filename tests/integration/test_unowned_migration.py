@@ -44,7 +44,7 @@ async def test_a_node_owns_a_guest_before_it_migrates_it_out(store: Store, zk_ho
     name, p = "mig1", store.paths
     define_running_on_hv1_placed_on_hv2(store, name)
     async with source_node(zk_hosts, zk_root, name) as hv1:
-        migrating = hv1.spawn(hv1.reconciler.reconcile(name))
+        migrating = hv1.spawn(hv1.drive(name))
         await asyncio.wait_for(hv1.hv.started.wait(), 10)
         owner = store.get(p.vm_owner(name))  # during the call: ours, by this session
         assert owner.doc == {"node": "hv1"}
@@ -62,5 +62,5 @@ async def test_a_guest_another_session_owns_is_not_migrated(store: Store, zk_hos
     store.create(p.vm_owner(name), {"node": "hv1"}, ephemeral=True)  # the old session's
     async with source_node(zk_hosts, zk_root, name) as hv1:
         hv1.hv.done.set()  # were it called, the migration would end at once
-        result = await asyncio.wait_for(hv1.reconciler.reconcile(name), 10)
+        result = await asyncio.wait_for(hv1.drive(name), 10)
         assert result.requeue_after == OWNER_WAIT and not hv1.hv.started.is_set()

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.runtime.workqueue import Result
 from reconciler.vm.reconcile import VMReconciler
 from store.client import Store
 from store.informer import Informer
@@ -44,6 +45,15 @@ class SourceNode:
     hv: HeldMigration
     reconciler: VMReconciler
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def drive(self, name: str) -> Result:
+        """Reconcile `name` as the work queue does: again at once while a result asks for
+        that (one step per reconcile: a live migration is recorded, then carried out, then
+        handed over), until one asks to wait or is done."""
+        while True:
+            result = await self.reconciler.reconcile(name)
+            if result.requeue_after != 0:
+                return result
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A reconcile running beside the test (ended, whatever happens, on exit)."""

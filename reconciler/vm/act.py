@@ -1,0 +1,125 @@
+"""Act: carry out one `VMPlan` of `statemachine.nodeplan`, then record it once.
+
+`Actuator.carry_out(observation, plan)` does what the plan says and nothing else:
+- a wait (handover, incoming migration, another session's owner): nothing, look again;
+- a tidy (not ours to run): remove a shut-off definition left here, and say off a VM that
+  status still places here although it is gone and unowned;
+- a step: start (status `starting` with the owner claimed, in one transaction, BEFORE
+  libvirt starts it: never two nodes), shutdown, destroy, undefine (then status with the
+  owner released), or any other step (act, then status with the owner held or released);
+  a live migration goes to `reconciler.vm.migration`.
+A libvirt failure is recorded in status (state failed, the error as reason) and raised
+again, so the work queue retries with capped backoff. Returns the work queue's `Result`.
+Called by `reconciler.vm.reconcile.VMReconciler`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from reconciler.libvirt import Hypervisor, HypervisorError
+from reconciler.runtime.workqueue import Result
+from reconciler.vm.migration import Migrator
+from reconciler.vm.observe import Observation
+from reconciler.vm.record import StatusWriter
+from statemachine import Action, Step
+from statemachine.nodeplan import OWNER_WAIT, Gate, OwnerOp, VMPlan
+from store import txn
+from store.errors import AlreadyExists
+from vocabulary import UP_RUN_STATES as UP
+
+log = logging.getLogger(__name__)
+
+
+class Actuator:
+    """Carries out the plans of one node's VM reconciler."""
+
+    def __init__(self, writer: StatusWriter, hv: Hypervisor, *, migrator: Migrator) -> None:
+        self.writer = writer
+        self.hv = hv
+        self.migrator = migrator
+        self.node = writer.node
+
+    async def carry_out(self, obs: Observation, plan: VMPlan) -> Result:
+        if plan.gate == Gate.TIDY:
+            await self._tidy(obs)
+            return Result.done()
+        step = plan.step
+        if plan.gate != Gate.STEP or step is None:
+            return _after(plan.requeue_after)  # ignore, or wait: nothing to do now
+        if plan.wants_slot:
+            self.migrator.wait_for_slot(obs.name)
+        if step.action == Action.START or not plan.execute:
+            return await self._claim_then_act(obs, plan, step)
+        if step.action == Action.MIGRATE_LIVE:
+            return await self.migrator.migrate(obs, step)
+        return await self._act_then_record(obs, plan, step)
+
+    async def _claim_then_act(self, obs: Observation, plan: VMPlan, step: Step) -> Result:
+        """Own it and record the step in one transaction, then act (a start) or leave the
+        action to the next reconcile (the first phase of a live migration)."""
+        claim = self.writer.owner_ops(obs, OwnerOp.CLAIM, up=True)
+        try:
+            await self.writer.write(obs, self.writer.doc_after(obs, step), with_ops=claim)
+        except AlreadyExists:
+            return Result.after(OWNER_WAIT)
+        if plan.execute:
+            await self.act(obs, step)
+        return _after(plan.requeue_after if not plan.execute else step.requeue_after)
+
+    async def _act_then_record(self, obs: Observation, plan: VMPlan, step: Step) -> Result:
+        """Act, then write status with the owner claimed (running here, unowned: adopted, or
+        arrived by live migration) or released (off here) in the same transaction."""
+        up = obs.domain is not None and obs.domain.state in UP
+        ops = self.writer.owner_ops(obs, plan.owner, up=up)
+        await self.act(obs, step)
+        try:
+            if not await self.writer.write(obs, self.writer.doc_after(obs, step), with_ops=ops):
+                ops = []  # the owner change was ours already
+        except AlreadyExists:  # another session owns it
+            return Result.after(OWNER_WAIT)
+        if ops:
+            log.info("%s: %s the owner znode (domain %s here; %s)", obs.name,
+                     "claimed" if isinstance(ops[0], txn.Create) else "released",
+                     obs.domain.state if obs.domain else "absent", step.reason)
+        if any(isinstance(op, txn.Create) for op in ops):
+            await self.migrator.record_arrival(obs)
+        return _after(step.requeue_after)
+
+    async def act(self, obs: Observation, step: Step) -> None:
+        """The step's libvirt action; a failure is recorded in status and raised again."""
+        try:
+            await self._do(obs, step)
+        except HypervisorError as e:
+            if obs.view.exists:
+                await self.writer.failed(obs.name, step, e)
+            raise
+
+    async def _do(self, obs: Observation, step: Step) -> None:
+        name = obs.name
+        if step.action == Action.START:
+            await self.hv.define(obs.view.spec_doc["xml"])
+            await self.hv.start(name)
+        elif step.action == Action.SHUTDOWN:
+            await self.hv.shutdown(name)
+        elif step.action == Action.DESTROY:
+            await self.hv.destroy(name)
+        elif step.action in (Action.RELEASE, Action.UNDEFINE):
+            await self.hv.undefine(name)
+        if step.action != Action.NONE:
+            log.info("%s: %s (%s)", name, step.action, step.reason)
+
+    async def _tidy(self, obs: Observation) -> None:
+        """Not ours to run: a shut-off leftover definition here is removed; a VM that status
+        still places here, gone and unowned (lost with a restart), is said off."""
+        view = obs.view
+        if obs.domain is not None and obs.target != self.node:
+            await self.hv.undefine(view.name)
+            log.info("%s: removed the shut-off definition left here", view.name)
+        if view.exists and view.owner is None and obs.view.status is not None \
+                and obs.view.status.doc.get("node") == self.node:
+            await self.writer.say_off_here(view)
+
+
+def _after(seconds: float | None) -> Result:
+    return Result.done() if seconds is None else Result.after(seconds)

@@ -1,0 +1,161 @@
+"""Record: the node's one writer of a VM's status and owner znodes.
+
+Every status a node writes goes through `StatusWriter`: built by `reconciler.vm.status`
+(pure), version-checked against the status this reconcile observed, and committed in ONE
+transaction with the owner znode change the plan asked for (`OwnerOp`). It remembers its
+own newest write (`Observer.written`), so the next reconcile reads its own writes even
+before the cache shows them, and so the daemon can drop the echo of its own change.
+Called by the actuator (`reconciler.vm.act`) and the live migration (`reconciler.vm.migration`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from reconciler.vm import status
+from reconciler.vm.observe import Observation, Observer
+from reconciler.vm.view import View
+from statemachine import Action, Step
+from statemachine.nodeplan import OwnerOp
+from store import txn
+from store.client import Store, Versioned
+from store.codec import Doc
+from store.errors import AlreadyExists, Conflict, NotFound
+from vocabulary import UP_RUN_STATES as UP
+
+log = logging.getLogger(__name__)
+
+
+class StatusWriter:
+    """Writes one node's VM status documents, each with its owner znode change."""
+
+    def __init__(self, observer: Observer, *, clock: Callable[[], float]) -> None:
+        self.node = observer.node
+        self.store: Store = observer.store
+        self.observer = observer
+        self.clock = clock
+
+    @property
+    def written(self) -> dict[str, Versioned]:
+        return self.observer.written
+
+    # --- the owner znode ----------------------------------------------------------------------
+
+    def owner_ops(self, obs: Observation, op: OwnerOp, *, up: bool) -> list[txn.Op]:
+        """The owner znode change of `op`: claim (create when free), release (delete when
+        ours), hold (running here: claim when free; off here: release)."""
+        view, ours = obs.view, self.observer.ours(obs.view.owner)
+        if op == OwnerOp.HOLD:
+            if up and view.owner is not None and not ours:
+                log.error("%s runs here but %s owns it", view.name, view.owner.doc.get("node"))
+            op = OwnerOp.CLAIM if up and view.exists else OwnerOp.RELEASE
+        if op == OwnerOp.CLAIM and view.owner is None:
+            return [txn.Create(self.store.paths.vm_owner(view.name), {"node": self.node},
+                               ephemeral=True)]
+        if op == OwnerOp.RELEASE and view.owner is not None and ours:
+            return [txn.Delete(self.store.paths.vm_owner(view.name), view.owner.version)]
+        return []
+
+    # --- status after a step ----------------------------------------------------------------
+
+    def doc_after(self, obs: Observation, step: Step) -> Doc:
+        domain = obs.domain
+        up = step.action == Action.START or (domain is not None and domain.state in UP
+                                             and step.action != Action.DESTROY)
+        view = obs.view
+        old = view.status.doc if view.status else {}
+        return status.after_step(old, step, status.StepFacts(
+            node=self.node, up=up, spec_xml=view.spec_doc.get("xml", ""),
+            generation=int(view.spec.doc.get("metadata", {}).get("generation", 0))
+            if view.spec else 0,
+            placed_on=obs.target, moved_to=self.moved_to(obs), now=self.clock()))
+
+    def moved_to(self, obs: Observation) -> str | None:
+        """Where the guest runs after this node migrated it away live (the target, until
+        that node writes its own status: no other node may start it meanwhile)."""
+        if not obs.situation.left_here:
+            return None
+        target = obs.migration.get("target")
+        return target if isinstance(target, str) and target != self.node else None
+
+    async def write(self, obs: Observation, new: Doc | None, *,
+                    with_ops: list[txn.Op] | None = None) -> bool:
+        """Write status `new` if it changed (version-checked), in one transaction with
+        `with_ops`; False when `with_ops` met our own last owner change, which the cache
+        did not show yet (our owner znode already there, or already gone; our own changes
+        wake no reconcile): then status goes alone.
+
+        A change of the owner znode always goes with status checked at the version this
+        reconcile read, and a claim always writes status (its version moves on): an owner
+        znode's version says nothing (every new one has version 0), so only this makes a
+        release from a stale view fail instead of deleting the owner another node just
+        created at the same path."""
+        view, ops = obs.view, list(with_ops or [])
+        path = self.store.paths.vm_status(view.name)
+        version = view.status.version if view.status else -1
+        claims = any(isinstance(op, txn.Create) for op in ops)
+        if new is not None and (view.status is None or new != view.status.doc or claims):
+            ops.append(txn.Set(path, new, version))
+        elif ops and view.status is not None:
+            ops.append(txn.Check(path, version))
+        if not ops:
+            return True
+        try:
+            results = await asyncio.to_thread(txn.commit_one, self.store, ops)
+        except Conflict:
+            self.written.pop(view.name, None)
+            raise
+        except (AlreadyExists, NotFound) as e:
+            if not with_ops or not await self._own_owner_change(view, e):
+                raise
+            await self.write(obs, new)
+            return False
+        if isinstance(ops[-1], txn.Set) and new is not None:
+            self.written[view.name] = Versioned(new, results[-1])
+        elif isinstance(ops[-1], txn.Check):
+            self.written.pop(view.name, None)
+        return True
+
+    async def _own_owner_change(self, view: View, error: Exception) -> bool:
+        """The owner op failed on our own earlier change: the znode a claim ran into is
+        this session's, or the one a release wanted is gone (only its owner deletes it)."""
+        path = self.store.paths.vm_owner(view.name)
+        if str(error) != path:
+            return False
+        if isinstance(error, NotFound):
+            return True
+        try:
+            owner = await asyncio.to_thread(self.store.get, path)
+        except NotFound:
+            return False
+        return self.observer.ours(owner)
+
+    # --- status outside a step ---------------------------------------------------------------
+
+    async def update(self, name: str, build: Callable[[Doc], Doc]) -> None:
+        """A read-modify-write of status, version-checked (a libvirt failure, a migration's
+        outcome): from the newest status in ZooKeeper, whatever this reconcile read."""
+        def modify(doc: Doc) -> Doc:
+            return build(doc)
+        self.written[name] = await asyncio.to_thread(
+            self.store.update, self.store.paths.vm_status(name), modify)
+
+    async def failed(self, name: str, step: Step, error: Exception) -> None:
+        """The step's libvirt call failed: state failed, the error as reason."""
+        now = self.clock()
+        await self.update(name, lambda doc: status.failed(
+            doc, reason=f"{step.action} failed: {error}", now=now))
+
+    async def say_off_here(self, view: View) -> None:
+        """Status says the VM is up here, but it is not and nobody owns it (the guest went
+        with a restart): say it is off, so that the node it is placed on may start it."""
+        assert view.status is not None
+        doc = status.off_here(view.status.doc, node=self.node, now=self.clock())
+        try:
+            await asyncio.to_thread(self.store.set, self.store.paths.vm_status(view.name),
+                                    doc, version=view.status.version)
+        except Conflict:
+            return  # a newer status stands
+        log.info("%s: not running here; status says so now", view.name)
