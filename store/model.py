@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from schemas.common import API_VERSION
 from schemas.domainxml import domain_resources
@@ -67,26 +67,14 @@ def _member(enum: type[E], value: Any, default: E) -> E:
         return default
 
 
-def _need(znode: Versioned | None, what: str) -> Versioned:
-    if znode is None:
-        raise Missing(f"{what} is not there")
-    return znode
-
-
-# --- VM ------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class VM:
-    """One VM as read: its object (`spec`), `placement`, `status` and `owner` znodes."""
+class _Object:
+    """What a VM and a Node share: a name and the object's own znode (`spec`)."""
+
+    KIND: ClassVar[str] = "object"
 
     name: str
     spec: Versioned | None
-    placement: Versioned | None = None
-    status: Versioned | None = None
-    owner: Versioned | None = None
-
-    # the object (`/vms/<name>`)
 
     @property
     def exists(self) -> bool:
@@ -94,8 +82,10 @@ class VM:
 
     @property
     def spec_znode(self) -> Versioned:
-        """The VM object's znode; `Missing` when the VM does not exist."""
-        return _need(self.spec, f"VM {self.name!r}")
+        """The object's own znode; `Missing` when the object does not exist."""
+        if self.spec is None:
+            raise Missing(f"{self.KIND} {self.name!r} is not there")
+        return self.spec
 
     @property
     def mzxid(self) -> int:
@@ -114,6 +104,22 @@ class VM:
     def spec_doc(self) -> Doc:
         """The object's `spec` (the user's desired state; {} when none)."""
         return _dict(self.spec.doc.get("spec")) if self.spec is not None else {}
+
+
+# --- VM ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VM(_Object):
+    """One VM as read: its object (`spec`), `placement`, `status` and `owner` znodes."""
+
+    KIND: ClassVar[str] = "VM"
+
+    placement: Versioned | None = None
+    status: Versioned | None = None
+    owner: Versioned | None = None
+
+    # the object (`/vms/<name>`)
 
     @property
     def meta(self) -> Doc:
@@ -165,7 +171,9 @@ class VM:
     @property
     def placement_znode(self) -> Versioned:
         """The placement znode; `Missing` when it is not there."""
-        return _need(self.placement, f"the placement of VM {self.name!r}")
+        if self.placement is None:
+            raise Missing(f"the placement of VM {self.name!r} is not there")
+        return self.placement
 
     @property
     def placement_doc(self) -> Doc:
@@ -235,34 +243,13 @@ class VM:
 
 
 @dataclass(frozen=True)
-class Node:
+class Node(_Object):
     """One node as read: its object (`spec`), `status`, and whether `alive` exists."""
 
-    name: str
-    spec: Versioned | None
+    KIND: ClassVar[str] = "node"
+
     status: Versioned | None = None
     alive: bool = False
-
-    @property
-    def exists(self) -> bool:
-        return self.spec is not None
-
-    @property
-    def spec_znode(self) -> Versioned:
-        """The Node object's znode; `Missing` when the node does not exist."""
-        return _need(self.spec, f"node {self.name!r}")
-
-    @property
-    def mzxid(self) -> int:
-        return self.spec.mzxid if self.spec is not None else 0
-
-    @property
-    def api_version(self) -> str:
-        return str(self.spec.doc.get("apiVersion", API_VERSION)) if self.spec else API_VERSION
-
-    @property
-    def spec_doc(self) -> Doc:
-        return _dict(self.spec.doc.get("spec")) if self.spec is not None else {}
 
     @property
     def want(self) -> DesiredDomainState | None:
