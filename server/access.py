@@ -21,10 +21,10 @@ from server.config import ServerConfig
 from server.errors import ApiError, not_found
 from server.groupcommit import GroupCommit
 from server.keys import CACHE, COMMITS, CONFIG, STORE
-from server.views import NodeRecord, VMRecord
 from store import txn
 from store.client import Store
 from store.errors import StoreError, Unavailable
+from store.model import VM, Node, read_vm, vm_paths
 from store.txn import commit_async
 
 SETTLE_TIMEOUT = 10.0
@@ -59,35 +59,30 @@ def writing(request: web.Request) -> Ctx:
     return c
 
 
-def cached_vm(c: Ctx, name: str) -> VMRecord:
+def cached_vm(c: Ctx, name: str) -> VM:
     rec = c.cache.vm(name)
     if rec is None:
         raise not_found("VM", name)
     return rec
 
 
-def cached_node(c: Ctx, name: str) -> NodeRecord:
+def cached_node(c: Ctx, name: str) -> Node:
     rec = c.cache.node(name)
     if rec is None:
         raise not_found("Node", name)
     return rec
 
 
-def fresh_vm(store: Store, name: str) -> VMRecord | None:
+def fresh_vm(store: Store, name: str) -> VM | None:
     """The VM's znodes read from ZooKeeper now (one pipelined round trip). Blocking."""
-    p = store.paths
-    found = store.get_many([p.vm(name), p.vm_placement(name), p.vm_status(name),
-                            p.vm_owner(name)])
-    spec = found.get(p.vm(name))
-    if spec is None:
-        return None
-    return VMRecord(name, spec, found.get(p.vm_placement(name)), found.get(p.vm_status(name)),
-                    found.get(p.vm_owner(name)))
+    found = store.get_many(vm_paths(store.paths, name))
+    vm = read_vm(name, found.get, store.paths)
+    return vm if vm.exists else None
 
 
-async def settled_vm(c: Ctx, name: str, done: Callable[[VMRecord], bool]) -> VMRecord:
-    """The VM once the cache shows `done(record)`; read directly after the settle timeout."""
-    def check() -> VMRecord | None:
+async def settled_vm(c: Ctx, name: str, done: Callable[[VM], bool]) -> VM:
+    """The VM once the cache shows `done(vm)`; read directly after the settle timeout."""
+    def check() -> VM | None:
         rec = c.cache.vm(name)
         return rec if rec is not None and done(rec) else None
 
@@ -108,10 +103,10 @@ async def settled_gone(c: Ctx, kind: str, name: str) -> None:
     await c.cache.wait_for((kind, name), check, timeout=SETTLE_TIMEOUT)
 
 
-async def settled_node(c: Ctx, name: str, mzxid: int) -> NodeRecord:
-    def check() -> NodeRecord | None:
+async def settled_node(c: Ctx, name: str, mzxid: int) -> Node:
+    def check() -> Node | None:
         rec = c.cache.node(name)
-        return rec if rec is not None and rec.spec.mzxid >= mzxid else None
+        return rec if rec is not None and rec.mzxid >= mzxid else None
 
     rec = await c.cache.wait_for(("Node", name), check, timeout=SETTLE_TIMEOUT)
     return rec if rec is not None else cached_node(c, name)

@@ -112,7 +112,7 @@ async def _settle(c: Ctx, written: dict[tuple[str, str], Doc]) -> dict[tuple[str
     for (kind, name), doc in written.items():
         def check(kind: str = kind, name: str = name, doc: Doc = doc) -> str | None:
             rec = c.cache.vm(name) if kind == "VM" else c.cache.node(name)
-            return str(rec.spec.mzxid) if rec is not None and rec.spec.doc == doc else None
+            return str(rec.mzxid) if rec is not None and rec.spec_znode.doc == doc else None
         found = await c.cache.wait_for((kind, name), check, timeout=SETTLE_TIMEOUT)
         if found is not None:
             versions[(kind, name)] = found

@@ -29,11 +29,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from server.events import Event, EventHub
-from server.views import NodeRecord, VMRecord, node_object, vm_object
+from server.views import node_object, vm_object
 from store.client import Store
 from store.election import primary_of
 from store.errors import Unavailable
 from store.informer import Change, Informer
+from store.model import VM, Node, read_node, read_vm
 
 log = logging.getLogger(__name__)
 
@@ -117,26 +118,22 @@ class ClusterCache:
         if not self.synced:
             raise Unavailable("the API server's cache is not in sync with ZooKeeper")
 
-    def vm(self, name: str) -> VMRecord | None:
-        p, get = self.store.paths, self.vms.get
-        spec = get(p.vm(name))
-        if spec is None:
-            return None
-        return VMRecord(name, spec, get(p.vm_placement(name)), get(p.vm_status(name)),
-                        get(p.vm_owner(name)))
+    def vm(self, name: str) -> VM | None:
+        vm = read_vm(name, self.vms.get, self.store.paths)
+        return vm if vm.exists else None
 
     def vm_names(self) -> list[str]:
         if self._sorted is None:
             self._sorted = sorted(self._vm_names)
         return self._sorted
 
-    def all_vms(self) -> Iterator[VMRecord]:
+    def all_vms(self) -> Iterator[VM]:
         for name in self.vm_names():
             rec = self.vm(name)
             if rec is not None:
                 yield rec
 
-    def vm_fragment(self, rec: VMRecord) -> bytes:
+    def vm_fragment(self, rec: VM) -> bytes:
         """The JSON of a list entry (no XML), encoded once per change of the VM."""
         fragment = self._fragments.get(rec.name)
         if fragment is None:
@@ -144,17 +141,14 @@ class ClusterCache:
             self._fragments[rec.name] = fragment
         return fragment
 
-    def node(self, name: str) -> NodeRecord | None:
-        p, get = self.store.paths, self.nodes.get
-        spec = get(p.node(name))
-        if spec is None:
-            return None
-        return NodeRecord(name, spec, get(p.node_status(name)), get(p.node_alive(name)) is not None)
+    def node(self, name: str) -> Node | None:
+        node = read_node(name, self.nodes.get, self.store.paths)
+        return node if node.exists else None
 
     def node_names(self) -> list[str]:
         return sorted(self._node_names)
 
-    def all_nodes(self) -> list[NodeRecord]:
+    def all_nodes(self) -> list[Node]:
         return [n for n in (self.node(name) for name in self.node_names()) if n is not None]
 
     def setting(self, key: str, default: Any) -> Any:
@@ -328,9 +322,9 @@ class ClusterCache:
         if kind == "VM":
             rec = self.vm(name)
             if rec is None and change is not None and change.old is not None:
-                rec = VMRecord(name, change.old, None, None, None)
+                rec = VM(name, change.old)
             return vm_object(rec, xml=True) if rec is not None else {}
         node = self.node(name)
         if node is None and change is not None and change.old is not None:
-            node = NodeRecord(name, change.old, None, False)
+            node = Node(name, change.old)
         return node_object(node, primary=self.primary) if node is not None else {}

@@ -92,8 +92,8 @@ def _latency(m: Metrics) -> list[str]:
 
 def _cluster(cache: ClusterCache) -> list[str]:
     vms = Counter(rec.state or "unknown" for rec in cache.all_vms())
-    nodes = Counter((str(n.status_doc.get("daemonState", "unknown")),
-                     str(n.status_doc.get("domainState", "unknown"))) for n in cache.all_nodes())
+    nodes = Counter((n.daemon_state or "unknown", n.domain_state or "unknown")
+                    for n in cache.all_nodes())
     lines = ["# HELP herd_vms VMs by observed state.", "# TYPE herd_vms gauge"]
     lines += [f"herd_vms{_labels(state=s)} {n}" for s, n in sorted(vms.items())]
     lines += ["# HELP herd_nodes Nodes by daemon and domain state.", "# TYPE herd_nodes gauge"]

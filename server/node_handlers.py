@@ -18,8 +18,9 @@ from schemas.operations import NodeDomainStateRequest
 from server.access import Ctx, cached_node, reading, settled_node, writing
 from server.errors import ApiError, not_found
 from server.http import json_response, load_body, path_name
-from server.views import NodeRecord, node_domain_state, node_object
+from server.views import node_domain_state, node_object
 from store.errors import NotFound
+from store.model import Node
 from store.objects import node_patch
 from vocabulary import DESIRED_DOMAIN_STATE
 
@@ -51,12 +52,12 @@ async def get_domain_state(request: web.Request) -> web.Response:
 
 
 async def _await_domain_state(c: Ctx, name: str, *, want: str,
-                              timeout: float | None) -> NodeRecord:
-    def check() -> NodeRecord | None:
+                              timeout: float | None) -> Node:
+    def check() -> Node | None:
         rec = c.cache.node(name)
         if rec is None:
             raise not_found("Node", name)
-        return rec if rec.status_doc.get("domainState") == want else None
+        return rec if rec.domain_state == want else None
 
     limit = min(timeout or c.config.max_wait_timeout, c.config.max_wait_timeout)
     rec = await c.cache.wait_for(("Node", name), check, timeout=limit)
@@ -64,7 +65,7 @@ async def _await_domain_state(c: Ctx, name: str, *, want: str,
         return rec
     now = cached_node(c, name)
     raise ApiError(504, "timeout", f"node {name!r} did not get {want} in {limit:g} s; it is "
-                   f"{now.status_doc.get('domainState', 'unknown')}",
+                   f"{now.domain_state or 'unknown'}",
                    details=node_domain_state(now))
 
 

@@ -36,11 +36,12 @@ from server.access import (
 from server.errors import ApiError, bad_request, conflict, not_found
 from server.http import dumps, json_response, load_body, load_query, path_name, raw_json, read_json
 from server.objects import check_node_in_limits, patch_vm, strip_read_only
-from server.views import VMRecord, vm_meta, vm_object
+from server.views import vm_meta, vm_object
 from store import txn, vms
+from store.client import Versioned
 from store.errors import AlreadyExists, NotFound, StoreError
+from store.model import VM, read_vm
 from store.objects import new_object, replace_vm
-from vocabulary import UP_STATES
 
 # One instance each: building a schema costs more than a load.
 _DELETE_QUERY = DeleteQuery()
@@ -53,17 +54,16 @@ _VM_SCHEMA = VMSchema()
 
 
 
-def complete(rec: VMRecord) -> bool:
+def complete(rec: VM) -> bool:
     """All the znodes of a new VM are in the cache."""
     return rec.placement is not None and rec.status is not None
 
 
 # --- reads ------------------------------------------------------------------------------------
 
-def _matches(rec: VMRecord, query: dict[str, Any]) -> bool:
+def _matches(rec: VM, query: dict[str, Any]) -> bool:
     node = query["node"]
-    if node is not None and node not in (rec.placement_doc.get("node"),
-                                         rec.status_doc.get("node")):
+    if node is not None and node not in (rec.home, rec.status_node):
         return False
     return query["state"] is None or rec.state == query["state"]
 
@@ -110,14 +110,14 @@ async def define_vm(request: web.Request) -> web.Response:
     return json_response(vm_object(rec), status=201)
 
 
-async def _patch(c: Ctx, name: str, patch: dict[str, Any]) -> VMRecord:
+async def _patch(c: Ctx, name: str, patch: dict[str, Any]) -> VM:
     """Merge `patch` into the VM's spec (read-modify-write, version-checked, retried)."""
     try:
         result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
                                          lambda doc: patch_vm(doc, patch))
     except NotFound:
         raise not_found("VM", name) from None
-    return await settled_vm(c, name, lambda rec: rec.spec.mzxid >= result.mzxid)
+    return await settled_vm(c, name, lambda rec: rec.mzxid >= result.mzxid)
 
 
 async def modify_vm(request: web.Request) -> web.Response:
@@ -163,7 +163,7 @@ async def replace(request: web.Request) -> web.Response:
         if expect is not None:
             raise conflict(f"VM {name!r} no longer exists (resourceVersion {expect})") from None
         return await _create_by_put(c, vm)
-    rec = await settled_vm(c, name, lambda r: r.spec.mzxid >= result.mzxid)
+    rec = await settled_vm(c, name, lambda r: r.mzxid >= result.mzxid)
     return json_response(vm_object(rec))
 
 
@@ -179,13 +179,11 @@ async def _create_by_put(c: Ctx, vm: dict[str, Any]) -> web.Response:
 
 # --- delete, rename ----------------------------------------------------------------------------
 
-def _refuse_delete(tree: dict[str, Any], c: Ctx, name: str) -> None:
-    p = c.store.paths
-    owner = tree.get(p.vm_owner(name))
-    status = tree.get(p.vm_status(name))
-    state = status.doc.get("state", "stopped") if status is not None else "stopped"
-    if owner is not None or state in UP_STATES:
-        node = owner.doc.get("node") if owner is not None else None
+def _refuse_delete(tree: dict[str, Versioned], c: Ctx, name: str) -> None:
+    vm = read_vm(name, tree.get, c.store.paths)
+    state = vm.state or "stopped"
+    if vm.owner is not None or vm.up:
+        node = vm.owner_node
         where = f" on {node}" if node else ""
         raise ApiError(409, "not_stopped", f"VM {name!r} is {state}{where}; stop it first, "
                        "or delete with force=true", details={"state": state, "owner": node})

@@ -24,17 +24,18 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas.domainxml import domain_resources
 from schemas.operations import VMNodeRequest, VMStateRequest
 from server.access import Ctx, cached_vm, commit, fresh_vm, reading, settled_vm, writing
 from server.errors import ApiError, conflict, not_found
 from server.http import json_response, load_body, path_name
 from server.objects import patch_vm
-from server.views import VMRecord, vm_placement, vm_state
+from server.views import vm_placement, vm_state
 from store import txn
 from store.codec import Doc
 from store.errors import Conflict, NotFound
-from store.placement import NodeView, VMNeeds, effective_selector, refusal, select
+from store.model import VM
+from store.placement import NodeView, effective_selector, refusal, select
+from vocabulary import DesiredState, VMState
 
 # One instance each: building a schema costs more than a load.
 _VM_NODE_REQUEST = VMNodeRequest()
@@ -43,13 +44,13 @@ _VM_STATE_REQUEST = VMStateRequest()
 NODE_RETRIES = 5
 
 
-def _verb_patch(verb: str, rec: VMRecord) -> Callable[[Doc], Doc | None]:
+def _verb_patch(verb: str, rec: VM) -> Callable[[Doc], Doc | None]:
     """The spec change of a state verb, as a modifier of the stored VM."""
     fixed = {"start": {"state": "running"},
              "shutdown": {"state": "stopped", "stopMode": "graceful"},
              "stop": {"state": "stopped", "stopMode": "force"},
              "disable": {"state": "disabled", "stopMode": "graceful"}}
-    observed = int(rec.status_doc.get("observedRestart", 0))
+    observed = rec.observed_restart
 
     def modify(doc: Doc) -> Doc | None:
         if verb != "restart":
@@ -59,22 +60,21 @@ def _verb_patch(verb: str, rec: VMRecord) -> Callable[[Doc], Doc | None]:
     return modify
 
 
-def _reached(verb: str, restart_request: int) -> Callable[[VMRecord], bool]:
+def _reached(verb: str, restart_request: int) -> Callable[[VM], bool]:
     target = {"start": "running", "restart": "running", "shutdown": "stopped",
               "stop": "stopped", "disable": "disabled"}[verb]
 
-    def done(rec: VMRecord) -> bool:
+    def done(rec: VM) -> bool:
         if rec.state != target:
             return False
-        return verb != "restart" or int(rec.status_doc.get("observedRestart", 0)) >= \
-            restart_request
+        return verb != "restart" or rec.observed_restart >= restart_request
     return done
 
 
-async def _await_vm(c: Ctx, name: str, *, done: Callable[[VMRecord], bool],
-                    timeout: float | None) -> VMRecord:
+async def _await_vm(c: Ctx, name: str, *, done: Callable[[VM], bool],
+                    timeout: float | None) -> VM:
     """The VM once `done`; 404 if it goes away; 504 with its state after `timeout`."""
-    def check() -> VMRecord | None:
+    def check() -> VM | None:
         rec = c.cache.vm(name)
         if rec is None:
             raise not_found("VM", name)
@@ -104,9 +104,9 @@ async def set_state(request: web.Request) -> web.Response:
                                          _verb_patch(data["state"], rec))
     except NotFound:
         raise not_found("VM", name) from None
-    rec = await settled_vm(c, name, lambda r: r.spec.mzxid >= result.mzxid)
+    rec = await settled_vm(c, name, lambda r: r.mzxid >= result.mzxid)
     if data["wait"]:
-        request_no = int(result.doc.get("spec", {}).get("restartRequest", 0))
+        request_no = VM(name, result).restart_request
         rec = await _await_vm(c, name, done=_reached(data["state"], request_no),
                               timeout=data["timeout"])
     return json_response(vm_state(rec))
@@ -119,22 +119,13 @@ async def get_node(request: web.Request) -> web.Response:
     return json_response(vm_placement(cached_vm(c, path_name(request, "vm"))))
 
 
-def _needs(rec: VMRecord) -> VMNeeds:
-    res = domain_resources(rec.spec_doc.get("xml", ""))
-    meta = rec.meta
-    return VMNeeds(rec.name, res.memory_mib, res.vcpus, tuple(meta.get("limits") or ()),
-                   str(meta.get("selector", "none")))
-
-
 def _views(c: Ctx) -> dict[str, NodeView]:
-    return {n.name: NodeView.from_status(n.name, n.status_doc, alive=n.alive)
-            for n in c.cache.all_nodes()}
+    return {n.name: n.view for n in c.cache.all_nodes()}
 
 
-def _target(c: Ctx, rec: VMRecord, data: dict[str, Any]) -> str:
+def _target(c: Ctx, rec: VM, data: dict[str, Any]) -> str:
     """The node the action moves the VM to (400/409 when there is none)."""
-    placement, needs, views = rec.placement_doc, _needs(rec), _views(c)
-    last = placement.get("lastNode")
+    needs, views, last = rec.needs, _views(c), rec.last_node
     if data["action"] == "migrate" and last and not data["force"]:
         raise conflict(f"VM {rec.name!r} is migrated already (from {last}); unmigrate it "
                        "first, or force")
@@ -148,13 +139,13 @@ def _target(c: Ctx, rec: VMRecord, data: dict[str, Any]) -> str:
             raise conflict(f"VM {rec.name!r} cannot return to {last}: {why}")
         return str(last)
     node = data["node"]
-    current = sorted(str(n) for n in (placement.get("node"), rec.status_doc.get("node")) if n)
+    current = sorted(n for n in (rec.home, rec.status_node) if n)
     if node is None:
         found = select(needs, views.values(), default=default, exclude=current)
         if found is None:
             raise conflict(f"no valid target for VM {rec.name!r} (limits, readiness, memory)")
         return found
-    if node == placement.get("node"):
+    if node == rec.home:
         raise conflict(f"VM {rec.name!r} is placed on {node} already")
     why = refusal(needs, views.get(node), selector=effective_selector(needs, default), name=node)
     if why is not None:
@@ -162,13 +153,13 @@ def _target(c: Ctx, rec: VMRecord, data: dict[str, Any]) -> str:
     return str(node)
 
 
-def _new_placement(rec: VMRecord, data: dict[str, Any], target: str) -> Doc:
+def _new_placement(rec: VM, data: dict[str, Any], target: str) -> Doc:
     placement = rec.placement_doc
-    action, last = data["action"], placement.get("lastNode")
+    action, last = data["action"], rec.last_node
     base: Doc = {"node": None, "lastNode": None, "reason": "", "autorestartPending": False,
                  "home": None, **placement}
     if action == "migrate":
-        new_last = last if (data["force"] and last) else placement.get("node")
+        new_last = last if (data["force"] and last) else rec.home
         return {**base, "node": target, "lastNode": new_last, "reason": f"migrated to {target}"}
     reason = f"moved to {target}" if action == "move" else f"returned to {target}"
     return {**base, "node": target, "lastNode": None, "reason": reason}
@@ -191,20 +182,21 @@ async def _place(c: Ctx, name: str, data: dict[str, Any]) -> tuple[bool, Doc]:
             await commit(c.store, [spec, write])
         except (Conflict, NotFound):
             continue
-        return isinstance(spec, txn.Set) or rec.spec_doc.get("state") == "running", new
+        return isinstance(spec, txn.Set) or rec.want == DesiredState.RUNNING, new
     raise conflict(f"VM {name!r} kept changing; retry")
 
 
-def _spec_op(c: Ctx, rec: VMRecord) -> txn.Op:
+def _spec_op(c: Ctx, rec: VM) -> txn.Op:
     """The spec as read (checked), or, while a graceful shutdown is in progress, wanted
     running again: a move is a new target and aborts the shutdown like any other (the
     guest moves and keeps running), in one transaction with the placement."""
     path = c.store.paths.vm(rec.name)
-    if rec.status_doc.get("state") == "shutting-down" and rec.spec_doc.get("state") != "running":
-        running = patch_vm(rec.spec.doc, {"state": "running"})
+    spec = rec.spec_znode
+    if rec.state == VMState.SHUTTING_DOWN and rec.want != DesiredState.RUNNING:
+        running = patch_vm(spec.doc, {"state": "running"})
         if running is not None:
-            return txn.Set(path, running, rec.spec.version)
-    return txn.Check(path, rec.spec.version)
+            return txn.Set(path, running, spec.version)
+    return txn.Check(path, spec.version)
 
 
 async def set_node(request: web.Request) -> web.Response:
@@ -215,6 +207,6 @@ async def set_node(request: web.Request) -> web.Response:
     rec = await settled_vm(c, name, lambda r: r.placement_doc == placement)
     if data["wait"] and running:
         target = placement["node"]
-        rec = await _await_vm(c, name, done=lambda r: r.state == "running"
-                              and r.status_doc.get("node") == target, timeout=data["timeout"])
+        rec = await _await_vm(c, name, done=lambda r: r.state == VMState.RUNNING
+                              and r.status_node == target, timeout=data["timeout"])
     return json_response(vm_placement(rec))

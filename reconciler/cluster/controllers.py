@@ -26,21 +26,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from reconciler.cluster.fencing import Fencer
 from reconciler.runtime.workqueue import Result
 from reconciler.vm import status as vmstatus
-from schemas.domainxml import domain_resources
 from store import events, nodestatus, txn
-from store.client import Store, Versioned
+from store.client import Store
 from store.codec import Doc
 from store.errors import Conflict
 from store.informer import Informer
+from store.model import VM, Node, read_node, read_vm
 from store.objects import node_patch, with_spec
 from store.placement import NodeView, Planner, VMNeeds
-from vocabulary import UP_STATES, DaemonState
+from vocabulary import DaemonState, DesiredDomainState, DesiredState, FenceMode, VMState
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +51,8 @@ class FenceFailed(Exception):
     """The agent did not confirm the node off; retried by the work queue with backoff."""
 
 
-@dataclass(frozen=True)
-class VMView:
-    name: str
-    spec: Versioned
-    placement: Versioned
-    status: Versioned | None
-    owner: Versioned | None
-
-    @property
-    def want(self) -> str:
-        return str(self.spec.doc.get("spec", {}).get("state", "stopped"))
-
-    @property
-    def node(self) -> str | None:
-        return self.placement.doc.get("node")
-
-    def runs_on(self, node: str) -> bool:
-        if self.owner is not None and self.owner.doc.get("node") == node:
-            return True
-        st = self.status.doc if self.status else {}
-        return st.get("node") == node and st.get("state") in UP_STATES
-
-
 class ClusterState:
-    """Read access to the caches, in the shapes the controllers need."""
+    """Read access to the caches, as `store.model` snapshots."""
 
     def __init__(self, store: Store, *, vms: Informer, nodes: Informer,
                  cluster: Informer) -> None:
@@ -90,40 +66,29 @@ class ClusterState:
     def node_names(self) -> list[str]:
         return self.nodes.children(self.store.paths.nodes)
 
-    def node_doc(self, name: str) -> tuple[Versioned | None, Versioned | None]:
-        p = self.store.paths
-        return self.nodes.get(p.node(name)), self.nodes.get(p.node_status(name))
-
-    def node_view(self, name: str) -> NodeView:
-        status = self.nodes.get(self.store.paths.node_status(name))
-        alive = self.nodes.get(self.store.paths.node_alive(name)) is not None
-        return NodeView.from_status(name, status.doc if status else {}, alive=alive)
+    def node(self, name: str) -> Node:
+        return read_node(name, self.nodes.get, self.store.paths)
 
     def node_views(self) -> list[NodeView]:
-        return [self.node_view(n) for n in self.node_names()]
+        return [self.node(n).view for n in self.node_names()]
 
-    def vm(self, name: str) -> VMView | None:
-        p = self.store.paths
-        spec, placement = self.vms.get(p.vm(name)), self.vms.get(p.vm_placement(name))
-        if spec is None or placement is None:
-            return None
-        return VMView(name, spec, placement, self.vms.get(p.vm_status(name)),
-                      self.vms.get(p.vm_owner(name)))
+    def vm(self, name: str) -> VM | None:
+        """The VM, when both its object and its placement are cached."""
+        vm = read_vm(name, self.vms.get, self.store.paths)
+        return vm if vm.exists and vm.placement is not None else None
 
-    def all_vms(self) -> list[VMView]:
+    def all_vms(self) -> list[VM]:
         found = (self.vm(n) for n in self.vms.children(self.store.paths.vms))
         return [v for v in found if v is not None]
 
-    def needs(self, vm: VMView) -> VMNeeds:
+    def needs(self, vm: VM) -> VMNeeds:
+        """`vm.needs`, parsed again only when the VM object changed (a pass over 1,000
+        VMs must not parse 1,000 domain XMLs)."""
         cached = self._needs.get(vm.name)
-        if cached is not None and cached[0] == vm.spec.mzxid:
+        if cached is not None and cached[0] == vm.mzxid:
             return cached[1]
-        spec = vm.spec.doc.get("spec", {})
-        res = domain_resources(spec.get("xml", "")) if spec.get("xml") else None
-        meta = spec.get("meta", {})
-        needs = VMNeeds(vm.name, res.memory_mib if res else 0, res.vcpus if res else 1,
-                        tuple(meta.get("limits", [])), str(meta.get("selector", "none")))
-        self._needs[vm.name] = (vm.spec.mzxid, needs)
+        needs = vm.needs
+        self._needs[vm.name] = (vm.mzxid, needs)
         return needs
 
 
@@ -155,8 +120,8 @@ class Controllers:
     # --- scheduling ------------------------------------------------------------------------
 
     async def schedule(self) -> Result:
-        waiting = [v for v in self.state.all_vms() if v.want == "running" and v.node is None
-                   and not v.placement.doc.get("autorestartPending")]
+        waiting = [v for v in self.state.all_vms() if v.want == DesiredState.RUNNING
+                   and v.home is None and not v.autorestart_pending]
         planner = self._planner()
         moves = []
         for vm in sorted(waiting, key=lambda v: v.name):
@@ -168,14 +133,14 @@ class Controllers:
         return Result.done()
 
 
-    async def _place_many(self, moves: list[tuple[VMView, Doc]]) -> int:
+    async def _place_many(self, moves: list[tuple[VM, Doc]]) -> int:
         """Version-checked placement writes, pipelined (one transaction each). Returns how
         many met a newer version: the cache had not caught up yet (often with our own
         writes), so the pass should look again shortly; other errors raise."""
         p = self.store.paths
-        writes = [[txn.Set(p.vm_placement(vm.name), {**vm.placement.doc, **change},
-                           vm.placement.version)]
-                  for vm, change in moves if {**vm.placement.doc, **change} != vm.placement.doc]
+        writes = [[txn.Set(p.vm_placement(vm.name), {**vm.placement_doc, **change},
+                           vm.placement_znode.version)]
+                  for vm, change in moves if {**vm.placement_doc, **change} != vm.placement_doc]
         if not writes:
             return 0
         errors = await asyncio.to_thread(txn.commit_pipelined, self.store, writes)
@@ -184,24 +149,25 @@ class Controllers:
             raise failed[0]
         return sum(isinstance(e, Conflict) for e in errors)
 
-    async def _stop_for_lack(self, vm: VMView, node: str, why: str) -> None:
+    async def _stop_for_lack(self, vm: VM, node: str, why: str) -> None:
         """No valid target: stop the VM (spec and placement in one transaction)."""
-        autorestart = bool(vm.spec.doc.get("spec", {}).get("meta", {}).get("autorestart"))
-        placement = {**vm.placement.doc, "reason": why, "autorestartPending": autorestart,
+        autorestart = vm.autorestart
+        placement = {**vm.placement_doc, "reason": why, "autorestartPending": autorestart,
                      "home": node if autorestart else None}
         await self._set_spec_and_placement(vm, placement, state="stopped",
                                            stopMode="graceful")
         await self._event("stopped", f"{vm.name}: {why}", vm=vm.name, node=node)
 
-    async def _set_spec_and_placement(self, vm: VMView, placement: Doc,
+    async def _set_spec_and_placement(self, vm: VM, placement: Doc,
                                       **spec: Any) -> None:
         """The spec fields `spec` (built by `store.objects`, the API's own builder: one
         generation rule) and the placement, in one version-checked transaction."""
         p = self.store.paths
-        ops: list[txn.Op] = [txn.Set(p.vm_placement(vm.name), placement, vm.placement.version)]
-        new_spec = with_spec(vm.spec.doc, **spec)
+        ops: list[txn.Op] = [txn.Set(p.vm_placement(vm.name), placement,
+                                     vm.placement_znode.version)]
+        new_spec = with_spec(vm.spec_znode.doc, **spec)
         if new_spec is not None:
-            ops.insert(0, txn.Set(p.vm(vm.name), new_spec, vm.spec.version))
+            ops.insert(0, txn.Set(p.vm(vm.name), new_spec, vm.spec_znode.version))
         await asyncio.to_thread(txn.commit, self.store, ops)
 
     async def _event(self, kind: str, message: str, **about: Any) -> None:
@@ -211,32 +177,30 @@ class Controllers:
     # --- one node --------------------------------------------------------------------------
 
     async def node(self, name: str) -> Result:
-        spec, status = self.state.node_doc(name)
-        if spec is None or status is None:
+        node = self.state.node(name)
+        if not node.exists or node.status is None:
             return Result.done()
-        view = self.state.node_view(name)
-        failing = self._failing(view, status.doc)
+        failing = self._failing(node)
         if failing is not None:
             return await failing
-        if status.doc.get("daemonState") == "fenced" and not view.alive:
+        if node.daemon_state == DaemonState.FENCED and not node.alive:
             return await self._recover(name)  # level-triggered: until nothing is left there
-        want = spec.doc.get("spec", {}).get("domainState", "flushed")
-        if want == "flushed":
-            return await self.flush(name, status)
-        return await self.ready(name, status, view)
+        if node.want in (None, DesiredDomainState.FLUSHED):
+            return await self.flush(node)
+        return await self.ready(node)
 
-    def _failing(self, view: NodeView, status: Doc) -> Awaitable[Result] | None:
+    def _failing(self, node: Node) -> Awaitable[Result] | None:
         """A coroutine handling a dead node, or None when the node is not failed."""
-        if view.alive or status.get("daemonState", "") in NOT_FAILED:
+        if node.alive or (node.daemon_state or "") in NOT_FAILED:
             return None
         # Silence counts from the start of this term at the earliest: after a ZooKeeper
         # outage every heartbeat is old, and a node that reconnects late gets the whole
         # fence timeout to register again (issue #8, tests/integration/test_fence_after_outage).
-        silent = self.clock() - max(float(status.get("heartbeat", 0.0)), self.term_started)
+        silent = self.clock() - max(node.heartbeat, self.term_started)
         timeout = float(self.state.setting("fenceTimeout", 8.0))
         if silent < timeout:
             return _after(timeout - silent)
-        return self.fence(view.name)
+        return self.fence(node.name)
 
     async def _set_domain_state(self, name: str, state: str, **extra: Any) -> None:
         def modify(doc: Doc) -> Doc:
@@ -246,8 +210,7 @@ class Controllers:
     # --- failure: fence, then recover ------------------------------------------------------
 
     async def fence(self, name: str) -> Result:
-        spec, _ = self.state.node_doc(name)
-        if (spec is not None and spec.doc.get("spec", {}).get("fence") == "none") \
+        if self.state.node(name).fence == FenceMode.NONE \
                 or self.state.setting("maintenance", False):
             log.warning("node %s failed; fencing is off for it, nothing is recovered", name)
             return Result.done()
@@ -267,11 +230,10 @@ class Controllers:
         migrating away), are off (the fence confirmed it): their status says stopped, since
         no node is left to say so (a target waits for that before it starts a VM)."""
         for vm in self.state.all_vms():
-            st = vm.status.doc if vm.status else {}
-            if vm.status is None or node not in (vm.node, st.get("node")) \
-                    or st.get("state") != "unknown":
+            if vm.status is None or node not in (vm.home, vm.status_node) \
+                    or vm.state != VMState.UNKNOWN:
                 continue
-            new = vmstatus.fenced_off(st, node=node, now=self.clock())
+            new = vmstatus.fenced_off(vm.status_doc, node=node, now=self.clock())
             try:
                 await asyncio.to_thread(self.store.set, self.store.paths.vm_status(vm.name),
                                         new, version=vm.status.version)
@@ -280,9 +242,8 @@ class Controllers:
 
     async def _mark_unknown(self, node: str) -> None:
         for vm in self.state.all_vms():
-            st = vm.status.doc if vm.status else {}
-            if vm.status is not None and vm.runs_on(node) and st.get("state") != "unknown":
-                new = vmstatus.unknown(st, node=node, now=self.clock())
+            if vm.status is not None and vm.runs_on(node) and vm.state != VMState.UNKNOWN:
+                new = vmstatus.unknown(vm.status_doc, node=node, now=self.clock())
                 await asyncio.to_thread(self.store.set, self.store.paths.vm_status(vm.name),
                                         new, version=vm.status.version)
 
@@ -296,14 +257,14 @@ class Controllers:
         fits), then record the ones left behind as stopped; again until none is left."""
         planner, moves = self._planner(), []
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
-            if vm.node != node or vm.want != "running":
+            if vm.home != node or vm.want != DesiredState.RUNNING:
                 continue
             target = planner.place(self.state.needs(vm), exclude=[node])
             if target is None:
                 await self._stop_for_lack(vm, node, f"no valid target to recover from {node}")
                 continue
             moves.append((vm, {"node": target, "reason": f"recovered: {node} was fenced",
-                               "lastNode": vm.placement.doc.get("lastNode") or node}))
+                               "lastNode": vm.last_node or node}))
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
         if moves:
@@ -314,22 +275,22 @@ class Controllers:
 
     # --- flush and ready -------------------------------------------------------------------
 
-    async def flush(self, name: str, status: Versioned) -> Result:
-        state = status.doc.get("domainState")
+    async def flush(self, node: Node) -> Result:
+        name, state = node.name, node.domain_state
         if state == "flushed":
             return Result.done()
         if state != "flushing":
             await self._set_domain_state(name, "flushing")
         planner, moves = self._planner(), []
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
-            if vm.node != name or vm.want != "running":
+            if vm.home != name or vm.want != DesiredState.RUNNING:
                 continue
             target = planner.place(self.state.needs(vm), exclude=[name])
             if target is None:
                 await self._stop_for_lack(vm, name, f"no valid target during the flush of {name}")
             else:
                 moves.append((vm, {"node": target, "reason": f"flush of {name}",
-                                   "lastNode": vm.placement.doc.get("lastNode") or name}))
+                                   "lastNode": vm.last_node or name}))
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
         if any(vm.runs_on(name) for vm in self.state.all_vms()):
@@ -338,23 +299,22 @@ class Controllers:
         await self._event("flushed", f"{name} is flushed", node=name)
         return Result.done()
 
-    async def ready(self, name: str, status: Versioned, view: NodeView) -> Result:
-        state = status.doc.get("domainState")
+    async def ready(self, node: Node) -> Result:
+        name, state = node.name, node.domain_state
         if state == "ready":
             return Result.done()
-        if not view.alive or view.daemon_state != "run":
+        if not node.alive or node.daemon_state != DaemonState.RUN:
             return Result.done()  # its daemon's registration brings it back to the queue
         if state != "unflushing":
             await self._set_domain_state(name, "unflushing")
         returning = []
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
-            if vm.want == "disabled":
+            if vm.want == DesiredState.DISABLED:
                 continue
-            if vm.placement.doc.get("lastNode") == name and vm.node != name:
+            if vm.last_node == name and vm.home != name:
                 returning.append((vm, {"node": name, "reason": f"returned to {name}",
                                        "lastNode": None}))
-            elif vm.placement.doc.get("autorestartPending") and \
-                    vm.placement.doc.get("home") == name:
+            elif vm.autorestart_pending and vm.restart_home == name:
                 await self._autorestart(vm, name)
         if await self._place_many(returning):
             return Result.after(STALE_RETRY)
@@ -362,8 +322,8 @@ class Controllers:
         await self._event("ready", f"{name} is ready", node=name)
         return Result.done()
 
-    async def _autorestart(self, vm: VMView, node: str) -> None:
-        placement = {**vm.placement.doc, "node": node, "autorestartPending": False,
+    async def _autorestart(self, vm: VM, node: str) -> None:
+        placement = {**vm.placement_doc, "node": node, "autorestartPending": False,
                      "home": None, "reason": f"autorestart on {node}"}
         await self._set_spec_and_placement(vm, placement, state="running")
         await self._event("autorestart", f"{vm.name} starts again on {node}", vm=vm.name,

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.libvirt import Usage
-from schemas.domainxml import domain_resources
 from store import nodestatus
 from store.client import Store
 from store.codec import Doc
 from store.errors import AlreadyExists, NotFound
 from store.informer import Informer
+from store.model import VM
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ class ProvisionedMemory:
                 continue
             cached = self._parsed.get(name)
             if cached is None or cached[0] != spec.mzxid:
-                xml = spec.doc.get("spec", {}).get("xml", "")
-                cached = (spec.mzxid, domain_resources(xml).memory_mib if xml else 0)
+                cached = (spec.mzxid, VM(name, spec).needs.memory_mib)
                 self._parsed[name] = cached
             total += cached[1]
         return total
