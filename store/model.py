@@ -37,6 +37,7 @@ from vocabulary import (
     DesiredDomainState,
     DesiredState,
     FenceMode,
+    MigrationMethod,
     Selector,
     StopMode,
 )
@@ -155,6 +156,16 @@ class VM(_Object):
     @property
     def autorestart(self) -> bool:
         return bool(self.meta.get("autorestart", False))
+
+    @property
+    def migration_method(self) -> MigrationMethod:
+        return _member(MigrationMethod, self.meta.get("migrationMethod"), MigrationMethod.ANY)
+
+    @property
+    def shutdown_timeout(self) -> float | None:
+        """The VM's own seconds from ACPI shutdown to forced off (None: the cluster's)."""
+        value = self.spec_doc.get("shutdownTimeout")
+        return float(value) if value else None
 
     @property
     def needs(self) -> VMNeeds:

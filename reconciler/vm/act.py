@@ -91,14 +91,14 @@ class Actuator:
         try:
             await self._do(obs, step)
         except HypervisorError as e:
-            if obs.view.exists:
+            if obs.vm.exists:
                 await self.writer.failed(obs.name, step, e)
             raise
 
     async def _do(self, obs: Observation, step: Step) -> None:
         name = obs.name
         if step.action == Action.START:
-            await self.hv.define(obs.view.spec_doc["xml"])
+            await self.hv.define(obs.vm.xml)
             await self.hv.start(name)
         elif step.action == Action.SHUTDOWN:
             await self.hv.shutdown(name)
@@ -112,13 +112,12 @@ class Actuator:
     async def _tidy(self, obs: Observation) -> None:
         """Not ours to run: a shut-off leftover definition here is removed; a VM that status
         still places here, gone and unowned (lost with a restart), is said off."""
-        view = obs.view
+        vm = obs.vm
         if obs.domain is not None and obs.target != self.node:
-            await self.hv.undefine(view.name)
-            log.info("%s: removed the shut-off definition left here", view.name)
-        if view.exists and view.owner is None and obs.view.status is not None \
-                and obs.view.status.doc.get("node") == self.node:
-            await self.writer.say_off_here(view)
+            await self.hv.undefine(vm.name)
+            log.info("%s: removed the shut-off definition left here", vm.name)
+        if vm.exists and vm.owner is None and vm.status_node == self.node:
+            await self.writer.say_off_here(vm)
 
 
 def _after(seconds: float | None) -> Result:

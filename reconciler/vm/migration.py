@@ -19,9 +19,8 @@ from typing import Any
 from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.runtime.workqueue import Result
 from reconciler.vm import status
-from reconciler.vm.observe import Observation
+from reconciler.vm.observe import MigrationLimits, Observation
 from reconciler.vm.record import StatusWriter
-from reconciler.vm.view import MigrationLimits
 from statemachine import Step
 from statemachine.nodeplan import HANDOVER_LOOK
 from store import events
@@ -66,15 +65,15 @@ class Migrator:
         return Result.after(HANDOVER_LOOK if await self.hv.domain(name) is not None else 0)
 
     async def _do_migrate(self, obs: Observation) -> None:
-        view, target = obs.view, str(obs.target)
+        vm, target = obs.vm, str(obs.target)
         node_status = await asyncio.to_thread(self.store.get,
                                               self.store.paths.node_status(target))
         uri = node_status.doc.get("migrationUri")
         if not uri:
             raise HypervisorError(f"node {target} publishes no migration URI (set address or "
                                   "migration_uri in its herd-node config)")
-        downtime = view.spec_doc.get("meta", {}).get("migrationMaxDowntime")
-        await self.hv.migrate_live(view.name, str(uri), max_downtime_ms=downtime,
+        downtime = vm.meta.get("migrationMaxDowntime")
+        await self.hv.migrate_live(vm.name, str(uri), max_downtime_ms=downtime,
                                    timeout_s=self.limits.timeout)
 
     async def _live_failure(self, obs: Observation, step: Step,
@@ -82,30 +81,30 @@ class Migrator:
         """Method `any`: fall back to shutdown-and-start (status says the live migration to
         this target failed; the next plan moves it by shutdown). Method `live`: status
         failed, retried with backoff."""
-        view, target = obs.view, str(obs.target)
-        method = view.spec_doc.get("meta", {}).get("migrationMethod", "any")
+        vm, target = obs.vm, str(obs.target)
+        method = vm.meta.get("migrationMethod", "any")
         await asyncio.to_thread(
             events.record, self.store, "migration-failed",
-            f"{view.name}: live migration {self.node} -> {target} failed: {error}",
-            vm=view.name, source=self.node, target=target,
+            f"{vm.name}: live migration {self.node} -> {target} failed: {error}",
+            vm=vm.name, source=self.node, target=target,
             fallback="shutdown" if method == "any" else None)
         if method != "any":
-            await self.writer.failed(view.name, step, error)
+            await self.writer.failed(vm.name, step, error)
             raise error
         why = f"live migration to {target} failed ({error}); migrating by shutdown"
-        log.warning("%s: %s", view.name, why)
-        await self.writer.update(view.name, lambda doc: status.live_failed(doc, reason=why))
+        log.warning("%s: %s", vm.name, why)
+        await self.writer.update(vm.name, lambda doc: status.live_failed(doc, reason=why))
         return Result.after(0)
 
     async def record_arrival(self, obs: Observation) -> None:
         """The owner znode was just claimed here: if the VM came by live migration, record
         it in the cluster's events (start, end, duration, libvirt's downtime)."""
-        view, moving = obs.view, obs.migration
+        vm, moving = obs.vm, obs.migration
         if moving.get("target") != self.node or moving.get("method") != "live":
             return
-        stats = await self.hv.completed_migration(view.name)
+        stats = await self.hv.completed_migration(vm.name)
         started, ended = float(moving.get("started", 0.0)), self.clock()
-        about: dict[str, Any] = {"vm": view.name, "source": moving.get("source"),
+        about: dict[str, Any] = {"vm": vm.name, "source": moving.get("source"),
                                  "target": self.node, "started": started, "ended": ended,
                                  "duration": round(ended - started, 3)}
         if stats is not None:
@@ -116,8 +115,8 @@ class Migrator:
         try:
             await asyncio.to_thread(
                 events.record, self.store, "migrated",
-                f"{view.name}: live-migrated {about['source']} -> {self.node} in "
+                f"{vm.name}: live-migrated {about['source']} -> {self.node} in "
                 f"{about['duration']:.2f}s (downtime {about.get('downtimeMs', '?')} ms)",
                 **about)
         except Exception:  # the record is history, not state: never fail the reconcile
-            log.exception("%s: cannot record the migration event", view.name)
+            log.exception("%s: cannot record the migration event", vm.name)

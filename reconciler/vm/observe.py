@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.libvirt import DomainInfo, Hypervisor
-from reconciler.vm.view import MigrationLimits, View
 from statemachine import Desired, Observed, Recorded
 from statemachine.nodeplan import Owner, Situation, Where
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.informer import Informer
+from store.model import VM, read_vm
 from vocabulary import UP_RUN_STATES as UP
 from vocabulary import RunState, VMState
 
@@ -28,28 +28,35 @@ STATES = frozenset(s.value for s in VMState)
 
 
 @dataclass(frozen=True)
+class MigrationLimits:
+    """Outgoing live migrations at once per node, and the time one may take."""
+
+    concurrency: int = 2
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
 class Observation:
     """One reconcile's reading of one VM: ZooKeeper, libvirt, and this node's jobs."""
 
     node: str  # this node
-    view: View
+    vm: VM
     domain: DomainInfo | None
     situation: Situation
 
     @property
     def name(self) -> str:
-        return self.view.name
+        return self.vm.name
 
     @property
     def target(self) -> str | None:
         """The node the VM is placed on."""
-        node = self.view.placement.get("node")
-        return node if isinstance(node, str) else None
+        return self.vm.home
 
     @property
     def migration(self) -> Doc:
         """`status.migration` (empty when none is recorded)."""
-        doc = self.view.status.doc.get("migration") if self.view.status else None
+        doc = self.vm.status_doc.get("migration")
         return doc if isinstance(doc, dict) else {}
 
 
@@ -70,12 +77,14 @@ class Observer:
     known: set[str] = field(default_factory=set)
     outbound: set[str] = field(default_factory=set)  # VMs migrating out of here now
 
-    def view(self, name: str) -> View:
-        p = self.store.paths
-        placement = self.vms.get(p.vm_placement(name))
-        return View(name, self.vms.get(p.vm(name)), placement.doc if placement else {},
-                    self._newest(name, self.vms.get(p.vm_status(name))),
-                    self.vms.get(p.vm_owner(name)))
+    def read(self, name: str) -> VM:
+        """The VM as the cache has it, with our own newer status write if the cache lags."""
+        status = self.store.paths.vm_status(name)
+
+        def get(path: str) -> Versioned | None:
+            found = self.vms.get(path)
+            return self._newest(name, found) if path == status else found
+        return read_vm(name, get, self.store.paths)
 
     def _newest(self, name: str, cached: Versioned | None) -> Versioned | None:
         mine = self.written.get(name)
@@ -91,40 +100,40 @@ class Observer:
         return self.store.session_owns(owner.stat)
 
     async def observe(self, name: str) -> Observation:
-        view = self.view(name)
-        if view.exists:
+        vm = self.read(name)
+        if vm.exists:
             self.known.add(name)
-        domain = await self.hv.domain(name) if view.exists or name in self.known else None
-        out = await self._migrating_out(view, domain)
-        return Observation(self.node, view, domain, self.situation(view, domain,
+        domain = await self.hv.domain(name) if vm.exists or name in self.known else None
+        out = await self._migrating_out(vm, domain)
+        return Observation(self.node, vm, domain, self.situation(vm, domain,
                                                                    migrating_out=out))
 
-    async def _migrating_out(self, view: View, domain: DomainInfo | None) -> bool:
+    async def _migrating_out(self, vm: VM, domain: DomainInfo | None) -> bool:
         """An outgoing migration job of the domain runs here (say, one this daemon started
         before it restarted): only where live migration exists and the VM is placed away."""
         if (domain is None or domain.state not in UP or not self.hv.live_migration_supported
-                or view.placement.get("node") in (None, self.node)):
+                or vm.home in (None, self.node)):
             return False
-        return await self.hv.migrating_out(view.name)
+        return await self.hv.migrating_out(vm.name)
 
-    def situation(self, view: View, domain: DomainInfo | None, *,
+    def situation(self, vm: VM, domain: DomainInfo | None, *,
                   migrating_out: bool = False) -> Situation:
-        status = view.status.doc if view.status else {}
+        status = vm.status_doc
         moving = status.get("migration") or {}
-        target = view.placement.get("node")
+        target = vm.home
         ours_moving = moving.get("source") == self.node and moving.get("target") == target
         return Situation(
-            desired=self.desired(view), recorded=self.recorded(view),
+            desired=self.desired(vm), recorded=self.recorded(vm),
             observed=Observed(domain=domain.state if domain else RunState.ABSENT,
                               migrating_out=migrating_out),
-            owner=self.owner(view.owner), status_node=self.where(status.get("node")),
-            known=view.name in self.known,
+            owner=self.owner(vm.owner), status_node=self.where(vm.status_node),
+            known=vm.name in self.known,
             migrating_in=domain is not None and domain.migrating_in,
             left_here=moving.get("source") == self.node and bool(moving.get("handedOver")),
             live_failed=moving.get("target") == target and bool(moving.get("liveFailed")),
             live_underway=ours_moving and moving.get("method") == "live"
             and not moving.get("liveFailed") and not moving.get("handedOver"),
-            outbound=len(self.outbound - {view.name}), slot_limit=self.limits.concurrency)
+            outbound=len(self.outbound - {vm.name}), slot_limit=self.limits.concurrency)
 
     def owner(self, owner: Versioned | None) -> Owner:
         if owner is None:
@@ -138,26 +147,20 @@ class Observer:
             return Where.NOBODY
         return Where.HERE if node == self.node else Where.ELSEWHERE
 
-    def desired(self, view: View) -> Desired:
-        spec = view.spec_doc
-        meta = spec.get("meta", {})
-        timeout = spec.get("shutdownTimeout") or self.cluster_default("shutdownTimeout", 180)
+    def desired(self, vm: VM) -> Desired:
+        timeout = vm.shutdown_timeout or self.cluster_default("shutdownTimeout", 180)
         return Desired(
-            target=spec.get("state", "stopped"),
-            stop_mode=spec.get("stopMode", "graceful"),
-            restart_request=int(spec.get("restartRequest", 0)),
-            placed_here=view.placement.get("node") == self.node,
-            migration_method=meta.get("migrationMethod", "any"),
+            target=vm.want, stop_mode=vm.stop_mode, restart_request=vm.restart_request,
+            placed_here=vm.home == self.node, migration_method=vm.migration_method,
             live_supported=self.hv.live_migration_supported,
             shutdown_timeout=float(timeout),
-            exists=view.exists,
+            exists=vm.exists,
         )
 
     @staticmethod
-    def recorded(view: View) -> Recorded:
-        doc = view.status.doc if view.status else {}
-        state = doc.get("state", "stopped")
+    def recorded(vm: VM) -> Recorded:
+        doc, state = vm.status_doc, vm.state or VMState.STOPPED
         return Recorded(state=VMState(state) if state in STATES else VMState.UNKNOWN,
                         shutdown_deadline=doc.get("shutdownDeadline"),
-                        observed_restart=int(doc.get("observedRestart", 0)),
+                        observed_restart=vm.observed_restart,
                         since=float(doc.get("since", 0.0)))

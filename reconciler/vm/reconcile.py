@@ -27,14 +27,13 @@ from reconciler.libvirt import Hypervisor
 from reconciler.runtime.workqueue import Result
 from reconciler.vm.act import Actuator
 from reconciler.vm.migration import Migrator
-from reconciler.vm.observe import Observer
+from reconciler.vm.observe import MigrationLimits, Observer
 from reconciler.vm.record import StatusWriter
-from reconciler.vm.view import MigrationLimits, View
 from statemachine.nodeplan import OWNER_WAIT, Gate, plan_vm
 from store.client import Store
 from store.informer import Change, Informer
 
-__all__ = ["OWNER_WAIT", "MigrationLimits", "VMReconciler", "View"]
+__all__ = ["OWNER_WAIT", "MigrationLimits", "VMReconciler"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class VMReconciler:
         if plan.gate != Gate.STEP:
             log.debug("%s: %s (%s)", name, plan.gate, plan.rule)
         result = await self.actuator.carry_out(observation, plan)
-        if plan.gate == Gate.TIDY and not observation.view.exists:
+        if plan.gate == Gate.TIDY and not observation.vm.exists:
             self.forget(name)
         return result
 

@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 from reconciler.vm import status
 from reconciler.vm.observe import Observation, Observer
-from reconciler.vm.view import View
 from statemachine import Action, Step
 from statemachine.nodeplan import OwnerOp
 from store import txn
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
+from store.model import VM
 from vocabulary import UP_RUN_STATES as UP
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,16 @@ class StatusWriter:
     def owner_ops(self, obs: Observation, op: OwnerOp, *, up: bool) -> list[txn.Op]:
         """The owner znode change of `op`: claim (create when free), release (delete when
         ours), hold (running here: claim when free; off here: release)."""
-        view, ours = obs.view, self.observer.ours(obs.view.owner)
+        vm, ours = obs.vm, self.observer.ours(obs.vm.owner)
         if op == OwnerOp.HOLD:
-            if up and view.owner is not None and not ours:
-                log.error("%s runs here but %s owns it", view.name, view.owner.doc.get("node"))
-            op = OwnerOp.CLAIM if up and view.exists else OwnerOp.RELEASE
-        if op == OwnerOp.CLAIM and view.owner is None:
-            return [txn.Create(self.store.paths.vm_owner(view.name), {"node": self.node},
+            if up and vm.owner is not None and not ours:
+                log.error("%s runs here but %s owns it", vm.name, vm.owner.doc.get("node"))
+            op = OwnerOp.CLAIM if up and vm.exists else OwnerOp.RELEASE
+        if op == OwnerOp.CLAIM and vm.owner is None:
+            return [txn.Create(self.store.paths.vm_owner(vm.name), {"node": self.node},
                                ephemeral=True)]
-        if op == OwnerOp.RELEASE and view.owner is not None and ours:
-            return [txn.Delete(self.store.paths.vm_owner(view.name), view.owner.version)]
+        if op == OwnerOp.RELEASE and vm.owner is not None and ours:
+            return [txn.Delete(self.store.paths.vm_owner(vm.name), vm.owner.version)]
         return []
 
     # --- status after a step ----------------------------------------------------------------
@@ -64,12 +64,11 @@ class StatusWriter:
         domain = obs.domain
         up = step.action == Action.START or (domain is not None and domain.state in UP
                                              and step.action != Action.DESTROY)
-        view = obs.view
-        old = view.status.doc if view.status else {}
+        vm = obs.vm
+        old = vm.status_doc
         return status.after_step(old, step, status.StepFacts(
-            node=self.node, up=up, spec_xml=view.spec_doc.get("xml", ""),
-            generation=int(view.spec.doc.get("metadata", {}).get("generation", 0))
-            if view.spec else 0,
+            node=self.node, up=up, spec_xml=vm.xml,
+            generation=vm.generation if vm.exists else 0,
             placed_on=obs.target, moved_to=self.moved_to(obs), now=self.clock()))
 
     def moved_to(self, obs: Observation) -> str | None:
@@ -90,38 +89,38 @@ class StatusWriter:
         A change of the owner znode always goes with status checked at the version this
         reconcile read, and a claim always writes status (its version moves on): an owner
         znode's version says nothing (every new one has version 0), so only this makes a
-        release from a stale view fail instead of deleting the owner another node just
+        release from a stale vm fail instead of deleting the owner another node just
         created at the same path."""
-        view, ops = obs.view, list(with_ops or [])
-        path = self.store.paths.vm_status(view.name)
-        version = view.status.version if view.status else -1
+        vm, ops = obs.vm, list(with_ops or [])
+        path = self.store.paths.vm_status(vm.name)
+        version = vm.status.version if vm.status else -1
         claims = any(isinstance(op, txn.Create) for op in ops)
-        if new is not None and (view.status is None or new != view.status.doc or claims):
+        if new is not None and (vm.status is None or new != vm.status.doc or claims):
             ops.append(txn.Set(path, new, version))
-        elif ops and view.status is not None:
+        elif ops and vm.status is not None:
             ops.append(txn.Check(path, version))
         if not ops:
             return True
         try:
             results = await asyncio.to_thread(txn.commit_one, self.store, ops)
         except Conflict:
-            self.written.pop(view.name, None)
+            self.written.pop(vm.name, None)
             raise
         except (AlreadyExists, NotFound) as e:
-            if not with_ops or not await self._own_owner_change(view, e):
+            if not with_ops or not await self._own_owner_change(vm, e):
                 raise
             await self.write(obs, new)
             return False
         if isinstance(ops[-1], txn.Set) and new is not None:
-            self.written[view.name] = Versioned(new, results[-1])
+            self.written[vm.name] = Versioned(new, results[-1])
         elif isinstance(ops[-1], txn.Check):
-            self.written.pop(view.name, None)
+            self.written.pop(vm.name, None)
         return True
 
-    async def _own_owner_change(self, view: View, error: Exception) -> bool:
+    async def _own_owner_change(self, vm: VM, error: Exception) -> bool:
         """The owner op failed on our own earlier change: the znode a claim ran into is
         this session's, or the one a release wanted is gone (only its owner deletes it)."""
-        path = self.store.paths.vm_owner(view.name)
+        path = self.store.paths.vm_owner(vm.name)
         if str(error) != path:
             return False
         if isinstance(error, NotFound):
@@ -148,14 +147,14 @@ class StatusWriter:
         await self.update(name, lambda doc: status.failed(
             doc, reason=f"{step.action} failed: {error}", now=now))
 
-    async def say_off_here(self, view: View) -> None:
+    async def say_off_here(self, vm: VM) -> None:
         """Status says the VM is up here, but it is not and nobody owns it (the guest went
         with a restart): say it is off, so that the node it is placed on may start it."""
-        assert view.status is not None
-        doc = status.off_here(view.status.doc, node=self.node, now=self.clock())
+        assert vm.status is not None
+        doc = status.off_here(vm.status.doc, node=self.node, now=self.clock())
         try:
-            await asyncio.to_thread(self.store.set, self.store.paths.vm_status(view.name),
-                                    doc, version=view.status.version)
+            await asyncio.to_thread(self.store.set, self.store.paths.vm_status(vm.name),
+                                    doc, version=vm.status.version)
         except Conflict:
             return  # a newer status stands
-        log.info("%s: not running here; status says so now", view.name)
+        log.info("%s: not running here; status says so now", vm.name)

@@ -37,8 +37,8 @@ RUN_STATES = (RunState.ABSENT, RunState.DEFINED, RunState.RUNNING, RunState.PAUS
 
 def situation(*, owner: Owner = Owner.NONE, domain: RunState = RunState.RUNNING,
               placed_here: bool = True, **fields: Any) -> Situation:
-    desired = fields.pop("desired", None) or Desired(target=DesiredState.RUNNING, placed_here=placed_here,
-                                                     live_supported=True)
+    desired = fields.pop("desired", None) or Desired(
+        target=DesiredState.RUNNING, placed_here=placed_here, live_supported=True)
     base: dict[str, Any] = {
         "desired": desired, "observed": Observed(domain=domain),
         "recorded": Recorded(state=VMState.RUNNING), "owner": owner,
