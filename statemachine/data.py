@@ -29,8 +29,8 @@ class Action(StrEnum):
 
 
 def _check(name: str, value: object, enum: type[StrEnum]) -> None:
-    allowed = [member.value for member in enum]
-    if value not in allowed:
+    if value not in enum._value2member_map_:  # a member, or the plain string of one
+        allowed = [member.value for member in enum]
         raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
 
 

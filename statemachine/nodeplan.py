@@ -151,12 +151,13 @@ def plan_vm(s: Situation, *, now: float) -> VMPlan:
     name, _, chosen, after = gate(s)
     if chosen != Gate.STEP:
         return VMPlan(gate=chosen, rule=name, requeue_after=after)
-    desired = replace(
-        s.desired,
-        # Just migrated away: not ours to run here, whatever the placement says now
-        # (placed back mid-migration), until handed over to the node that runs it.
-        placed_here=s.desired.placed_here and not (s.left_here and s.status_node == Where.HERE),
-        live_supported=s.desired.live_supported and not s.live_failed)
+    desired = s.desired
+    # Just migrated away: not ours to run here, whatever the placement says now (placed
+    # back mid-migration), until handed over to the node that runs it.
+    handing_over = s.left_here and s.status_node == Where.HERE
+    if (handing_over and desired.placed_here) or (s.live_failed and desired.live_supported):
+        desired = replace(desired, placed_here=desired.placed_here and not handing_over,
+                          live_supported=desired.live_supported and not s.live_failed)
     step = plan(desired, s.observed, s.recorded, now=now)
     return _settle(s, step)
 

@@ -30,8 +30,7 @@ from typing import Any
 
 from reconciler.cluster.fencing import Fencer
 from reconciler.runtime.workqueue import Result
-from reconciler.vm import status as vmstatus
-from store import events, nodestatus, txn
+from store import events, nodestatus, txn, vmstatus
 from store.client import Store
 from store.codec import Doc
 from store.errors import Conflict

@@ -18,12 +18,12 @@ from typing import Any
 
 from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.runtime.workqueue import Result
-from reconciler.vm import status
 from reconciler.vm.observe import MigrationLimits, Observation
 from reconciler.vm.record import StatusWriter
 from statemachine import Step
 from statemachine.nodeplan import HANDOVER_LOOK
 from store import events
+from store import vmstatus as status
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Record: the node's one writer of a VM's status and owner znodes.
 
-Every status a node writes goes through `StatusWriter`: built by `reconciler.vm.status`
+Every status a node writes goes through `StatusWriter`: built by `store.vmstatus`
 (pure), version-checked against the status this reconcile observed, and committed in ONE
 transaction with the owner znode change the plan asked for (`OwnerOp`). It remembers its
 own newest write (`Observer.written`), so the next reconcile reads its own writes even
@@ -14,11 +14,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from reconciler.vm import status
 from reconciler.vm.observe import Observation, Observer
 from statemachine import Action, Step
 from statemachine.nodeplan import OwnerOp
 from store import txn
+from store import vmstatus as status
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound

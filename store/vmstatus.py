@@ -2,9 +2,10 @@
 
 Every writer of a VM's status builds the new document here, from the one it read:
 - the node that runs (or last ran) the VM, after each reconcile step (`after_step`), on a
-  libvirt failure (`failed`), and when it finds a guest that status places here gone
-  (`off_here`) — `reconciler.vm.reconcile`, in one version-checked transaction with its
-  owner znode change;
+  libvirt failure (`failed`), after its live migration call (`migrated_out`,
+  `live_failed`), and when it finds a guest that status places here gone (`off_here`) —
+  `reconciler.vm.record.StatusWriter`, version-checked, in one transaction with its owner
+  znode change;
 - the primary coordinator, for the VMs of a node that stopped answering (`unknown`) and,
   once that node is fenced, for the ones left there (`fenced_off`) —
   `reconciler.cluster.controllers`, version-checked against its cache.
