@@ -254,16 +254,8 @@ class Controllers:
     async def _recover(self, node: str) -> Result:
         """Place the fenced node's VMs that should run elsewhere (or stop them when nothing
         fits), then record the ones left behind as stopped; again until none is left."""
-        planner, moves = self._planner(), []
-        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
-            if vm.home != node or vm.want != DesiredState.RUNNING:
-                continue
-            target = planner.place(self.state.needs(vm), exclude=[node])
-            if target is None:
-                await self._stop_for_lack(vm, node, f"no valid target to recover from {node}")
-                continue
-            moves.append((vm, {"node": target, "reason": f"recovered: {node} was fenced",
-                               "lastNode": vm.last_node or node}))
+        moves = await self._moves_away(node, reason=f"recovered: {node} was fenced",
+                                       lacking=f"no valid target to recover from {node}")
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
         if moves:
@@ -271,6 +263,22 @@ class Controllers:
                               node=node)
         await self._settle_left_behind(node)
         return Result.done()
+
+    async def _moves_away(self, node: str, *, reason: str,
+                          lacking: str) -> list[tuple[VM, Doc]]:
+        """New placements for the VMs placed on `node` that should run (temporarily: they
+        remember `lastNode`); the ones nothing fits are stopped, `lacking` the reason."""
+        planner, moves = self._planner(), []
+        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
+            if vm.home != node or vm.want != DesiredState.RUNNING:
+                continue
+            target = planner.place(self.state.needs(vm), exclude=[node])
+            if target is None:
+                await self._stop_for_lack(vm, node, lacking)
+            else:
+                moves.append((vm, {"node": target, "reason": reason,
+                                   "lastNode": vm.last_node or node}))
+        return moves
 
     # --- flush and ready -------------------------------------------------------------------
 
@@ -280,16 +288,8 @@ class Controllers:
             return Result.done()
         if state != "flushing":
             await self._set_domain_state(name, "flushing")
-        planner, moves = self._planner(), []
-        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
-            if vm.home != name or vm.want != DesiredState.RUNNING:
-                continue
-            target = planner.place(self.state.needs(vm), exclude=[name])
-            if target is None:
-                await self._stop_for_lack(vm, name, f"no valid target during the flush of {name}")
-            else:
-                moves.append((vm, {"node": target, "reason": f"flush of {name}",
-                                   "lastNode": vm.last_node or name}))
+        moves = await self._moves_away(name, reason=f"flush of {name}",
+                                       lacking=f"no valid target during the flush of {name}")
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
         if any(vm.runs_on(name) for vm in self.state.all_vms()):

@@ -15,23 +15,16 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from store import txn, vms
 from store.client import Store
 from store.informer import Change, Informer
-from tests.support.libvirt_nodes import simple_domain_xml
-from tests.support.sourcenode import source_node
+from tests.support.sourcenode import define_on_hv1, source_node
 
 
 def define_running_on_hv1(store: Store, name: str, owner: Store) -> None:
-    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": name, "generation": 1},
-          "spec": {"state": "running", "node": "hv1", "meta": {},
-                   "xml": simple_domain_xml(name)}}
-    txn.commit(store, vms.define_ops(store.paths, vm))
+    define_on_hv1(store, name)
     p = store.paths
     store.update(p.vm_status(name), lambda d: {**d, "state": "running", "node": "hv1"})
     owner.create(p.vm_owner(name), {"node": "hv1"}, ephemeral=True)
-    store.create(p.node_status("hv2"), {"migrationUri": "qemu+tcp://hv2/system"},
-                 makepath=True)
 
 
 async def place(store: Store, informer: Informer, name: str, node: str) -> None:

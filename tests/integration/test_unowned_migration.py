@@ -17,26 +17,19 @@ from __future__ import annotations
 import asyncio
 
 from reconciler.vm.reconcile import OWNER_WAIT
-from store import txn, vms
 from store.client import Store
-from tests.support.libvirt_nodes import simple_domain_xml
-from tests.support.sourcenode import source_node
+from tests.support.sourcenode import define_on_hv1, source_node
 from tests.support.waits import wait_doc
 
 
 def define_running_on_hv1_placed_on_hv2(store: Store, name: str) -> None:
     """What the killed daemon left: placed on hv2, status `migrating` from hv1, no owner."""
-    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": name, "generation": 1},
-          "spec": {"state": "running", "node": "hv1", "meta": {},
-                   "xml": simple_domain_xml(name)}}
-    txn.commit(store, vms.define_ops(store.paths, vm))
+    define_on_hv1(store, name)
     p = store.paths
     store.update(p.vm_placement(name), lambda d: {**d, "node": "hv2", "lastNode": "hv1"})
     store.update(p.vm_status(name), lambda d: {
         **d, "state": "migrating", "node": "hv1", "reason": "migrating",
         "migration": {"source": "hv1", "target": "hv2", "method": "live", "started": 1.0}})
-    store.create(p.node_status("hv2"), {"migrationUri": "qemu+tcp://hv2/system"},
-                 makepath=True)
 
 
 async def test_a_node_owns_a_guest_before_it_migrates_it_out(store: Store, zk_hosts: str,

@@ -14,10 +14,21 @@ from typing import Any
 
 from reconciler.runtime.workqueue import Result
 from reconciler.vm.reconcile import VMReconciler
+from store import txn, vms
 from store.client import Store
 from store.informer import Informer
 from tests.support.fakehypervisor import FakeHypervisor
 from tests.support.libvirt_nodes import simple_domain_xml
+
+
+def define_on_hv1(store: Store, name: str) -> None:
+    """The VM `name`, running, placed on hv1; hv2 publishes a migration URI."""
+    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": name, "generation": 1},
+          "spec": {"state": "running", "node": "hv1", "meta": {},
+                   "xml": simple_domain_xml(name)}}
+    txn.commit(store, vms.define_ops(store.paths, vm))
+    store.create(store.paths.node_status("hv2"), {"migrationUri": "qemu+tcp://hv2/system"},
+                 makepath=True)
 
 
 class HeldMigration(FakeHypervisor):
