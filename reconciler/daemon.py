@@ -29,12 +29,8 @@ from reconciler.config import NodeConfig
 from reconciler.libvirt import Hypervisor
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
-from reconciler.node.registration import (
-    NodeRegistration,
-    ProvisionedMemory,
-    measure,
-    spec_domain_state,
-)
+from reconciler.node.publisher import StatusPublisher
+from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
 from reconciler.runtime.controller import Controller
 from reconciler.vm.reconcile import MigrationLimits, VMReconciler
 from store import events
@@ -44,8 +40,6 @@ from store.informer import Change, Informer
 from store.layout import ensure_layout
 
 log = logging.getLogger(__name__)
-
-PUBLISH_GAP = 0.5  # seconds between event-driven node status writes
 
 
 class EventLog:
@@ -91,13 +85,16 @@ class NodeDaemon:
         self.queue = Controller("vm", self.reconciler.reconcile, node=self.name,
                                 workers=config.workers)
         self.provisioned = ProvisionedMemory(self.name, self.vms)
+        self.publisher = StatusPublisher(
+            self.registration, self.hv, provisioned=self.provisioned,
+            interval=config.status_interval,
+            initial_domain_state=lambda: spec_domain_state(self.store, self.nodes, self.name))
         self.coordinator = Coordinator(
             self.store, self.name, fencer=Fencer(config.fence),
             state=ClusterState(self.store, vms=self.vms, nodes=self.nodes,
                                cluster=self.cluster)) if config.coordinator else None
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
-        self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,8 +167,9 @@ class NodeDaemon:
         await self._adopt()
         self.queue.start()
         self.registration.daemon_state = "run"
-        await self._until_written("the first status", lambda: self._publish(heartbeat=True))
-        self._tasks = [asyncio.create_task(self._publisher(), name="status-publisher"),
+        first = self.publisher.publish
+        await self._until_written("the first status", lambda: first(heartbeat=True))
+        self._tasks = [asyncio.create_task(self.publisher.run(), name="status-publisher"),
                        asyncio.create_task(self._resyncer(), name="resync")]
         if self.coordinator is not None:
             self._tasks.append(asyncio.create_task(self.coordinator.run(), name="coordinator"))
@@ -188,7 +186,7 @@ class NodeDaemon:
         if self.store.writable:
             self.registration.daemon_state = "stop"
             try:
-                await self._publish(heartbeat=True)
+                await self.publisher.publish(heartbeat=True)
                 await asyncio.to_thread(self.registration.deregister)
             except Exception as e:
                 log.warning("could not record the stop in ZooKeeper: %s", e)
@@ -237,7 +235,7 @@ class NodeDaemon:
 
     def _dirty_threadsafe(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._dirty.set)
+            self._loop.call_soon_threadsafe(self.publisher.changed)
 
     def _on_domain_event(self, name: str, event: str, detail: int) -> None:
         """libvirt event (on the loop, through libvirtaio): queue the VM, refresh status."""
@@ -246,7 +244,7 @@ class NodeDaemon:
         else:
             self.local_domains.add(name)
         self.queue.add(name)
-        self._dirty.set()
+        self.publisher.changed()
         for listener in list(self.event_listeners):
             listener(name, str(event), detail)
 
@@ -299,34 +297,3 @@ class NodeDaemon:
             await asyncio.sleep(self.config.resync_interval)
             self.local_domains = set(await self.hv.list_domains())
             self._resync_all()
-
-    # --- node status ---------------------------------------------------------------------------
-
-    async def _publisher(self) -> None:
-        """Heartbeat every interval; local changes publish what changed, at most every
-        PUBLISH_GAP seconds (a burst of libvirt events is one write, not hundreds)."""
-        next_beat = time.monotonic() + self.config.status_interval
-        last = 0.0
-        while True:
-            try:
-                async with asyncio.timeout(max(0.0, next_beat - time.monotonic())):
-                    await self._dirty.wait()
-                    await asyncio.sleep(max(0.0, last + PUBLISH_GAP - time.monotonic()))
-            except TimeoutError:
-                pass
-            beat = time.monotonic() >= next_beat
-            self._dirty.clear()
-            try:
-                await self._publish(heartbeat=beat)
-            except Exception as e:
-                log.warning("publishing node status failed: %s", e)
-            last = time.monotonic()
-            if beat:
-                next_beat = last + self.config.status_interval
-
-    async def _publish(self, *, heartbeat: bool) -> None:
-        usage = await self.hv.usage()
-        resources = measure(usage, self.provisioned.total())
-        await asyncio.to_thread(
-            self.registration.publish, resources, heartbeat=heartbeat,
-            initial_domain_state=lambda: spec_domain_state(self.store, self.nodes, self.name))

@@ -12,8 +12,9 @@ drain on the loop (`call_soon_threadsafe`). A drain then, in order:
 - follows the primary (the first contender of the election, `store.election.primary_of`):
   node objects say whether they are it, and a change of primary is a MODIFIED event of
   the old and the new primary's Node;
-- re-checks the waiters of every object it touched (`wait_for`): `wait=true` requests and
-  the read-your-writes settle after each write follow the watch, never a poll.
+- re-checks the waiters of every object it touched (`wait_for`, `server.waiters`):
+  `wait=true` requests and the read-your-writes settle after each write follow the
+  watch, never a poll.
 Reads answer 503 while an informer is not in sync (suspended or lost session, resync).
 Created by `server.app`'s cleanup context; used by every handler.
 """
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 from server.events import Event, EventHub
 from server.views import node_object, vm_object
+from server.waiters import Key, Waiters
 from store.client import Store
 from store.election import primary_of
 from store.errors import Unavailable
@@ -39,8 +41,6 @@ from store.model import VM, Node, read_node, read_vm
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Key = tuple[str, str]  # ("VM" | "Node", name)
-Check = Callable[[], Any]
 _SKIP = {"ADDED": ("ADDED", "MODIFIED"), "MODIFIED": ("MODIFIED",)}
 
 
@@ -61,7 +61,7 @@ class ClusterCache:
         self._node_names: dict[str, None] = {}
         self._sorted: list[str] | None = None
         self._fragments: dict[str, bytes] = {}
-        self._waiters: dict[Key, list[tuple[Check, asyncio.Future[Any]]]] = {}
+        self.waiters = Waiters()
         self._pending: deque[Change] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
@@ -103,10 +103,7 @@ class ClusterCache:
     def close(self) -> None:
         """End every watch stream and fail every waiter (the server is shutting down)."""
         self.hub.close_all()
-        for entries in self._waiters.values():
-            for _check, future in entries:
-                if not future.done():
-                    future.set_exception(Unavailable("the API server is shutting down"))
+        self.waiters.fail_all()
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -159,41 +156,8 @@ class ClusterCache:
 
     async def wait_for(self, key: Key, check: Callable[[], T | None], *,
                        timeout: float) -> T | None:
-        """The first non-None answer of `check`, re-asked whenever the object `key` changes;
-        None after `timeout` seconds. An exception raised by `check` is raised here."""
-        first = check()
-        if first is not None:
-            return first
-        assert self._loop is not None
-        future: asyncio.Future[T] = self._loop.create_future()
-        entry = (check, future)
-        self._waiters.setdefault(key, []).append(entry)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            entries = self._waiters.get(key, [])
-            if entry in entries:
-                entries.remove(entry)
-            if not entries:
-                self._waiters.pop(key, None)
-
-    def _wake(self, key: Key) -> None:
-        for check, future in list(self._waiters.get(key, ())):
-            if future.done():
-                continue
-            try:
-                answer = check()
-            except Exception as e:
-                future.set_exception(e)
-                continue
-            if answer is not None:
-                future.set_result(answer)
-
-    def _wake_all(self) -> None:
-        for key in list(self._waiters):
-            self._wake(key)
+        """See `server.waiters.Waiters.wait_for`."""
+        return await self.waiters.wait_for(key, check, timeout=timeout)
 
     # --- changes (kazoo's thread, then the loop) ---------------------------------------------
 
@@ -206,7 +170,7 @@ class ClusterCache:
         self._call_soon(self._drain)
 
     def _on_synced(self) -> None:
-        self._call_soon(self._wake_all)
+        self._call_soon(self.waiters.wake_all)
 
     def _call_soon(self, fn: Callable[[], None]) -> None:
         try:
@@ -254,7 +218,7 @@ class ClusterCache:
                 if gated is not None:
                     self.hub.publish(self._event(key, gated, change))
         for key in touched:
-            self._wake(key)
+            self.waiters.wake(key)
 
     def _primary_events(self, change: Change) -> list[tuple[Key, str, Change]]:
         """A contender came or went: if the primary changed, the old and the new primary's

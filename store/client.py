@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.protocol.states import ZnodeStat
 from kazoo.retry import KazooRetry, RetryFailedError
 
 from store import codec
@@ -50,10 +49,10 @@ from store.errors import AlreadyExists, Conflict, NotFound, Refused, Unavailable
 from store.multiread import GET_DATA, multi_read_async
 from store.paths import Paths
 from store.pollhandler import PollHandler
+from store.session import SessionListener, SessionState
 
 log = logging.getLogger(__name__)
 
-SessionListener = Callable[[str], None]
 """Called with "suspended", "reconnected" (same session) or "lost" (a new session follows)."""
 
 UNAVAILABLE = (ConnectionClosedError, SessionExpiredError, OperationTimeoutError, RetryFailedError,
@@ -105,10 +104,8 @@ class Store:
         self._op_timeout = max(timeout, 10.0)
         self._retry = KazooRetry(max_tries=8, delay=0.05, backoff=2, max_delay=1.0,
                                  ignore_expire=False)
-        self._writable = threading.Event()
-        self._listeners: list[SessionListener] = []
-        self._was_suspended = False
-        self.client.add_listener(self._on_state)
+        self.session = SessionState()
+        self.client.add_listener(self.session.on_state)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -119,10 +116,10 @@ class Store:
             self.client.stop()
             self.client.close()
             raise Unavailable(f"cannot connect to ZooKeeper at {self.client.hosts}: {e}") from e
-        self._writable.set()
+        self.session.set_writable(True)
 
     def stop(self) -> None:
-        self._writable.clear()
+        self.session.set_writable(False)
         self.client.stop()
         self.client.close()
 
@@ -135,19 +132,18 @@ class Store:
 
     @property
     def writable(self) -> bool:
-        return self._writable.is_set()
+        return self.session.writable
 
     def wait_writable(self, timeout: float | None = None) -> bool:
         """Block until the session is connected and writes are allowed (False on timeout)."""
-        return self._writable.wait(timeout)
+        return self.session.wait_writable(timeout)
 
     def add_session_listener(self, listener: SessionListener) -> None:
         """Register a callback for session changes; it runs on kazoo's thread and must not block."""
-        self._listeners.append(listener)
+        self.session.add_listener(listener)
 
     def remove_session_listener(self, listener: SessionListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self.session.remove_listener(listener)
 
     @property
     def session_id(self) -> int | None:
@@ -165,28 +161,6 @@ class Store:
         """The newest zxid this connection has seen (0 before any)."""
         return int(self.client.last_zxid or 0)
 
-    def _on_state(self, state: str) -> None:
-        if state == KazooState.SUSPENDED:
-            self._writable.clear()
-            self._was_suspended = True
-            self._notify("suspended")
-        elif state == KazooState.LOST:
-            self._writable.clear()
-            self._was_suspended = True
-            self._notify("lost")
-        elif state == KazooState.CONNECTED:
-            self._writable.set()
-            if self._was_suspended:
-                self._was_suspended = False
-                self._notify("reconnected")
-
-    def _notify(self, what: str) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(what)
-            except Exception:
-                log.exception("session listener failed on %s", what)
-
     # --- primitives --------------------------------------------------------------------------
 
     def _bounded(self, fn_async: Callable[..., Any], *, write: bool = False
@@ -203,7 +177,7 @@ class Store:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             nonlocal sent
-            if write and sent and not self._writable.is_set():
+            if write and sent and not self.session.writable:
                 raise Unavailable("the connection was lost after the write was sent; it may "
                                   "or may not have been applied")
             if write:
@@ -241,7 +215,7 @@ class Store:
             raise Unavailable(f"ZooKeeper unavailable: {type(e).__name__}") from e
 
     def _check_writable(self) -> None:
-        if not self._writable.is_set():
+        if not self.session.writable:
             raise Unavailable("ZooKeeper connection is suspended; not writing")
 
     def get(self, path: str) -> Versioned:
