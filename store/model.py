@@ -107,6 +107,32 @@ class _Object:
         return _dict(self.spec.doc.get("spec")) if self.spec is not None else {}
 
 
+@dataclass(frozen=True)
+class Moving:
+    """`status.migration`: a move the source node records while it moves the VM."""
+
+    source: str | None
+    target: str | None
+    method: MigrationMethod | None  # live or shutdown
+    started: float
+    call_ms: int | None  # the source's libvirt call, start to return (live, once returned)
+    handed_over: bool  # the live migration call returned: the guest runs on the target
+    live_failed: bool  # the live migration failed; moved by shutdown and start instead
+
+    @classmethod
+    def of(cls, doc: Any) -> Moving | None:
+        if not isinstance(doc, dict):
+            return None
+        call_ms = doc.get("callMs")
+        return cls(source=_str(doc.get("source")), target=_str(doc.get("target")),
+                   method=_member(MigrationMethod, doc.get("method"), MigrationMethod.SHUTDOWN)
+                   if doc.get("method") is not None else None,
+                   started=float(doc.get("started", 0.0)),
+                   call_ms=int(call_ms) if isinstance(call_ms, int) else None,
+                   handed_over=bool(doc.get("handedOver")),
+                   live_failed=bool(doc.get("liveFailed")))
+
+
 # --- VM ------------------------------------------------------------------------------------
 
 
@@ -227,6 +253,11 @@ class VM(_Object):
         return _str(self.status_doc.get("node"))
 
     @property
+    def migration(self) -> Moving | None:
+        """The move status records (`status.migration`), None when there is none."""
+        return Moving.of(self.status_doc.get("migration"))
+
+    @property
     def observed_restart(self) -> int:
         return int(self.status_doc.get("observedRestart", 0))
 
@@ -303,14 +334,13 @@ class Node(_Object):
 
 def vm_paths(paths: Paths, name: str) -> list[str]:
     """The znodes `read_vm` reads (for one pipelined read)."""
-    return [paths.vm(name), paths.vm_placement(name), paths.vm_status(name),
-            paths.vm_owner(name)]
+    return list(paths.vm_znodes(name))
 
 
 def read_vm(name: str, get: Getter, paths: Paths) -> VM:
     """The VM `name` from `get` (a cache's or a multi-read's lookup by path)."""
-    return VM(name, get(paths.vm(name)), get(paths.vm_placement(name)),
-              get(paths.vm_status(name)), get(paths.vm_owner(name)))
+    spec, placement, status, owner = paths.vm_znodes(name)
+    return VM(name, get(spec), get(placement), get(status), get(owner))
 
 
 def node_paths(paths: Paths, name: str) -> list[str]:

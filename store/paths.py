@@ -60,6 +60,12 @@ class Paths:
     def vm_owner(self, name: str) -> str:
         return self._join("vms", name, "owner")
 
+    def vm_znodes(self, name: str) -> tuple[str, str, str, str]:
+        """The VM's own znode and its placement, status and owner (one join, not four:
+        the primary reads every VM this way on each pass)."""
+        base = self._join("vms", name)
+        return base, f"{base}/placement", f"{base}/status", f"{base}/owner"
+
     def node(self, name: str) -> str:
         return self._join("nodes", name)
 

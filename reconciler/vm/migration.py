@@ -82,7 +82,7 @@ class Migrator:
         this target failed; the next plan moves it by shutdown). Method `live`: status
         failed, retried with backoff."""
         vm, target = obs.vm, str(obs.target)
-        method = vm.meta.get("migrationMethod", "any")
+        method = vm.migration_method
         await asyncio.to_thread(
             events.record, self.store, "migration-failed",
             f"{vm.name}: live migration {self.node} -> {target} failed: {error}",
@@ -99,19 +99,19 @@ class Migrator:
     async def record_arrival(self, obs: Observation) -> None:
         """The owner znode was just claimed here: if the VM came by live migration, record
         it in the cluster's events (start, end, duration, libvirt's downtime)."""
-        vm, moving = obs.vm, obs.migration
-        if moving.get("target") != self.node or moving.get("method") != "live":
+        vm, moving = obs.vm, obs.vm.migration
+        if moving is None or moving.target != self.node or moving.method != "live":
             return
         stats = await self.hv.completed_migration(vm.name)
-        started, ended = float(moving.get("started", 0.0)), self.clock()
-        about: dict[str, Any] = {"vm": vm.name, "source": moving.get("source"),
-                                 "target": self.node, "started": started, "ended": ended,
-                                 "duration": round(ended - started, 3)}
+        ended = self.clock()
+        about: dict[str, Any] = {"vm": vm.name, "source": moving.source, "target": self.node,
+                                 "started": moving.started, "ended": ended,
+                                 "duration": round(ended - moving.started, 3)}
         if stats is not None:
             about.update(downtimeMs=stats.downtime_ms, libvirtMs=stats.elapsed_ms)
-        if "callMs" in moving:  # the source's migrateToURI3, start to return
-            about.update(libvirtCallMs=moving["callMs"],
-                         herdMs=round(about["duration"] * 1000) - int(moving["callMs"]))
+        if moving.call_ms is not None:  # the source's migrateToURI3, start to return
+            about.update(libvirtCallMs=moving.call_ms,
+                         herdMs=round(about["duration"] * 1000) - moving.call_ms)
         try:
             await asyncio.to_thread(
                 events.record, self.store, "migrated",

@@ -18,11 +18,10 @@ from reconciler.libvirt import DomainInfo, Hypervisor
 from statemachine import Desired, Observed, Recorded
 from statemachine.nodeplan import Owner, Situation, Where
 from store.client import Store, Versioned
-from store.codec import Doc
 from store.informer import Informer
 from store.model import VM, read_vm
 from vocabulary import UP_RUN_STATES as UP
-from vocabulary import RunState, VMState
+from vocabulary import MigrationMethod, RunState, VMState
 
 STATES = frozenset(s.value for s in VMState)
 
@@ -53,11 +52,6 @@ class Observation:
         """The node the VM is placed on."""
         return self.vm.home
 
-    @property
-    def migration(self) -> Doc:
-        """`status.migration` (empty when none is recorded)."""
-        doc = self.vm.status_doc.get("migration")
-        return doc if isinstance(doc, dict) else {}
 
 
 @dataclass
@@ -118,10 +112,9 @@ class Observer:
 
     def situation(self, vm: VM, domain: DomainInfo | None, *,
                   migrating_out: bool = False) -> Situation:
-        status = vm.status_doc
-        moving = status.get("migration") or {}
-        target = vm.home
-        ours_moving = moving.get("source") == self.node and moving.get("target") == target
+        moving = vm.migration
+        ours = moving is not None and moving.source == self.node
+        to_target = moving is not None and moving.target == vm.home
         return Situation(
             desired=self.desired(vm), recorded=self.recorded(vm),
             observed=Observed(domain=domain.state if domain else RunState.ABSENT,
@@ -129,10 +122,11 @@ class Observer:
             owner=self.owner(vm.owner), status_node=self.where(vm.status_node),
             known=vm.name in self.known,
             migrating_in=domain is not None and domain.migrating_in,
-            left_here=moving.get("source") == self.node and bool(moving.get("handedOver")),
-            live_failed=moving.get("target") == target and bool(moving.get("liveFailed")),
-            live_underway=ours_moving and moving.get("method") == "live"
-            and not moving.get("liveFailed") and not moving.get("handedOver"),
+            left_here=ours and moving is not None and moving.handed_over,
+            live_failed=to_target and moving is not None and moving.live_failed,
+            live_underway=ours and to_target and moving is not None
+            and moving.method == MigrationMethod.LIVE
+            and not moving.live_failed and not moving.handed_over,
             outbound=len(self.outbound - {vm.name}), slot_limit=self.limits.concurrency)
 
     def owner(self, owner: Versioned | None) -> Owner:

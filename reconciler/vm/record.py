@@ -76,8 +76,8 @@ class StatusWriter:
         that node writes its own status: no other node may start it meanwhile)."""
         if not obs.situation.left_here:
             return None
-        target = obs.migration.get("target")
-        return target if isinstance(target, str) and target != self.node else None
+        target = obs.vm.migration.target if obs.vm.migration else None
+        return target if target != self.node else None
 
     async def write(self, obs: Observation, new: Doc | None, *,
                     with_ops: list[txn.Op] | None = None) -> bool:

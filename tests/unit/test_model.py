@@ -10,13 +10,21 @@ import pytest
 from kazoo.protocol.states import ZnodeStat
 
 from schemas.requests import VMDefineRequest, define_request_to_vm
-from store import nodestatus, txn, vms
+from statemachine import Action, Step
+from store import nodestatus, txn, vms, vmstatus
 from store.client import Versioned
 from store.model import Missing, Node, node_paths, read_node, read_vm, vm_paths
 from store.objects import new_object, node_patch, with_spec
 from store.paths import Paths
 from store.placement import NodeView, VMNeeds
-from vocabulary import DesiredDomainState, DesiredState, FenceMode, StopMode
+from vocabulary import (
+    DesiredDomainState,
+    DesiredState,
+    FenceMode,
+    MigrationMethod,
+    StopMode,
+    VMState,
+)
 
 PATHS = Paths("/herd")
 XML = ("<domain type='kvm'><name>web1</name><memory unit='MiB'>512</memory>"
@@ -171,3 +179,34 @@ def test_a_node_without_status_or_spec_fields_takes_the_defaults() -> None:
                                         "/herd/nodes/hv9/alive"]
     with pytest.raises(Missing):
         Node("hv8", None).spec_znode  # noqa: B018
+
+
+def test_a_move_reads_from_the_status_the_source_writes() -> None:
+    znodes = defined()
+    status = znodes[PATHS.vm_status("web1")].doc
+    step = Step(action=Action.MIGRATE_LIVE, state=VMState.MIGRATING, shutdown_deadline=None,
+                observed_restart=0, requeue_after=None, reason="to hv2", trigger="t")
+    moving = vmstatus.after_step(status, step, vmstatus.StepFacts(
+        node="hv1", up=True, spec_xml=XML, generation=1, placed_on="hv2", moved_to=None,
+        now=5.0))
+    vm = read_vm("web1", {**znodes, PATHS.vm_status("web1"): versioned(moving)}.get, PATHS)
+    assert vm.migration is not None
+    assert (vm.migration.source, vm.migration.target, vm.migration.method) == \
+        ("hv1", "hv2", MigrationMethod.LIVE)
+    assert (vm.migration.handed_over, vm.migration.live_failed, vm.migration.call_ms) == \
+        (False, False, None)
+    done = vmstatus.migrated_out(moving, call_ms=812)
+    vm = read_vm("web1", {**znodes, PATHS.vm_status("web1"): versioned(done)}.get, PATHS)
+    assert vm.migration is not None and vm.migration.handed_over
+    assert vm.migration.call_ms == 812 and vm.migration.started == 5.0
+    failed = vmstatus.live_failed(moving, reason="link down")
+    vm = read_vm("web1", {**znodes, PATHS.vm_status("web1"): versioned(failed)}.get, PATHS)
+    assert vm.migration is not None and vm.migration.live_failed
+    assert read_vm("web1", znodes.get, PATHS).migration is None
+
+
+@pytest.mark.parametrize("root", ["/herd", "/"])
+def test_the_vm_znodes_read_together_are_the_paths_of_each_one(root: str) -> None:
+    paths = Paths(root)
+    assert paths.vm_znodes("web1") == (paths.vm("web1"), paths.vm_placement("web1"),
+                                       paths.vm_status("web1"), paths.vm_owner("web1"))
