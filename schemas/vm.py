@@ -184,6 +184,8 @@ class VMStatusSchema(HerdSchema):
     since = StrictFloat(load_default=0.0, validate=validate_epoch)
     observedGeneration = StrictInt(load_default=0, validate=non_negative())
     observedRestart = StrictInt(load_default=0, validate=non_negative())
+    # A permanent libvirt failure at this spec generation: not tried again until it changes.
+    failedGeneration = StrictInt(validate=non_negative())
     shutdownDeadline = StrictFloat(load_default=None, validate=validate_epoch)
     migration = fields.Nested(MigrationSchema, load_default=None)
     # sha256 of the spec XML the running domain was started from; a different spec XML

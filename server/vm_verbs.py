@@ -12,7 +12,8 @@ it, unmigrate returns to it. A graceful shutdown in progress is aborted by a nod
 Explicit targets are checked with `store.placement.refusal` (400 naming the reason);
 without one the VM's selector picks (409 when none is valid).
 With `wait`, the answer comes when the status shows the result (followed through the
-cache's watch), or 504 with the current state after `timeout`.
+cache's watch), 409 as soon as it cannot come (the VM failed since the request, or its
+spec no longer asks for it), or 504 with the current state after `timeout`.
 Registered by `server.routes`.
 """
 
@@ -71,14 +72,33 @@ def _reached(verb: str, restart_request: int) -> Callable[[VM], bool]:
     return done
 
 
-async def _await_vm(c: Ctx, name: str, *, done: Callable[[VM], bool],
-                    timeout: float | None) -> VM:
-    """The VM once `done`; 404 if it goes away; 504 with its state after `timeout`."""
+def unreachable(rec: VM, *, generation: int, want: DesiredState | None) -> str | None:
+    """Why the VM cannot get where a request of spec `generation` sent it (None: it may):
+    its node failed it since (say, libvirt refused the XML), or the spec no longer asks for
+    `want` (a newer request, or the cluster stopped it for want of a node)."""
+    if rec.state == VMState.FAILED and rec.observed_generation >= generation:
+        return f"it failed: {rec.status_doc.get('reason') or 'no reason given'}"
+    if want is not None and rec.generation > generation and rec.want != want:
+        why = rec.placement_doc.get("reason")
+        return f"its spec now asks for {rec.want}" + (f" ({why})" if why else "")
+    return None
+
+
+async def _await_vm(c: Ctx, name: str, *, done: Callable[[VM], bool], generation: int,
+                    want: DesiredState | None, timeout: float | None) -> VM:
+    """The VM once `done`; 404 if it goes away; 409 as soon as it cannot get there (with
+    the reason); 504 with its state after `timeout`."""
     def check() -> VM | None:
         rec = c.cache.vm(name)
         if rec is None:
             raise not_found("VM", name)
-        return rec if done(rec) else None
+        if done(rec):
+            return rec
+        why = unreachable(rec, generation=generation, want=want)
+        if why is not None:
+            raise ApiError(409, "unreachable", f"VM {name!r} cannot get there: {why}",
+                           details=vm_state(rec))
+        return None
 
     limit = min(timeout or c.config.max_wait_timeout, c.config.max_wait_timeout)
     rec = await c.cache.wait_for(("VM", name), check, timeout=limit)
@@ -106,8 +126,9 @@ async def set_state(request: web.Request) -> web.Response:
         raise not_found("VM", name) from None
     rec = await settled_vm(c, name, lambda r: r.mzxid >= result.mzxid)
     if data["wait"]:
-        request_no = VM(name, result).restart_request
-        rec = await _await_vm(c, name, done=_reached(data["state"], request_no),
+        written = VM(name, result)
+        rec = await _await_vm(c, name, done=_reached(data["state"], written.restart_request),
+                              generation=written.generation, want=written.want,
                               timeout=data["timeout"])
     return json_response(vm_state(rec))
 
@@ -208,5 +229,6 @@ async def set_node(request: web.Request) -> web.Response:
     if data["wait"] and running:
         target = placement["node"]
         rec = await _await_vm(c, name, done=lambda r: r.state == VMState.RUNNING
-                              and r.status_node == target, timeout=data["timeout"])
+                              and r.status_node == target, generation=rec.generation,
+                              want=DesiredState.RUNNING, timeout=data["timeout"])
     return json_response(vm_placement(rec))

@@ -10,8 +10,10 @@ actuator (`reconciler.vm.act`) carries out and records. Two tables decide:
   the step needs, the live-migration slot, and the two-phase live migration (record the
   move with the owner claimed, then migrate).
 The history that decides a step lives in the VM's status, not in the daemon's memory:
-`left_here` (this node finished migrating the guest away, status not yet handed over) and
-`live_failed` (a live migration to the current target failed: fall back to shutdown).
+`left_here` (this node finished migrating the guest away, status not yet handed over),
+`live_failed` (a live migration to the current target failed: fall back to shutdown) and
+`failed_for_good` (libvirt refused the VM as such at this spec generation: held, with
+nothing tried and nothing written, until the spec changes).
 Tests enumerate the gate table over every owner, status node and run state.
 
 Pure: no I/O, no clock reads; imports nothing of the project but `statemachine` and
@@ -56,6 +58,7 @@ class Gate(StrEnum):
     HANDOVER_WAIT = "handover-wait"  # migrated away; libvirt still lists it here
     TIDY = "tidy"  # not ours to run: remove a leftover definition, correct status
     INCOMING = "incoming"  # a live migration into here not finished: the source speaks
+    HELD = "held"  # failed for good at this spec generation: nothing until the spec changes
     STEP = "step"  # ours: one lifecycle step
 
 
@@ -82,6 +85,7 @@ class Situation:
     left_here: bool = False  # status: this node migrated it away live, not yet handed over
     live_failed: bool = False  # status: a live migration to the current target failed
     live_underway: bool = False  # status: this node moves it live to the current target
+    failed_for_good: bool = False  # status: failed here, permanently, at this generation
     outbound: int = 0  # outgoing live migrations of this node in flight now
     slot_limit: int = 2  # at most this many at once
 
@@ -137,6 +141,7 @@ GATES: tuple[Rule, ...] = (
      and s.observed.domain != RunState.ABSENT, Gate.HANDOVER_WAIT, HANDOVER_LOOK),
     ("not-responsible", lambda s: not _responsible(s), Gate.TIDY, None),
     ("incoming-migration", _incoming, Gate.INCOMING, OWNER_WAIT),
+    ("failed-for-good", lambda s: s.failed_for_good and not s.up, Gate.HELD, None),
     ("responsible", lambda s: True, Gate.STEP, None),
 )  # fmt: skip
 

@@ -258,6 +258,17 @@ class VM(_Object):
         return Moving.of(self.status_doc.get("migration"))
 
     @property
+    def observed_generation(self) -> int:
+        """The spec generation the status was last written for."""
+        return int(self.status_doc.get("observedGeneration", 0))
+
+    @property
+    def failed_generation(self) -> int | None:
+        """The spec generation the VM failed for good at (None: no permanent failure)."""
+        value = self.status_doc.get("failedGeneration")
+        return value if isinstance(value, int) else None
+
+    @property
     def observed_restart(self) -> int:
         return int(self.status_doc.get("observedRestart", 0))
 

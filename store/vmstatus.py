@@ -50,6 +50,7 @@ def after_step(old: Doc, step: Step, facts: StepFacts) -> Doc:
            "observedGeneration": facts.generation}
     if old.get("state") != new["state"]:
         new["since"] = facts.now
+    new.pop("failedGeneration", None)  # a step is taken: the spec changed since
     new["migration"] = _migration(old, step, facts)
     new["conditions"] = _restart_condition(old.get("conditions", []), run_hash,
                                            facts.spec_xml, facts.now)
@@ -94,10 +95,15 @@ def live_failed(old: Doc, *, reason: str) -> Doc:
             "migration": {**(old.get("migration") or {}), "liveFailed": True}}
 
 
-def failed(old: Doc, *, reason: str, now: float) -> Doc:
-    """A libvirt failure of the node's step (`since` kept while it stays failed)."""
-    return {**old, "state": "failed", "reason": reason[:256],
-            "since": old.get("since", 0.0) if old.get("state") == "failed" else now}
+def failed(old: Doc, *, reason: str, now: float, for_good: int | None = None) -> Doc:
+    """A libvirt failure of the node's step (`since` kept while it stays failed). A
+    permanent one names the spec generation it failed for (`failedGeneration`: the node
+    tries again only once the spec changes)."""
+    new = {**old, "state": "failed", "reason": reason[:256],
+           "since": old.get("since", 0.0) if old.get("state") == "failed" else now}
+    if for_good is not None:
+        new["failedGeneration"] = for_good
+    return new
 
 
 def off_here(old: Doc, *, node: str, now: float) -> Doc:

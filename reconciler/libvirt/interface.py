@@ -87,6 +87,13 @@ class MigrationStats:
     transferred_bytes: int
 
 
+# libvirt's error codes that retrying cannot mend: the domain XML or the configuration it
+# asks for is refused as such (VIR_ERR_NO_SUPPORT, VIR_ERR_XML_ERROR, VIR_ERR_XML_DETAIL,
+# VIR_ERR_CONFIG_UNSUPPORTED, VIR_ERR_OPERATION_UNSUPPORTED, VIR_ERR_XML_INVALID_SCHEMA;
+# numbers, so that this module loads no libvirt).
+PERMANENT_CODES = frozenset({3, 27, 35, 67, 84, 92})
+
+
 class HypervisorError(Exception):
     """A hypervisor call failed; `code` is libvirt's error code (`VIR_ERR_*`) when there
     is one."""
@@ -94,6 +101,11 @@ class HypervisorError(Exception):
     def __init__(self, message: str, *, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying the same call with the same input would fail the same way."""
+        return self.code in PERMANENT_CODES
 
 
 class Hypervisor(Protocol):

@@ -42,6 +42,16 @@ class Result:
 Handler = Callable[[str], Awaitable[Result]]
 
 
+BRIEF = 300  # characters of an error message in a log line
+
+
+def brief(error: BaseException) -> str:
+    """An error's message for a log line: its first line, at most `BRIEF` characters (a
+    libvirt error may quote a whole domain XML; a log must not grow with it)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= BRIEF else text[:BRIEF] + "..."
+
+
 class TerminalError(Exception):
     """A failure that retrying cannot mend (the input itself is wrong): reported once, then
     the key is forgotten until a change queues it again (controller-runtime's
@@ -174,13 +184,13 @@ class WorkQueue:
         if isinstance(error, TerminalError):
             self._failures.pop(key, None)
             log.error("reconcile %s failed for good: %s; not retried until it changes",
-                      key, error)
+                      key, brief(error))
             return
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         delay = self.backoff.delay(failures, self.rng)
         log.warning("reconcile %s failed (%s attempt%s): %s; retrying in %.2fs", key, failures,
-                    "" if failures == 1 else "s", error, delay)
+                    "" if failures == 1 else "s", brief(error), delay)
         self.add_after(key, delay)
 
     def _on_result(self, key: str, result: Result) -> None:

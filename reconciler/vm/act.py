@@ -9,8 +9,9 @@
   owner released), or any other step (act, then status with the owner held or released);
   a live migration goes to `reconciler.vm.migration`.
 A libvirt failure is recorded in status (state failed, the error as reason) and raised
-again, so the work queue retries with capped backoff. Returns the work queue's `Result`.
-Called by `reconciler.vm.reconcile.VMReconciler`.
+again, so the work queue retries with capped backoff; a permanent one (invalid XML, an
+unsupported configuration) is recorded once and is terminal (see `act`). Returns the
+work queue's `Result`. Called by `reconciler.vm.reconcile.VMReconciler`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 
 from reconciler.libvirt import Hypervisor, HypervisorError
-from reconciler.runtime.workqueue import Result
+from reconciler.runtime.workqueue import Result, TerminalError, brief
 from reconciler.vm.migration import Migrator
 from reconciler.vm.observe import Observation
 from reconciler.vm.record import StatusWriter
@@ -87,13 +88,19 @@ class Actuator:
         return _after(step.requeue_after)
 
     async def act(self, obs: Observation, step: Step) -> None:
-        """The step's libvirt action; a failure is recorded in status and raised again."""
+        """The step's libvirt action; a failure is recorded in status and raised again. A
+        permanent one (libvirt refuses the VM as such) is recorded once, with the owner let
+        go, and raised as terminal: the plan holds the VM until its spec changes."""
         try:
             await self._do(obs, step)
         except HypervisorError as e:
-            if obs.vm.exists:
+            if not obs.vm.exists:
+                raise
+            if not e.permanent:
                 await self.writer.failed(obs.name, step, e)
-            raise
+                raise
+            await self.writer.failed_for_good(obs, step, e)
+            raise TerminalError(f"{obs.name}: {step.action} refused: {brief(e)}") from None
 
     async def _do(self, obs: Observation, step: Step) -> None:
         name = obs.name

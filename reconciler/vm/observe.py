@@ -127,6 +127,8 @@ class Observer:
             live_underway=ours and to_target and moving is not None
             and moving.method == MigrationMethod.LIVE
             and not moving.live_failed and not moving.handed_over,
+            failed_for_good=vm.state == VMState.FAILED and vm.status_node == self.node
+            and vm.failed_generation is not None and vm.failed_generation == vm.generation,
             outbound=len(self.outbound - {vm.name}), slot_limit=self.limits.concurrency)
 
     def owner(self, owner: Versioned | None) -> Owner:

@@ -147,6 +147,26 @@ class StatusWriter:
         await self.update(name, lambda doc: status.failed(
             doc, reason=f"{step.action} failed: {error}", now=now))
 
+    async def failed_for_good(self, obs: Observation, step: Step, error: Exception) -> None:
+        """libvirt refused the VM as such: status failed for this spec generation, and the
+        owner znode (claimed for the step) let go, in one version-checked transaction."""
+        name, now = obs.name, self.clock()
+        path, owner_path = self.store.paths.vm_status(name), self.store.paths.vm_owner(name)
+
+        def commit() -> Versioned:
+            current = self.store.get(path)
+            new = status.failed(current.doc, reason=f"{step.action} refused: {error}",
+                                now=now, for_good=obs.vm.generation)
+            ops: list[txn.Op] = [txn.Set(path, new, current.version)]
+            try:
+                owner: Versioned | None = self.store.get(owner_path)
+            except NotFound:
+                owner = None
+            if owner is not None and self.observer.ours(owner):
+                ops.append(txn.Delete(owner_path, owner.version))
+            return Versioned(new, txn.commit_one(self.store, ops)[0])
+        self.written[name] = await asyncio.to_thread(commit)
+
     async def say_off_here(self, vm: VM) -> None:
         """Status says the VM is up here, but it is not and nobody owns it (the guest went
         with a restart): say it is off, so that the node it is placed on may start it."""

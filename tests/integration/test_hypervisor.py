@@ -21,6 +21,7 @@ from reconciler.libvirt import EventKind, HypervisorError, RunState
 from reconciler.libvirt import domains as blocking
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
+from reconciler.libvirt.interface import PERMANENT_CODES
 from tests.support.hvcontract import (
     CONTRACT,
     STUBBORN,
@@ -70,8 +71,24 @@ async def test_define_of_bad_xml_raises_a_clear_error(hv: LibvirtHypervisor) -> 
     no_os = "<domain type='test'><name>vm2</name><memory>1024</memory></domain>"
     with pytest.raises(HypervisorError, match=r"cannot define domain 'vm2': .*os <type>") as err:
         await hv.define(no_os)
-    assert err.value.code == libvirt.VIR_ERR_XML_ERROR
+    assert err.value.code == libvirt.VIR_ERR_XML_ERROR and err.value.permanent
     assert await hv.list_domains() == {}
+
+
+async def test_refusals_of_the_xml_as_such_are_permanent_and_others_are_not(
+        hv: LibvirtHypervisor) -> None:
+    names = ("VIR_ERR_NO_SUPPORT", "VIR_ERR_XML_ERROR", "VIR_ERR_XML_DETAIL",
+             "VIR_ERR_CONFIG_UNSUPPORTED", "VIR_ERR_OPERATION_UNSUPPORTED",
+             "VIR_ERR_XML_INVALID_SCHEMA")
+    assert {getattr(libvirt, n) for n in names} == PERMANENT_CODES
+    bogus = VM1.replace("</domain>", "<devices><video><model type='bogus'/></video>"
+                                     "</devices></domain>")
+    with pytest.raises(HypervisorError) as refused:
+        await hv.define(bogus)
+    assert refused.value.code == libvirt.VIR_ERR_CONFIG_UNSUPPORTED and refused.value.permanent
+    with pytest.raises(HypervisorError) as missing:
+        await hv.start("nothing-here")
+    assert not missing.value.permanent  # may exist by the next try
 
 
 async def test_domain_xml_is_libvirts_definition(hv: LibvirtHypervisor) -> None:

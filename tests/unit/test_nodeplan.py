@@ -45,16 +45,16 @@ def situation(*, owner: Owner = Owner.NONE, domain: RunState = RunState.RUNNING,
 
 
 def every_situation() -> Iterator[Situation]:
-    for owner, where, domain, placed, exists, known, migrating_in, left, underway, target in (
-            itertools.product(Owner, Where, RUN_STATES, (True, False), (True, False),
-                              (True, False), (True, False), (True, False), (True, False),
-                              (DesiredState.RUNNING, DesiredState.STOPPED))):
-        yield situation(
-            owner=owner, status_node=where, domain=domain, known=known,
-            migrating_in=migrating_in and domain in UP_RUN_STATES, left_here=left,
-            live_underway=underway,
-            desired=Desired(target=target, placed_here=placed, exists=exists,
-                            live_supported=True))
+    wants = (DesiredState.RUNNING, DesiredState.STOPPED)
+    for owner, where, domain, target in itertools.product(Owner, Where, RUN_STATES, wants):
+        for placed, exists, known, migrating_in, left, underway, held in itertools.product(
+                (True, False), repeat=7):
+            yield situation(
+                owner=owner, status_node=where, domain=domain, known=known,
+                migrating_in=migrating_in and domain in UP_RUN_STATES, left_here=left,
+                live_underway=underway, failed_for_good=held,
+                desired=Desired(target=target, placed_here=placed, exists=exists,
+                                live_supported=True))
 
 
 ALL = tuple(every_situation())
@@ -157,3 +157,13 @@ def test_migrated_away_but_still_listed_waits_then_hands_over() -> None:
                           desired=Desired(target=DesiredState.RUNNING, placed_here=True)), now=0.0)
     assert gone.step is not None and gone.step.action == Action.NONE
     assert gone.owner == OwnerOp.HOLD and gone.gate == Gate.STEP
+
+
+def test_a_vm_failed_for_good_is_held_until_its_spec_changes() -> None:
+    held = plan_vm(situation(domain=RunState.ABSENT, failed_for_good=True), now=0.0)
+    assert (held.gate, held.step, held.requeue_after) == (Gate.HELD, None, None)
+    # Running here after all (say, started by hand): reconciled as usual.
+    assert plan_vm(situation(failed_for_good=True), now=0.0).gate == Gate.STEP
+    # Placed elsewhere meanwhile: not ours; tidied, not held.
+    moved = situation(domain=RunState.ABSENT, failed_for_good=True, placed_here=False)
+    assert plan_vm(moved, now=0.0).gate == Gate.TIDY
