@@ -155,7 +155,7 @@ class StatusWriter:
 
         def commit() -> Versioned:
             current = self.store.get(path)
-            new = status.failed(current.doc, reason=f"{step.action} refused: {error}",
+            new = status.failed(current.doc, reason=f"{step.action} failed: {error}",
                                 now=now, for_good=obs.vm.generation)
             ops: list[txn.Op] = [txn.Set(path, new, current.version)]
             try:

@@ -44,7 +44,7 @@ async def test_a_start_that_fails_ends_the_wait_with_the_reason(api: Api,
                        observedGeneration=generation)
     assert not call.done()
     await write_status(api, store, "web1", state="failed", node="hv1",
-                       reason="start refused: unknown video model 'bogus'",
+                       reason="start failed: unknown video model 'bogus'",
                        failedGeneration=generation)
     status, body = await asyncio.wait_for(call, WAIT / 2)
     assert status == 409 and body["error"]["code"] == "unreachable"

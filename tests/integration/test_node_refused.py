@@ -40,7 +40,7 @@ async def test_a_refused_vm_fails_once_and_is_held_until_its_spec_changes(
     set_spec(store, "bad1", xml=refused_xml("bad1"))  # generation 2
     doc = await status(store, "bad1", lambda d: bool(d and d.get("state") == "failed"))
     assert doc["failedGeneration"] == 2 and doc["node"] == NODE
-    assert doc["reason"].startswith("start refused: ") and "bogus" in doc["reason"]
+    assert doc["reason"].startswith("start failed: ") and "bogus" in doc["reason"]
     assert len(doc["reason"]) <= 256
     assert not store.exists(store.paths.vm_owner("bad1"))  # nothing runs: not held here
     assert await node.hypervisor.domain("bad1") is None
