@@ -17,7 +17,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from reconciler.cluster.fencing import FenceConfigSchema
 from schemas.names import Name
-from store.configfile import ConfigError, read_mapping
+from store.configfile import ConfigError, read_mapping, readable_file, zk_hosts_valid
 from vocabulary import DesiredDomainState
 
 DEFAULT_PATH = Path("/etc/herd/node.yaml")
@@ -43,6 +43,7 @@ class NodeConfig:
     migration_uri: str | None = None
     migration_concurrency: int = 2
     migration_timeout: float = 300.0
+    zk_auth_file: str | None = None  # `user:password` of Herd's ZooKeeper identity
 
 
 def _positive(maximum: float) -> validate.Range:
@@ -54,8 +55,8 @@ class NodeConfigSchema(Schema):
         unknown = RAISE
 
     name = Name(load_default=None)
-    zk_hosts = fields.String(load_default="127.0.0.1:2181", validate=validate.Regexp(
-        r"^[^\s,]+(,[^\s,]+)*$", error="must be host:port[,host:port...]"))
+    zk_hosts = fields.String(load_default="127.0.0.1:2181", validate=zk_hosts_valid)
+    zk_auth_file = fields.String(load_default=None, validate=readable_file)
     zk_root = fields.String(load_default="/herd", validate=validate.Regexp(
         r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", error="must be an absolute znode path"))
     # 8 s: a crashed node is noticed (its session expires) in 8 s, so that with the

@@ -16,7 +16,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_WAIT_TIMEOUT
-from store.configfile import ConfigError, read_mapping
+from store.configfile import ConfigError, read_mapping, readable_file, zk_hosts_valid
 
 DEFAULT_PORT = 8470
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -29,6 +29,7 @@ class ServerConfig:
     zk_hosts: str = "127.0.0.1:2181"
     zk_root: str = "/herd"
     zk_timeout: float = 10.0
+    zk_auth_file: Path | None = None  # `user:password` of Herd's ZooKeeper identity
     listen_host: str = "127.0.0.1"
     listen_port: int = DEFAULT_PORT
     token_file: Path | None = None
@@ -46,19 +47,14 @@ def _positive(maximum: float) -> validate.Range:
     return validate.Range(min=0.01, max=maximum, error="must be between 0.01 and {max}")
 
 
-def _existing_file(value: str) -> None:
-    if not Path(value).is_file():
-        raise ValidationError(f"{value} is not a readable file")
-
-
 class ServerConfigSchema(Schema):
     """The keys of the YAML file (dashes may stand for underscores)."""
 
     class Meta:
         unknown = RAISE
 
-    zk_hosts = fields.String(validate=validate.Regexp(
-        r"^[^\s,]+(,[^\s,]+)*$", error="must be host:port[,host:port...]"))
+    zk_hosts = fields.String(validate=zk_hosts_valid)
+    zk_auth_file = fields.String(validate=readable_file)
     zk_root = fields.String(validate=validate.Regexp(
         r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", error="must be an absolute znode path"))
     zk_timeout = fields.Float(validate=_positive(300))
@@ -67,8 +63,8 @@ class ServerConfigSchema(Schema):
         min=0, max=65535, error="must be a port number, 0-65535"))
     token_file = fields.String(validate=validate.Length(min=1))
     anonymous_reads = fields.Boolean()
-    tls_cert = fields.String(validate=_existing_file)
-    tls_key = fields.String(validate=_existing_file)
+    tls_cert = fields.String(validate=readable_file)
+    tls_key = fields.String(validate=readable_file)
     max_body_bytes = fields.Integer(strict=True, validate=validate.Range(
         min=1024, max=64 * 1024 * 1024, error="must be between 1024 and 67108864 bytes"))
     watch_history = fields.Integer(strict=True, validate=validate.Range(
@@ -101,7 +97,7 @@ def load_config(path: Path | None, overrides: Mapping[str, Any]) -> ServerConfig
         loaded = ServerConfigSchema().load(data)
     except ValidationError as e:
         raise ConfigError(f"config: {_describe(e.messages_dict)}") from None
-    for key in ("token_file", "tls_cert", "tls_key"):
+    for key in ("token_file", "tls_cert", "tls_key", "zk_auth_file"):
         if key in loaded:
             loaded[key] = Path(loaded[key])
     return ServerConfig(**loaded)

@@ -50,6 +50,7 @@ from store.multiread import GET_DATA, multi_read_async
 from store.paths import Paths
 from store.pollhandler import PollHandler
 from store.session import SessionListener, SessionState
+from store.target import ZKTarget
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,12 @@ class Store:
     """A kazoo client under one cluster root, with the project's error model."""
 
     def __init__(
-        self, hosts: str, root: str = "/herd", *, timeout: float = 10.0, conflict_retries: int = 20
+        self, hosts: str | ZKTarget, root: str = "/herd", *, timeout: float = 10.0,
+        conflict_retries: int = 20
     ) -> None:
         self.paths = Paths(root)
+        # Where, and as whom: every znode this client creates is Herd's identity's alone.
+        self.target = hosts if isinstance(hosts, ZKTarget) else ZKTarget.parse(hosts)
         handler = PollHandler()
         # Reconnect at least every quarter of the session timeout: kazoo's default backoff
         # grows to an hour, so after a ZooKeeper outage of ten seconds a client knocked only
@@ -95,8 +99,9 @@ class Store:
                                max_delay=max(0.05, timeout / 4), sleep_func=handler.sleep_func)
         # The raw kazoo client: for `store`'s own modules (and tests that poke ZooKeeper
         # from outside); everyone else uses this class's methods and accessors.
-        self.client = KazooClient(hosts=hosts, timeout=timeout, handler=handler,
-                                  connection_retry=reconnect)
+        self.client = KazooClient(hosts=self.target.hosts, timeout=timeout, handler=handler,
+                                  connection_retry=reconnect, auth_data=self.target.auth_data,
+                                  default_acl=self.target.acl)
         BufferedReads.install(self.client)
         self.conflict_retries = conflict_retries
         # How long a pipelined batch may wait for its reply; generous, since replies queue

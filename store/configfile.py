@@ -1,5 +1,6 @@
 """Reading a daemon's YAML configuration file: one mapping of keys, with errors that name
-the file and the problem. Shared by `herd-node` (reconciler.config) and `herd-api`
+the file and the problem, and the validators of the keys both daemons share (`zk_hosts`,
+files they read). Shared by `herd-node` (reconciler.config) and `herd-api`
 (server.config), which validate the keys themselves.
 """
 
@@ -9,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from marshmallow import ValidationError
+
+from store.target import check_hosts
 
 
 class ConfigError(Exception):
@@ -33,3 +37,17 @@ def read_mapping(path: Path, *, required: bool = True) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping of keys, not {type(data).__name__}")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def zk_hosts_valid(value: str) -> None:
+    """marshmallow validator of `zk_hosts`: `[user:password@]host:port[,host:port...]`."""
+    try:
+        check_hosts(value)
+    except ValueError as e:
+        raise ValidationError(str(e)) from None
+
+
+def readable_file(value: str) -> None:
+    """marshmallow validator of a file a daemon reads at start (a secret, a certificate)."""
+    if not Path(value).is_file():
+        raise ValidationError(f"{value} is not a readable file")

@@ -81,6 +81,10 @@ class Informer:
         self._pending: dict[str, None] = {}  # paths changed since the last flush, in order
         self._flush_queued = False
         self._synced = threading.Event()
+        # Session changes seen: a sync started before the latest one does not make the
+        # cache synced (its last reply may land after a suspension cleared the flag).
+        self._session_epoch = 0
+        self._epoch_lock = threading.Lock()
         self._resync_wanted = threading.Event()
         self._stopping = threading.Event()
         self._resyncer: threading.Thread | None = None
@@ -150,7 +154,9 @@ class Informer:
 
     def _on_session(self, what: str) -> None:
         """Suspended or lost: the cache may be stale. Reconnected: watch again and relist."""
-        self._synced.clear()
+        with self._epoch_lock:
+            self._session_epoch += 1
+            self._synced.clear()
         if what == "reconnected":
             self._resync_wanted.set()
 
@@ -175,11 +181,13 @@ class Informer:
         """Watch, then list: the sweep at the end drops what no read has seen."""
         with self._send_lock:
             self._seen = set()
+        epoch = self._session_epoch
         add_persistent_recursive_watch(self.store.client, self.prefix, self._on_watch)
         self._list()
         done = threading.Event()
         with self._send_lock:
-            self.store.client.exists_async(self.prefix).rawlink(lambda _r: self._sweep(done))
+            self.store.client.exists_async(self.prefix).rawlink(
+                lambda _r: self._sweep(done, epoch=epoch))
         if not done.wait(self.sync_timeout):
             raise TimeoutError(f"sync of {self.prefix} did not finish in {self.sync_timeout}s")
 
@@ -208,13 +216,15 @@ class Informer:
                 for child in res
             ]
 
-    def _sweep(self, done: threading.Event) -> None:
+    def _sweep(self, done: threading.Event, *, epoch: int) -> None:
         with self._send_lock:
             seen, self._seen = self._seen or set(), None
         for path in [p for p in self._cache if p not in seen]:
             self._remove(path)
         self.resyncs += 1
-        self._synced.set()
+        with self._epoch_lock:
+            if epoch == self._session_epoch:  # else: the session changed meanwhile; the
+                self._synced.set()  # resync after the reconnect says when it is synced
         done.set()
         for listener in list(self._sync_listeners):
             self._safely(listener)

@@ -32,7 +32,9 @@ def zk_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperCl
 
 @pytest.fixture
 def zk_hosts(zk_cluster: ZooKeeperCluster) -> str:
-    return zk_cluster.hosts
+    """Herd's connection string: the server with Herd's digest identity (every test runs
+    with ZooKeeper auth and ACLs on)."""
+    return zk_cluster.dsn
 
 
 @pytest.fixture

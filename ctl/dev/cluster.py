@@ -14,6 +14,7 @@ last) and removes the state file; logs stay in the directory. Called by `ctl.cmd
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ctl.client import ApiError, Client, Unreachable
 from ctl.dev import processes, state
@@ -32,7 +35,8 @@ from ctl.dev.state import DevState
 from ctl.dev.zookeeper import ZooKeeperCluster, ZooKeeperUnavailable
 
 Say = Callable[[str], None]
-RUNTIME = ("zookeeper", "nodes", "api.log", "tokens", "api.tmp", "hosts")  # what `up` starts afresh
+# What `up` starts afresh.
+RUNTIME = ("zookeeper", "nodes", "api.log", "api.yaml", "tokens", "api.tmp", "hosts")
 MARKER = ".herdctl-dev"  # `up` cleans only a directory that holds this file (or is empty)
 POLL = 0.05  # seconds between looks at a child's start-up output (see `_serving_url`)
 
@@ -124,9 +128,9 @@ def _start_zookeeper(launch: Launch, timeout: float) -> None:
         zk.wait_healthy(timeout=timeout)
     except ZooKeeperUnavailable as e:
         raise DevError(f"ZooKeeper did not start: {e}") from None
-    launch.state.zk_hosts = zk.hosts
+    launch.state.zk_hosts = zk.dsn  # with Herd's identity: auth and ACLs on
     state.save(launch.state)
-    launch.say(f"zookeeper   {zk.hosts} (pid {proc.pid})")
+    launch.say(f"zookeeper   {zk.hosts} (pid {proc.pid}; auth and ACLs on)")
 
 
 def hosts_of(dev: DevState) -> QemuHosts:
@@ -147,6 +151,15 @@ def _start_hosts(launch: Launch) -> None:
                    f"(pid {host.daemon_pid('libvirtd')})")
 
 
+def private_file(path: Path, text: str) -> Path:
+    """Write `text` to `path`, readable by its owner only (it holds ZooKeeper's secret)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_CREAT
+    return path
+
+
 def _node_config(dev: DevState, name: str) -> Path:
     """Write the node's herd-node config (and the fence agent); its path."""
     folder = Path(dev.dir) / "nodes"
@@ -157,11 +170,9 @@ def _node_config(dev: DevState, name: str) -> Path:
     else:
         fence, address = write_fence_agent(folder), None
         uri = write_node_file(folder, name)
-    config = folder / f"{name}.yaml"
-    config.write_text(node_config(name, zk_hosts=dev.zk_hosts, zk_root=dev.zk_root,
-                                  libvirt_uri=uri, fence=fence, address=address,
-                                  event_log=folder / f"{name}.events"))
-    return config
+    return private_file(folder / f"{name}.yaml", node_config(
+        name, zk_hosts=dev.zk_hosts, zk_root=dev.zk_root, libvirt_uri=uri, fence=fence,
+        address=address, event_log=folder / f"{name}.events"))
 
 
 def start_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
@@ -239,9 +250,11 @@ def _serving_url(launch: Launch, log: Path, *, deadline: float) -> str:
 def _start_api(launch: Launch, *, deadline: float) -> None:
     launch.state.token = _create_token(launch.dir)
     log = launch.dir / "api.log"
-    argv = [binary("herd-api"), "--zk-hosts", launch.state.zk_hosts, "--zk-root",
-            launch.state.zk_root, "--listen-host", "127.0.0.1", "--listen-port", "0",
-            "--token-file", str(launch.dir / "tokens"), "--no-anonymous-reads"]
+    config = private_file(launch.dir / "api.yaml", yaml.safe_dump(
+        {"zk_hosts": launch.state.zk_hosts, "zk_root": launch.state.zk_root}))
+    argv = [binary("herd-api"), "--config", str(config), "--listen-host", "127.0.0.1",
+            "--listen-port", "0", "--token-file", str(launch.dir / "tokens"),
+            "--no-anonymous-reads"]
     proc, _record = launch.start(lambda: processes.spawn("api", argv, log=log))
     launch.state.url = _serving_url(launch, log, deadline=deadline)
     state.save(launch.state)

@@ -3,15 +3,20 @@
 `ZooKeeperCluster` starts one server or an N-member ensemble on free loopback ports, each
 in its own data directory, waits until every member answers the `srvr` four-letter word
 (and, for an ensemble, reports a mode), and stops them by PID. Members can be killed and
-restarted individually for fault tests. Used by `herdctl dev up` (`ctl.dev.cluster`), and
-through the re-exports of `tests/support/zkserver.py` by the tests and `bench/`.
+restarted individually for fault tests. Each cluster has Herd's digest identity (`dsn`) and
+a break-glass super user (`admin_dsn`, ZooKeeper's `superDigest`), fresh secrets each.
+Used by `herdctl dev up` (`ctl.dev.cluster`), and through the re-exports of
+`tests/support/zkserver.py` by the tests and `bench/`.
 Processes only: nothing here speaks the ZooKeeper protocol (ctl never imports kazoo).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +27,13 @@ from pathlib import Path
 
 JARS = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
 MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+
+def digest_credential(user: str, password: str) -> str:
+    """ZooKeeper's digest of an identity, `user:base64(sha1(user:password))` (what its
+    `superDigest` setting and digest ACLs hold)."""
+    sha1 = hashlib.sha1(f"{user}:{password}".encode()).digest()
+    return f"{user}:{base64.b64encode(sha1).decode()}"
 
 
 class ZooKeeperUnavailable(RuntimeError):
@@ -91,6 +103,10 @@ class ZooKeeperCluster:
             raise ZooKeeperUnavailable("Debian's zookeeper package (and java) is not installed")
         self.workdir = workdir
         self.tick_ms = tick_ms
+        # Herd's digest identity (every znode of Herd's is its alone) and the break-glass
+        # super user ZooKeeper lets past every ACL; fresh secrets for each cluster.
+        self.identity = ("herd", secrets.token_urlsafe(18))
+        self.admin = ("super", secrets.token_urlsafe(18))
         self.members = [
             Member(i, free_port(), free_port(), free_port(), workdir / f"zk{i}")
             for i in range(1, members + 1)
@@ -98,8 +114,20 @@ class ZooKeeperCluster:
 
     @property
     def hosts(self) -> str:
-        """The kazoo hosts string for every member."""
+        """The kazoo hosts string for every member (an anonymous client's)."""
         return ",".join(f"127.0.0.1:{m.client_port}" for m in self.members)
+
+    @property
+    def dsn(self) -> str:
+        """Herd's connection string: its identity and every member (`store.target`)."""
+        user, password = self.identity
+        return f"{user}:{password}@{self.hosts}"
+
+    @property
+    def admin_dsn(self) -> str:
+        """The break-glass super user's connection string."""
+        user, password = self.admin
+        return f"{user}:{password}@{self.hosts}"
 
     def start(self, *, timeout: float = 30.0) -> None:
         self.spawn()
@@ -142,8 +170,10 @@ class ZooKeeperCluster:
         log = open(m.datadir / "zookeeper.log", "ab")  # noqa: SIM115 - owned by the child
         env = dict(os.environ, JAVA_TOOL_OPTIONS="-Xms64m -Xmx512m -XX:+UseSerialGC")
         m.process = subprocess.Popen(
-            ["java", "-Dzookeeper.jute.maxbuffer=4194304", "-cp", JARS, MAIN,
-             str(m.datadir / "zoo.cfg")],
+            ["java", "-Dzookeeper.jute.maxbuffer=4194304",
+             f"-Dzookeeper.DigestAuthenticationProvider.superDigest="
+             f"{digest_credential(*self.admin)}",
+             "-cp", JARS, MAIN, str(m.datadir / "zoo.cfg")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True,
         )

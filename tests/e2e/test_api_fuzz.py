@@ -52,7 +52,7 @@ def server(zk_cluster: ZooKeeperCluster, tmp_path_factory: pytest.TempPathFactor
     tmp = tmp_path_factory.mktemp("fuzz")
     token = create_token(tmp / "tokens")
     config = tmp / "api.yaml"
-    config.write_text(f"zk_hosts: {zk_cluster.hosts}\nzk_root: /fuzz-{uuid.uuid4().hex[:8]}\n"
+    config.write_text(f"zk_hosts: {zk_cluster.dsn}\nzk_root: /fuzz-{uuid.uuid4().hex[:8]}\n"
                       f"listen_port: 0\ntoken_file: {tmp / 'tokens'}\nmax_wait_timeout: 0.5\n"
                       "log_level: WARNING\n")
     log = open(tmp / "api.log", "w")  # noqa: SIM115 - closed below

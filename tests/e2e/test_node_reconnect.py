@@ -42,8 +42,8 @@ def spawn(hosts: str, root: str, *, tmp_path: Path, log: Path) -> subprocess.Pop
 async def test_a_node_that_kept_its_session_through_a_member_loss_stops_promptly(
         tmp_path: Path, zk_ensemble: ZooKeeperCluster, zk_root: str) -> None:
     log = tmp_path / "hv1.log"
-    proc = spawn(zk_ensemble.hosts, zk_root, tmp_path=tmp_path, log=log)
-    store = Store(zk_ensemble.hosts, zk_root, timeout=5.0)
+    proc = spawn(zk_ensemble.dsn, zk_root, tmp_path=tmp_path, log=log)
+    store = Store(zk_ensemble.dsn, zk_root, timeout=5.0)
     try:
         store.start()
         await wait_doc(store, store.paths.node_status("hv1"),

@@ -35,7 +35,7 @@ async def _suspended(api: Api) -> asyncio.Event:
 
 async def test_503_while_zookeeper_is_unreachable(zk_ensemble: ZooKeeperCluster,
                                                   tmp_path: Path) -> None:
-    async with api_server(zk_ensemble.hosts, "/herd-faults", tmp_path) as api:
+    async with api_server(zk_ensemble.dsn, "/herd-faults", tmp_path) as api:
         await api.define("web1")
         gone = await _suspended(api)
         for index in range(3):

@@ -16,6 +16,7 @@ from store.client import Store
 from store.errors import Unavailable
 from store.informer import Change, Informer
 from store.layout import ensure_layout
+from store.target import ZKTarget
 from tests.support.zkserver import ZooKeeperCluster
 
 
@@ -195,7 +196,9 @@ def _expire_session(client: KazooClient, hosts: str) -> None:
             lost.set()
 
     client.add_listener(listener)
-    twin = KazooClient(hosts=hosts, client_id=client.client_id)
+    target = ZKTarget.parse(hosts)
+    twin = KazooClient(hosts=target.hosts, client_id=client.client_id,
+                       auth_data=target.auth_data)
     twin.start()
     twin.stop()
     twin.close()
@@ -218,7 +221,7 @@ def write_when_possible(store: Store, path: str, *, attempts: int = 5) -> None:
 @pytest.mark.ensemble
 def test_quorum_loss_stops_writes_and_the_cache_recovers(zk_ensemble: ZooKeeperCluster,
                                                          zk_root: str) -> None:
-    store = Store(zk_ensemble.hosts, zk_root, timeout=4.0)
+    store = Store(zk_ensemble.dsn, zk_root, timeout=4.0)
     store.start()
     inf: Informer | None = None
     try:

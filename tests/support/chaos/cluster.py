@@ -35,6 +35,7 @@ from ctl.client import Client
 from ctl.dev.qemu import QemuHosts
 from ctl.dev.zookeeper import ZooKeeperCluster, free_port
 from store import codec
+from store.target import ZKTarget
 from tests.support.chaos.model import ZVM, Exit, Snapshot, ZNode
 from tests.support.chaos.qemu import QemuNodes
 from tests.support.cluster import HERD_NODE, LocalCluster
@@ -55,10 +56,10 @@ class ChaosCluster:
         self.node_names = hosts.names if hosts else tuple(f"hv{i}" for i in range(1, nodes + 1))
         (directory / "nodes").mkdir(parents=True, exist_ok=True)
         self.qemu = None if hosts is None else QemuNodes(
-            directory / "nodes", hosts=hosts, zk_hosts=self.zk.hosts, zk_root=ROOT,
+            directory / "nodes", hosts=hosts, zk_hosts=self.zk.dsn, zk_root=ROOT,
             zk_timeout=zk_timeout, status_interval=1.0)
         self.local = self.qemu or LocalCluster(
-            directory / "nodes", zk_hosts=self.zk.hosts, zk_root=ROOT, nodes=self.node_names,
+            directory / "nodes", zk_hosts=self.zk.dsn, zk_root=ROOT, nodes=self.node_names,
             zk_timeout=zk_timeout, status_interval=1.0, memory_mib=memory_mib)
         self.api_ports = [free_port() for _ in range(apis)]
         self.api_procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -88,7 +89,7 @@ class ChaosCluster:
             self.start_api(index)
 
     def _write_config(self, config: dict[str, Any]) -> None:
-        client = KazooClient(hosts=self.zk.hosts, timeout=10)
+        client = zk_client(self.zk.dsn)
         client.start(timeout=30)
         try:
             client.ensure_path(ROOT)
@@ -204,7 +205,7 @@ class ChaosCluster:
 
     def _spawn_api(self, index: int) -> subprocess.Popen[bytes]:
         log = self.dir / f"api{index}.log"
-        argv = [HERD_API, "--zk-hosts", self.zk.hosts, "--zk-root", ROOT, "--listen-host",
+        argv = [HERD_API, "--zk-hosts", self.zk.dsn, "--zk-root", ROOT, "--listen-host",
                 "127.0.0.1", "--listen-port", str(self.api_ports[index]), "--token-file",
                 str(self.dir / "tokens")]
         with open(log, "ab") as out:
@@ -283,13 +284,20 @@ class ChaosCluster:
     # --- ZooKeeper ---------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        client = KazooClient(hosts=self.zk.hosts, timeout=10)
+        client = zk_client(self.zk.dsn)
         client.start(timeout=30)
         try:
             return _read_snapshot(client)
         finally:
             client.stop()
             client.close()
+
+
+def zk_client(dsn: str) -> KazooClient:
+    """A raw client of the suite's own (config seeding, snapshots) as Herd's identity."""
+    target = ZKTarget.parse(dsn)
+    return KazooClient(hosts=target.hosts, timeout=10, auth_data=target.auth_data,
+                       default_acl=target.acl)
 
 
 def _read(client: KazooClient, path: str) -> dict[str, Any] | str | None:
