@@ -32,6 +32,16 @@ def record_many(store: Store, docs: list[dict[str, Any]]) -> int:
     return txn.commit(store, ops).transactions
 
 
+def record_many_async(store: Store, docs: list[dict[str, Any]],
+                      done: txn.Done) -> None:
+    """`record_many` as ONE transaction sent without blocking (the API's audit batches,
+    kept within a transaction by their sender); `done(None | error)` runs on kazoo's
+    thread. Raises at once (`Unavailable`, `StoreError`) when it cannot be sent."""
+    ops: list[txn.Op] = [txn.Create(store.paths.events + "/e-", doc, sequence=True)
+                         for doc in docs]
+    txn.commit_async(store, ops, done)
+
+
 def recent(store: Store, *, limit: int = 100) -> list[dict[str, Any]]:
     """The newest `limit` events, oldest first."""
     names = store.children(store.paths.events)[-limit:]

@@ -6,10 +6,13 @@ only the hash in ZooKeeper, and every write in the event log with the token's na
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from server.audit import AUDITOR
+import pytest
+
+from server.audit import AUDITOR, Auditor
 from server.keys import REGISTRY
 from store.client import Store
 from store.tokens import hash_secret
@@ -128,3 +131,16 @@ async def test_every_write_is_audited_with_the_token_name(
         assert [d["token"] for d in stored if d["kind"] == "audit"] == \
             ["file:test", "file:test", "ops", "ro"]
         assert all(h["Authorization"][7:] not in str(stored) for h in (ops, viewer))
+
+
+async def test_an_audit_record_that_cannot_be_written_is_reported_not_dropped(
+        zk_hosts: str, zk_root: str, caplog: pytest.LogCaptureFixture) -> None:
+    auditor = Auditor(Store(zk_hosts, zk_root), retry_cap=0.05)  # never connected: refused
+    auditor.start()
+    auditor.record({"time": 1.0, "kind": "audit", "message": "POST /api/v1/vm", "token": "ops"})
+    with caplog.at_level(logging.ERROR, logger="server.audit"):
+        await auditor.stop(timeout=2.0)
+    assert (auditor.written, auditor.lost) == (0, 1)
+    assert any("audit record LOST" in r.getMessage() and '"token": "ops"' in r.getMessage()
+               for r in caplog.records)
+    assert "herd_api_audit_lost_total 1" in auditor.metric_lines()
