@@ -79,6 +79,8 @@ async def test_tokens_made_listed_and_revoked_on_every_server(
         token = bearer(secret)
         assert await b.app[REGISTRY].settled(lambda: b.app[REGISTRY].named("ci") is not None)
         assert (await b.get("/vm", headers=token))[0] == 200
+        assert await a.app[REGISTRY].settled(  # the use is recorded, in the background
+            lambda: (r := a.app[REGISTRY].named("ci")) is not None and r.last_used is not None)
         assert (await a.post("/token", {"name": "ci", "role": "viewer"}))[0] == 409
         assert (await a.post("/token", {"name": "x", "role": "root"}))[0] == 422
 
@@ -87,6 +89,7 @@ async def test_tokens_made_listed_and_revoked_on_every_server(
         (item,) = listed["items"]
         assert set(item) == {"name", "role", "created", "lastUsed"}
         assert item["name"] == "ci" and item["role"] == "operator"
+        assert item["lastUsed"] >= item["created"]
 
         raw = store.client.get(store.paths.token("ci"))[0]
         assert secret.encode() not in raw
@@ -144,3 +147,12 @@ async def test_an_audit_record_that_cannot_be_written_is_reported_not_dropped(
     assert any("audit record LOST" in r.getMessage() and '"token": "ops"' in r.getMessage()
                for r in caplog.records)
     assert "herd_api_audit_lost_total 1" in auditor.metric_lines()
+
+
+async def test_anonymous_reads_are_a_viewer_s(zk_hosts: str, zk_root: str,
+                                              tmp_path: Path) -> None:
+    async with api_server(zk_hosts, zk_root, tmp_path, anonymous_reads=True) as api:
+        assert (await api.get("/config", headers={}))[0] == 200
+        status, err = await api.get("/token", headers={})
+        assert status == 403 and "needs the role admin" in err["error"]["message"]
+        assert "anonymous requests are viewers" in err["error"]["message"]
