@@ -23,10 +23,10 @@ from server.cache import ClusterCache
 from server.config import ServerConfig
 from server.errors import error_middleware
 from server.groupcommit import GroupCommit
-from server.keys import CACHE, COMMITS, CONFIG, REGISTRY, ROUTE_TABLE, STORE
+from server.keys import CACHE, COMMITS, CONFIG, ROUTE_TABLE, STORE
 from server.metrics import METRICS, Metrics, metrics_middleware
 from server.routes import ROUTES
-from server.tokens import TokenRegistry
+from server.tokens import REGISTRY, TokenRegistry
 from store.client import Store
 from store.configfile import ConfigError
 from store.layout import ensure_layout

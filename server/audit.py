@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.auth import IDENTITY, READ_METHODS, Identity
+from server.keys import AUDIT_OBJECT
 from store import events
 from store.client import Store
 from store.errors import StoreError
@@ -40,7 +41,6 @@ MAX_BATCH = 200  # records per transaction (a few hundred bytes each)
 LINGER = 0.05  # seconds a batch waits for more records before it is sent
 MAX_PENDING = 100_000
 TRIM_EVERY = 500
-OBJECT = web.RequestKey("herd_audit_object", str)
 
 
 class Auditor:
@@ -165,14 +165,14 @@ AUDITOR = web.AppKey("auditor", Auditor)  # set by server.app's cleanup context
 def note_object(request: web.Request, text: str) -> None:
     """Name the object of a write whose path does not (`vm/web1` for a define; the
     objects of an apply, space-separated)."""
-    request[OBJECT] = text
+    request[AUDIT_OBJECT] = text
 
 
 def _object(request: web.Request) -> tuple[str | None, dict[str, str]]:
     """The object's text, and `vm`/`node` fields that `GET /event?vm=` filters on."""
     about = {part: request.match_info[part] for part in ("vm", "node")
              if part in request.match_info}
-    noted = request.get(OBJECT)
+    noted = request.get(AUDIT_OBJECT)
     if noted is not None:
         kind, _, name = noted.partition("/")
         if kind in ("vm", "node") and " " not in name:

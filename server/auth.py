@@ -33,7 +33,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.errors import ApiError
-from server.keys import CONFIG, REGISTRY
+from server.keys import CONFIG
+from server.tokens import REGISTRY
 from store.tokens import hash_secret, new_secret
 from vocabulary import Role
 

@@ -23,10 +23,9 @@ from marshmallow import Schema, fields
 
 from schemas.names import Name
 from schemas.tokens import TokenCreateRequest
-from server.audit import note_object
 from server.errors import conflict, not_found
 from server.http import json_response, load_body, path_name
-from server.keys import REGISTRY, STORE
+from server.keys import AUDIT_OBJECT, STORE
 from store import tokens
 from store.client import Store
 from store.errors import AlreadyExists, CorruptDocument, NotFound, StoreError, Unavailable
@@ -131,6 +130,7 @@ class TokenRegistry:
             log.debug("lastUsed of token %s not written: %s", name, e)
 
 
+REGISTRY = web.AppKey("token_registry", TokenRegistry)  # set by server.app
 _CREATE = TokenCreateRequest()
 
 
@@ -163,7 +163,7 @@ async def create_token(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     data = await load_body(request, _CREATE)
     name, role = data["name"], Role(data["role"])
-    note_object(request, f"token/{name}")
+    request[AUDIT_OBJECT] = f"token/{name}"
     secret = tokens.new_secret()
     try:
         doc = await asyncio.to_thread(tokens.create, request.app[STORE], name, role,

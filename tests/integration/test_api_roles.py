@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.audit import AUDITOR, Auditor
-from server.keys import REGISTRY
+from server.tokens import REGISTRY
 from store.client import Store
 from store.tokens import hash_secret
 from tests.integration.test_api import Api, api_server, xml
