@@ -227,3 +227,30 @@ EVENT_COLUMNS = (
     Column("NODE", lambda e: dash(e.get("node") or e.get("target")), wide=True),
     Column("MESSAGE", lambda e: dash(e.get("message")), flex=True),
 )
+
+
+TOKEN_COLUMNS = (
+    Column("NAME", lambda t: dash(t.get("name")), flex=True),
+    Column("ROLE", lambda t: dash(t.get("role"))),
+    Column("CREATED", lambda t: _when(t.get("created"))),
+    Column("LAST USED", lambda t: _when(t.get("lastUsed"))),
+)
+
+AUDIT_COLUMNS = (
+    Column("TIME", lambda e: _when(e.get("time"))),
+    Column("TOKEN", lambda e: dash(e.get("token"))),
+    Column("ROLE", lambda e: dash(e.get("role"))),
+    Column("METHOD", lambda e: dash(e.get("method"))),
+    Column("ROUTE", lambda e: dash(e.get("route")), wide=True),
+    Column("OBJECT", lambda e: dash(e.get("object")), flex=True),
+    Column("STATUS", lambda e: dash(e.get("status"))),
+)
+
+SECRET_WARNING = ("this secret is shown now and never again (the cluster keeps only its "
+                  "hash): store it now, e.g. as HERD_TOKEN")
+
+
+def token_created(token: dict[str, Any]) -> str:
+    """What `token create` prints: the token, its role and its secret (once)."""
+    return pairs([("Token", dash(token.get("name"))), ("Role", dash(token.get("role"))),
+                  ("Secret", dash(token.get("secret")))])

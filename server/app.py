@@ -4,8 +4,9 @@ client with the watched cache and the group commit of defines in a cleanup conte
 so any number of herd-api processes may serve one cluster. Called by `server.main`, tests
 and benchmarks.
 
-Middlewares, outermost first: metrics (sees every final status), errors (the one place
-that makes error bodies), auth.
+Middlewares, outermost first: metrics (sees every final status), audit (records every
+write with its final status, `server.audit`), errors (the one place that makes error
+bodies), auth (who the caller is, and whether its role may use the route).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.auth import TOKENS, Tokens, auth_middleware
+from server.audit import AUDITOR, Auditor, audit_middleware
+from server.auth import ROUTE_ROLES, TOKENS, Tokens, auth_middleware
 from server.cache import ClusterCache
 from server.config import ServerConfig
 from server.errors import error_middleware
@@ -24,10 +26,12 @@ from server.groupcommit import GroupCommit
 from server.keys import CACHE, COMMITS, CONFIG, ROUTE_TABLE, STORE
 from server.metrics import METRICS, Metrics, metrics_middleware
 from server.routes import ROUTES
+from server.tokens import REGISTRY, TokenRegistry
 from store.client import Store
 from store.configfile import ConfigError
 from store.layout import ensure_layout
 from store.target import ZKTarget
+from vocabulary import Role
 
 
 def _connect(store: Store) -> None:
@@ -53,10 +57,24 @@ async def zookeeper_ctx(app: web.Application) -> AsyncIterator[None]:
         await cache.stop()
         await asyncio.to_thread(store.stop)
         raise
+    registry = TokenRegistry(store)
+    try:
+        await registry.start()
+    except BaseException:
+        await registry.stop()
+        await cache.stop()
+        await asyncio.to_thread(store.stop)
+        raise
+    auditor = Auditor(store)
+    auditor.start()
     app[STORE] = store
     app[CACHE] = cache
     app[COMMITS] = GroupCommit(store)
+    app[REGISTRY] = registry
+    app[AUDITOR] = auditor
     yield
+    await auditor.stop()
+    await registry.stop()
     await cache.stop()
     await asyncio.to_thread(store.stop)
 
@@ -69,11 +87,13 @@ async def _on_shutdown(app: web.Application) -> None:
 
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes,
-                          middlewares=[metrics_middleware, error_middleware, auth_middleware])
+                          middlewares=[metrics_middleware, audit_middleware, error_middleware,
+                                       auth_middleware])
     app[CONFIG] = config
     app[TOKENS] = Tokens(config.token_file)
     app[METRICS] = Metrics()
     app[ROUTE_TABLE] = ROUTES
+    app[ROUTE_ROLES] = {(r.method, r.path): r.role or Role.ADMIN for r in ROUTES}
     app.cleanup_ctx.append(zookeeper_ctx)
     app.on_shutdown.append(_on_shutdown)
     for route in ROUTES:

@@ -21,6 +21,7 @@ from marshmallow import ValidationError
 
 from schemas.operations import ApplyRequest
 from server.access import SETTLE_TIMEOUT, Ctx, commit, writing
+from server.audit import note_object
 from server.errors import ApiError, conflict
 from server.http import json_response, read_json
 from server.objects import check_node_in_limits, strip_read_only
@@ -126,6 +127,8 @@ async def apply(request: web.Request) -> web.Response:
         raw = {**raw, "objects": [strip_read_only(o) for o in raw["objects"]]}
     data = _APPLY_REQUEST.load(raw)
     plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"])
+    note_object(request, " ".join(f"{str(r['kind']).lower()}/{r['name']}"
+                                  for r in plan.results))
     if data["dry_run"]:
         return json_response({"dry_run": True, "results": plan.results})
     try:

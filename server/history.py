@@ -3,7 +3,9 @@ kind: what the primary decided (fences, recoveries, flushes) and each live migra
 (source, target, start, end, duration, libvirt's downtime), i.e. a VM's history.
 
 Read from ZooKeeper on each request (the log is not in the watched cache: it is bounded
-and read rarely). Called through the route table (`server.routes`).
+and read rarely), once the audit records this server has queued are written (at most
+`AUDIT_WAIT` seconds): a client sees the records of its own writes. Called through the
+route table (`server.routes`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 
 from schemas.names import Name
 from server.access import reading
+from server.audit import AUDITOR
 from server.http import json_response, load_query
 from store import events
 
 MAX_EVENTS = events.KEEP
+AUDIT_WAIT = 2.0
 
 
 class EventQuery(Schema):
@@ -57,6 +61,11 @@ _QUERY = EventQuery()
 async def list_events(request: web.Request) -> web.Response:
     c = reading(request)
     query = load_query(request, _QUERY)
+    if AUDITOR in request.app:
+        try:
+            await asyncio.wait_for(request.app[AUDITOR].drain(), AUDIT_WAIT)
+        except TimeoutError:
+            pass  # ZooKeeper slow or away: what is written already
     found = await asyncio.to_thread(events.recent, c.store, limit=MAX_EVENTS)
     items = [e for e in found if _matches(e, query)][-query["limit"]:]
     return json_response({"items": items, "count": len(items)})

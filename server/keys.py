@@ -1,5 +1,6 @@
 """The typed keys of the application's shared state (`web.AppKey`): the configuration,
-the store, the cache and the group commit, which every part of `server` reaches. A key
+the store, the cache and the group commit, which every part of `server` reaches, and the
+request's audit object (`AUDIT_OBJECT`, named by handlers, read by `server.audit`). A key
 whose value belongs to one module (the tokens of `server.auth`, the counters of
 `server.metrics`) is defined there, beside its type, so that this module imports no
 module that imports it (no import cycle). Set by `server.app.make_app` and its cleanup
@@ -25,3 +26,4 @@ STORE = web.AppKey("store", Store)
 CACHE: web.AppKey[ClusterCache] = web.AppKey("cache")
 COMMITS: web.AppKey[GroupCommit] = web.AppKey("commits")
 ROUTE_TABLE = web.AppKey("routes", tuple[Route, ...])
+AUDIT_OBJECT = web.RequestKey("herd_audit_object", str)

@@ -6,7 +6,8 @@
   Bad configuration: a message naming the key, exit code 2, nothing connected. ZooKeeper
   unreachable or a newer cluster layout at start-up: a message, exit code 1.
 - `herd-api token create --token-file FILE [--label L]` prints a new random token and
-  appends its sha256 to the file.
+  appends its sha256 to the file: a break-glass `admin` token (README, Security); the
+  managed tokens are made through the API (`herdctl token create`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = ap.add_subparsers(dest="command")
     token = sub.add_parser("token", help="manage API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", help="print a new token, store its hash")
+    create = token_sub.add_parser("create", help="print a new break-glass admin token, "
+                                   "store its hash in the file")
     create.add_argument("--token-file", dest="new_token_file", type=Path, required=True)
     create.add_argument("--label", default="", help="a note kept beside the hash")
     return ap.parse_args(argv)

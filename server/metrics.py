@@ -8,7 +8,9 @@
 - `herd_api_watchers`, `herd_api_cache_synced`, `herd_api_resource_version`;
 - the group commit of defines (`server.groupcommit`): `herd_api_define_transactions_total`,
   `herd_api_define_requests_total` (their ratio is the group size) and
-  `herd_api_define_fallbacks_total` (groups committed again request by request).
+  `herd_api_define_fallbacks_total` (groups committed again request by request);
+- the audit trail (`server.audit`): `herd_api_audit_written_total`,
+  `herd_api_audit_lost_total`.
 Installed and registered by `server.app` / `server.routes`.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.audit import AUDITOR
 from server.cache import ClusterCache
 from server.groupcommit import GroupStats
 from server.keys import CACHE, COMMITS
@@ -145,6 +148,6 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    body = app[METRICS].render(app[CACHE], app[COMMITS].stats)
+    body = app[METRICS].render(app[CACHE], app[COMMITS].stats) + app[AUDITOR].metric_lines()
     return web.Response(body=body.encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

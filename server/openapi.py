@@ -2,7 +2,8 @@
 (apispec with its MarshmallowPlugin) and the route table (`server.routes`, kept in the app's state).
 
 Project fields get what apispec cannot infer: `Choice` its enum, `Name` the name pattern.
-Every error answer has the one error body (`ErrorBody`). Built once per application.
+Every error answer has the one error body (`ErrorBody`); every operation names the least
+role that may use it (`x-herd-role`, `server.routes.ROLES`). Built once per application.
 Called by `server.status.openapi`, tests and the fuzz test.
 """
 
@@ -27,7 +28,9 @@ VERSION = "0.1.0"
 _DOCS: dict[int, dict[str, Any]] = {}
 
 ERROR_TEXT = {400: "Bad request (not JSON, or refused for a reason the message names)",
-              401: "No valid bearer token", 403: "Anonymous requests may only read",
+              401: "No valid bearer token",
+              403: "Anonymous requests may only read, or the token's role is below the "
+                   "route's (the message names the role needed)",
               404: "No such object", 409: "Conflict with the current state (or a stale write)",
               410: "The events to resume from are gone: list again, then watch",
               413: "Too large", 422: "Invalid input: field-level details",
@@ -61,8 +64,9 @@ def _answer(route: Route) -> dict[str, Any]:
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": route.summary,
                           "operationId": f"{route.method.lower()}_{route.handler.__name__}",
-                          "responses": {str(route.status): _answer(route)}}
-    params = [_name_param(n) for n in ("vm", "node") if "{" + n + "}" in route.path]
+                          "responses": {str(route.status): _answer(route)},
+                          "x-herd-role": route.role.value if route.role else None}
+    params = [_name_param(n) for n in ("vm", "node", "token") if "{" + n + "}" in route.path]
     if route.query is not None:
         params.append({"in": "query", "schema": route.query})
     if params:

@@ -1,11 +1,14 @@
 """The route table of the API (DESIGN.md section 5), prefix `/api/v1`: one entry per
 operation with what the OpenAPI document says of it (summary, body and query schemas,
-answer schema, error statuses; `server.route`). `server.app` registers it and keeps it in
-the app's state (`ROUTE_TABLE`), where `server.openapi` finds what it describes.
+answer schema, error statuses; `server.route`), and `ROLES`, the least role of every
+route (README, Security): a new route without a role fails at import. `server.app`
+registers them and keeps the table in the app's state (`ROUTE_TABLE`), where
+`server.openapi` finds what it describes and `server.auth` the role each route needs.
 """
 
 from __future__ import annotations
 
+from schemas.node import ClusterConfigSchema
 from schemas.operations import (
     ApplyRequest,
     DeleteQuery,
@@ -16,14 +19,17 @@ from schemas.operations import (
     VMStateRequest,
 )
 from schemas.requests import VMDefineRequest, VMMetaRequest, VMModifyRequest
+from schemas.tokens import TokenCreateRequest
 from schemas.vm import VMSchema
 from server import (
     apply,
+    cluster_config,
     history,
     metrics,
     node_handlers,
     openapi,
     status,
+    tokens,
     vm_handlers,
     vm_verbs,
     watch,
@@ -42,10 +48,11 @@ from server.responses import (
     VMStateView,
     WatchEvent,
 )
-from server.route import READ, WRITE, Route
+from server.route import READ, WRITE, RoleTable, Route, with_roles
 from server.route import api_route as _r
+from vocabulary import Role
 
-ROUTES: tuple[Route, ...] = (
+_ROUTES: tuple[Route, ...] = (
     _r("GET", "/vm", vm_handlers.list_vms, "List VMs (no XML unless xml=true)", VMList,
        query=VMListQuery, errors=(*READ, 422)),
     _r("POST", "/vm", vm_handlers.define_vm, "Define a VM", VMObject, status=201,
@@ -91,4 +98,34 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/openapi.json", openapi.openapi_json, "This document", None),
     _r("GET", "/metrics", metrics.metrics, "Prometheus metrics", None,
        content_type="text/plain"),
+    _r("GET", "/config", cluster_config.get_config, "The cluster's defaults",
+       cluster_config.ClusterConfigView),
+    _r("POST", "/config", cluster_config.set_config, "Change cluster defaults (only the "
+       "fields given)", cluster_config.ClusterConfigView, body=ClusterConfigSchema,
+       errors=WRITE),
+    _r("GET", "/token", tokens.list_tokens, "List API tokens (never their secrets)",
+       tokens.TokenList),
+    _r("POST", "/token", tokens.create_token, "Create an API token: the secret is in this "
+       "answer only", tokens.TokenCreated, status=201, body=TokenCreateRequest, errors=WRITE),
+    _r("DELETE", "/token/{token}", tokens.revoke_token, "Revoke an API token (refused at "
+       "once)", tokens.TokenRevoked, errors=(*WRITE, 404)),
 )
+
+VIEW, OPER, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN
+ROLES: RoleTable = {
+    ("GET", "/vm"): VIEW, ("POST", "/vm"): OPER,
+    ("GET", "/vm/{vm}"): VIEW, ("POST", "/vm/{vm}"): OPER, ("PUT", "/vm/{vm}"): OPER,
+    ("DELETE", "/vm/{vm}"): OPER,
+    ("GET", "/vm/{vm}/meta"): VIEW, ("POST", "/vm/{vm}/meta"): OPER,
+    ("GET", "/vm/{vm}/state"): VIEW, ("POST", "/vm/{vm}/state"): OPER,
+    ("GET", "/vm/{vm}/node"): VIEW, ("POST", "/vm/{vm}/node"): OPER,
+    ("POST", "/vm/{vm}/rename"): OPER,
+    ("GET", "/node"): VIEW, ("GET", "/node/{node}"): VIEW,
+    ("GET", "/node/{node}/domain-state"): VIEW, ("POST", "/node/{node}/domain-state"): OPER,
+    ("POST", "/apply"): OPER,
+    ("GET", "/watch"): VIEW, ("GET", "/event"): VIEW, ("GET", "/status"): VIEW,
+    ("GET", "/openapi.json"): VIEW, ("GET", "/metrics"): VIEW,
+    ("GET", "/config"): VIEW, ("POST", "/config"): ADMIN,
+    ("GET", "/token"): ADMIN, ("POST", "/token"): ADMIN, ("DELETE", "/token/{token}"): ADMIN,
+}
+ROUTES: tuple[Route, ...] = with_roles(_ROUTES, ROLES)

@@ -33,6 +33,7 @@ from server.access import (
     settled_vm,
     writing,
 )
+from server.audit import note_object
 from server.errors import ApiError, bad_request, conflict, not_found
 from server.http import dumps, json_response, load_body, load_query, path_name, raw_json, read_json
 from server.objects import check_node_in_limits, patch_vm, strip_read_only
@@ -102,6 +103,7 @@ async def define_vm(request: web.Request) -> web.Response:
     vm = new_object(define_request_to_vm(await load_body(request, _VM_DEFINE_REQUEST)))
     check_node_in_limits(vm["spec"])
     name = vm["metadata"]["name"]
+    note_object(request, f"vm/{name}")
     try:
         await commit_grouped(c, vms.define_ops(c.store.paths, vm))
     except AlreadyExists:

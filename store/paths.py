@@ -48,6 +48,13 @@ class Paths:
     def events(self) -> str:
         return self._join("events")
 
+    @property
+    def tokens(self) -> str:
+        return self._join("tokens")
+
+    def token(self, name: str) -> str:
+        return self._join("tokens", name)
+
     def vm(self, name: str) -> str:
         return self._join("vms", name)
 

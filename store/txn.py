@@ -49,6 +49,7 @@ class Create:
     path: str
     doc: Doc
     ephemeral: bool = False
+    sequence: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def _kazoo_transaction(store: Store, parts: Sequence[Prepared]) -> Any:
     for part in parts:
         for op, data in zip(part.ops, part.data, strict=True):
             if isinstance(op, Create):
-                t.create(op.path, data, ephemeral=op.ephemeral)
+                t.create(op.path, data, ephemeral=op.ephemeral, sequence=op.sequence)
             elif isinstance(op, Set):
                 t.set_data(op.path, data, version=op.version)
             elif isinstance(op, Delete):

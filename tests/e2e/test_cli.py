@@ -246,3 +246,28 @@ def test_the_remaining_verbs_and_every_output_format(herdctl: Herdctl, tmp_path:
     herdctl("vm", "disable", "cli-verbs", "--wait")
     assert herdctl.json("vm", "info", "cli-verbs")["status"]["state"] == "disabled"
     herdctl("vm", "remove", "cli-verbs")
+
+
+def test_token_create_list_revoke_and_the_audit_trail(herdctl: Herdctl, tmp_path: Path) -> None:
+    made = herdctl("token", "create", "cli-ops", "--role", "operator")
+    assert "shown now and never again" in made.stderr
+    secret = next(line.split()[-1] for line in made.stdout.splitlines()
+                  if line.startswith("Secret:"))
+    ops = {"HERD_TOKEN": secret}
+    assert {"name": "cli-ops", "role": "operator"}.items() <= \
+        next(t for t in herdctl.json("token", "list") if t["name"] == "cli-ops").items()
+    table = herdctl("token", "list").stdout
+    assert table.splitlines()[0].split()[:3] == ["NAME", "ROLE", "CREATED"]
+    assert "cli-ops" in table and secret not in table
+    herdctl("vm", "define", xml_file(tmp_path, "cli-audited"), env=ops)
+    refused = herdctl("token", "create", "mine", "--role", "admin", env=ops, code=1)
+    assert "needs the role admin" in refused.stderr
+    audit = herdctl.json("events", "--audit")
+    assert {(e["token"], e["route"], e["object"], e["status"]) for e in audit} >= {
+        ("cli-ops", "/api/v1/vm", "vm/cli-audited", 201),
+        ("cli-ops", "/api/v1/token", None, 403)}
+    assert "cli-ops" in herdctl("events", "--audit").stdout
+    assert herdctl("token", "revoke", "cli-ops").stdout.strip() == "token/cli-ops revoked"
+    assert "invalid bearer token" in herdctl("vm", "list", env=ops, code=1).stderr
+    assert "cli-ops" not in herdctl("token", "list").stdout
+    herdctl("vm", "remove", "cli-audited")
