@@ -1,13 +1,13 @@
 """The rules of the domain XML policy: what each element may ask of the host.
 
 `refusals(tree, disk_paths=, boot_paths=)` walks a parsed domain (iteratively: no
-recursion limit to hit) and answers every refusal as (location, why, exception): the location XPath-like
-(`devices/disk[2]/source`, an index only where siblings share a tag), the exception the
-name in `schemas.xmlpolicy.EXCEPTIONS` that would admit it (None: nothing does).
-Allowlists where libvirt keeps adding kinds (device elements, interface, chardev and disk
-types), so that what this policy does not know is refused rather than passed. The inside
-of <metadata> is libvirt's free-form data and not read. Called by `schemas.xmlpolicy`.
-Pure: no I/O.
+recursion limit to hit) and answers every refusal as (location, why, exception): the
+location XPath-like (`devices/disk[2]/source`, an index only where siblings share a
+tag); the exception is the name in `schemas.xmlpolicy.EXCEPTIONS` that would admit it
+(None: nothing does). Allowlists where libvirt keeps adding kinds (device elements,
+interface, chardev and disk types), so that what this policy does not know is refused
+rather than passed. The inside of <metadata> is libvirt's free-form data and not read.
+Called by `schemas.xmlpolicy`. Pure: no I/O.
 """
 
 from __future__ import annotations
