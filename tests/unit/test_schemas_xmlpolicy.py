@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from ctl.dev.guest import guest_xml
@@ -223,3 +225,31 @@ def test_a_policy_from_the_config_never_widens_on_bad_input() -> None:
     assert XmlPolicy.from_config({"allow": ["hostdev", "bogus"]}) == DEFAULT
     assert XmlPolicy.from_config({"allow": ["hostdev"], "diskPaths": ["/d"]}) == XmlPolicy(
         allow=frozenset({"hostdev"}), disk_paths=("/d",))
+
+
+TAGS = ["devices", "disk", "source", "serial", "log", "interface", "script", "backend", "os",
+        "kernel", "nvram", "seclabel", "label", "metadata", "hostdev", "graphics", "listen",
+        "rng", "tpm", "sysinfo", "entry", "mirror", "backingStore", "qemu:arg", "x"]
+ATTRS = ["type", "file", "dev", "path", "socket", "relabel", "mode", "model", "template",
+         "tap", "rendernode", "evdev"]
+VALUES = ["", "file", "unix", "none", "no", "/etc/shadow", "/var/lib/herd/a", "pty",
+          "network", "..", "passthrough", "egd", "random"]
+
+
+@st.composite
+def elements(draw: st.DrawFn, depth: int = 0) -> str:
+    tag = draw(st.sampled_from(TAGS))
+    attrs = draw(st.dictionaries(st.sampled_from(ATTRS), st.sampled_from(VALUES), max_size=3))
+    text = "".join(f" {k}='{v}'" for k, v in attrs.items())
+    inner = "" if depth >= 3 else "".join(
+        draw(st.lists(elements(depth + 1), max_size=3)))
+    return f"<{tag}{text}>{draw(st.sampled_from(VALUES))}{inner}</{tag}>"
+
+
+@given(st.lists(elements(), max_size=4), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_any_tree_gets_an_answer_of_located_messages(parts: list[str], admin: bool) -> None:
+    xml = domain(top="".join(parts), attrs=QEMU)
+    found = refusals(xml, ALL, exceptions=admin)
+    assert all(isinstance(m, str) and ": " in m for m in found)
+    assert len(refusals(xml, ALL, exceptions=False)) >= len(found)
