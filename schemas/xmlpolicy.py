@@ -17,7 +17,6 @@ Pure: no I/O. Called by `server` at every write of a VM's XML (define, modify, P
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -131,7 +130,3 @@ def domain_xml_refusals(xml: str, policy: XmlPolicy, *,
     raised as `ValidationError`); memoized for small documents."""
     return _memoized_refusals(xml, policy, exceptions_allowed)
 
-
-def policy_of_config(config: Mapping[str, Any] | None) -> XmlPolicy:
-    """The policy of a /herd/config document (None or without `xmlPolicy`: the default)."""
-    return XmlPolicy.from_config(None if config is None else config.get("xmlPolicy"))
