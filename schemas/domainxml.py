@@ -268,7 +268,9 @@ R = TypeVar("R")
 CACHED_XML_BYTES = 16 * 1024
 
 
-def _memoized(fn: Callable[P, R]) -> Callable[P, R]:
+def memoized(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` cached on its positional arguments when the first is XML text of at most
+    `CACHED_XML_BYTES` (also used by `schemas.xmlpolicy`)."""
     cached = lru_cache(maxsize=1024)(fn)
 
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -282,6 +284,6 @@ def _memoized(fn: Callable[P, R]) -> Callable[P, R]:
     return call
 
 
-domain_name = _memoized(_domain_name)
-normalize_domain_xml = _memoized(_normalize_domain_xml)
-domain_resources = _memoized(_domain_resources)
+domain_name = memoized(_domain_name)
+normalize_domain_xml = memoized(_normalize_domain_xml)
+domain_resources = memoized(_domain_resources)

@@ -32,6 +32,7 @@ from schemas.common import (
     validate_epoch,
 )
 from schemas.vm import VMSchema
+from schemas.xmlpolicy import XmlPolicySchema
 from vocabulary import DaemonState, DesiredDomainState, DomainState, FenceMode, Kind, Selector
 
 
@@ -148,6 +149,8 @@ class ClusterConfigSchema(HerdSchema):
         validate=validate.Range(min=0, min_inclusive=False, error="Must be more than 0 seconds."),
     )
     maintenance = StrictBool(load_default=False)
+    # The domain XML policy (schemas.xmlpolicy); absent: the default policy.
+    xmlPolicy = fields.Nested(XmlPolicySchema)
 
 
 OBJECT_SCHEMAS: dict[str, type[Schema]] = {Kind.VM.value: VMSchema, Kind.NODE.value: NodeSchema}

@@ -5,6 +5,8 @@ own, or grouped with other defines: `commit_grouped`).
 A write returns only once this server's cache shows it (`settled_vm`, `settled_node`):
 the same client's next GET, on this server, sees what it wrote. The wait follows the
 watch (`ClusterCache.wait_for`); after `SETTLE_TIMEOUT` a direct read answers instead.
+`xml_check(request)` is the domain XML policy as it applies to the request's token (the
+one place that decides who may use the policy's exceptions: `_exceptions_allowed`).
 Called by the handler modules.
 """
 
@@ -16,16 +18,20 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from schemas.xmlpolicy import XmlPolicy
+from server.auth import role_of
 from server.cache import ClusterCache
 from server.config import ServerConfig
 from server.errors import ApiError, not_found
 from server.groupcommit import GroupCommit
 from server.keys import CACHE, COMMITS, CONFIG, STORE
+from server.objects import XmlCheck
 from store import txn
 from store.client import Store
 from store.errors import StoreError, Unavailable
 from store.model import VM, Node, read_vm, vm_paths
 from store.txn import commit_async
+from vocabulary import Role
 
 SETTLE_TIMEOUT = 10.0
 
@@ -57,6 +63,19 @@ def writing(request: web.Request) -> Ctx:
         raise Unavailable("ZooKeeper connection is suspended; not writing")
     c.cache.require_synced()
     return c
+
+
+def _exceptions_allowed(request: web.Request) -> bool:
+    """Whether the request's token may use the XML policy's named exceptions: admin
+    tokens only (issue 13)."""
+    return role_of(request) == Role.ADMIN
+
+
+def xml_check(request: web.Request) -> XmlCheck:
+    """The cluster's domain XML policy (/herd/config `xmlPolicy`, from the cache) as it
+    applies to this request."""
+    policy = XmlPolicy.from_config(ctx(request).cache.setting("xmlPolicy", None))
+    return XmlCheck(policy, exceptions_allowed=_exceptions_allowed(request))
 
 
 def cached_vm(c: Ctx, name: str) -> VM:

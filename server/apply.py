@@ -3,8 +3,10 @@
 Planning reads every object's current znode from ZooKeeper (pipelined) and decides per
 object: `created` (a VM gets its placement and status znodes too), `configured` (a set
 carrying the version read) or `unchanged` (nothing written). A `metadata.resourceVersion`
-in an object must still be current (else 409). The commit is all-or-nothing: any object
-changed or created meanwhile fails the whole transaction (409) and nothing is written; a
+in an object must still be current (else 409). Every VM's new or changed XML must pass
+the domain XML policy (`server.objects.XmlCheck`; 422 naming the object and the element).
+The commit is all-or-nothing: any object changed or created meanwhile fails the whole
+transaction (409) and nothing is written; a
 list too large for one transaction is refused (413) rather than split. `dry_run` answers
 the plan with each object's changes (path, old, new) and writes nothing.
 Registered by `server.routes`.
@@ -20,11 +22,12 @@ from aiohttp import web
 from marshmallow import ValidationError
 
 from schemas.operations import ApplyRequest
-from server.access import SETTLE_TIMEOUT, Ctx, commit, writing
+from schemas.xmlpolicy import XmlPolicy
+from server.access import SETTLE_TIMEOUT, Ctx, commit, writing, xml_check
 from server.audit import note_object
 from server.errors import ApiError, conflict
 from server.http import json_response, read_json
-from server.objects import check_node_in_limits, strip_read_only
+from server.objects import XmlCheck, check_node_in_limits, strip_read_only
 from store import txn, vms
 from store.client import Store, Versioned
 from store.codec import Doc
@@ -33,6 +36,7 @@ from store.objects import new_object, replace_node, replace_vm
 
 # One instance each: building a schema costs more than a load.
 _APPLY_REQUEST = ApplyRequest()
+DEFAULT_XML_CHECK = XmlCheck(XmlPolicy(), exceptions_allowed=False)
 
 
 @dataclass
@@ -70,6 +74,13 @@ def _check_version(obj: Doc, current: Versioned | None, index: int) -> None:
                        f"{now}, not {given}", index=index)
 
 
+def _check_xml(check: XmlCheck, obj: Doc, current: Versioned | None, index: int) -> None:
+    """A VM's new or changed XML must pass the domain XML policy (422 naming the object)."""
+    if obj["kind"] == "VM":
+        old = current.doc.get("spec", {}).get("xml") if current is not None else None
+        check.require(obj["spec"]["xml"], old=old, field=("objects", index, "spec", "xml"))
+
+
 def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
               current: Versioned | None) -> None:
     key, path = (obj["kind"], obj["metadata"]["name"]), _path(store, obj)
@@ -90,8 +101,10 @@ def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
     plan.results.append({**result, "action": "configured", "changes": changes(current.doc, new)})
 
 
-def plan_apply(store: Store, objects: list[Doc], raw: list[Doc]) -> Plan:
-    """Read the objects' current state and plan the transaction. Blocking."""
+def plan_apply(store: Store, objects: list[Doc], raw: list[Doc],
+               check: XmlCheck = DEFAULT_XML_CHECK) -> Plan:
+    """Read the objects' current state and plan the transaction (every VM's new or
+    changed XML checked by `check`, by default the default policy). Blocking."""
     for index, obj in enumerate(objects):
         if obj["kind"] == "VM":
             try:
@@ -103,6 +116,7 @@ def plan_apply(store: Store, objects: list[Doc], raw: list[Doc]) -> Plan:
     for index, (obj, given) in enumerate(zip(objects, raw, strict=True)):
         found = current.get(_path(store, obj))
         _check_version(obj, found, index)
+        _check_xml(check, obj, found, index)
         _plan_one(store, plan, obj=obj, raw=given, current=found)
     return plan
 
@@ -126,7 +140,8 @@ async def apply(request: web.Request) -> web.Response:
     if isinstance(raw, dict) and isinstance(raw.get("objects"), list):
         raw = {**raw, "objects": [strip_read_only(o) for o in raw["objects"]]}
     data = _APPLY_REQUEST.load(raw)
-    plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"])
+    plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"],
+                                   xml_check(request))
     note_object(request, " ".join(f"{str(r['kind']).lower()}/{r['name']}"
                                   for r in plan.results))
     if data["dry_run"]:

@@ -6,7 +6,10 @@
   come from `store.objects`, the one builder shared with the primary coordinator;
 - `check_node_in_limits`: the initial node of a VM must be inside its limits (400);
 - `strip_read_only`: drops what GET adds to an object (status, placement...), so that a
-  fetched object can be applied back.
+  fetched object can be applied back;
+- `XmlCheck`: the domain XML policy (`schemas.xmlpolicy`) as it applies to one request,
+  run on every new or changed XML (`patch_vm`, `replace_vm_checked`, define, apply): a
+  refusal is a 422 naming the element, raised before anything is written.
 No I/O. Called by `server.vm_handlers`, `server.vm_verbs`, `server.node_handlers` and
 `server.apply`.
 """
@@ -14,13 +17,17 @@ No I/O. Called by `server.vm_handlers`, `server.vm_verbs`, `server.node_handlers
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from marshmallow import ValidationError
 
 from schemas.requests import merge_patch
 from schemas.vm import VMSchema
+from schemas.xmlpolicy import XmlPolicy, domain_xml_refusals
 from server.errors import ApiError
 from store.codec import Doc
-from store.objects import generation, stored_metadata
+from store.objects import generation, replace_vm, stored_metadata
 
 READ_ONLY = {"VM": ("placement", "status", "owner"), "Node": ("status", "alive", "primary")}
 
@@ -41,14 +48,57 @@ def check_node_in_limits(spec: Mapping[str, Any], *, field: str = "node") -> Non
         raise ApiError(400, "outside_limits", message, details={field: [message]})
 
 
-def patch_vm(doc: Doc, patch: Mapping[str, Any]) -> Doc | None:
-    """The VM `doc` with `patch` merged into its spec; None when nothing changes."""
+@dataclass(frozen=True)
+class XmlCheck:
+    """The cluster's domain XML policy as it applies to one request's token."""
+
+    policy: XmlPolicy
+    exceptions_allowed: bool
+
+    def refusals(self, xml: str, *, old: Any = None) -> tuple[str, ...]:
+        """The policy's refusals of `xml`; none when it equals the stored `old`: an XML
+        left unchanged is not checked again (a VM stored before a stricter policy may
+        still be started, stopped or relabelled)."""
+        if xml == old:
+            return ()
+        return domain_xml_refusals(xml, self.policy, exceptions_allowed=self.exceptions_allowed)
+
+    def require(self, xml: str, *, old: Any = None, field: tuple[str | int, ...] = ("xml",)
+                ) -> None:
+        """Raise `ValidationError` (422), its messages under the nested `field`, when the
+        policy refuses `xml`."""
+        found: Any = list(self.refusals(xml, old=old))
+        if found:
+            for key in reversed(field):
+                found = {key: found}
+            raise ValidationError(found)
+
+
+def _stored_xml(doc: Mapping[str, Any]) -> Any:
+    spec = doc.get("spec")
+    return spec.get("xml") if isinstance(spec, Mapping) else None
+
+
+def replace_vm_checked(old: Doc, new: Mapping[str, Any], check: XmlCheck) -> Doc | None:
+    """`store.objects.replace_vm` once `check` admits the new XML (PUT's `spec.xml`)."""
+    check.require(new["spec"]["xml"], old=_stored_xml(old), field=("spec", "xml"))
+    return replace_vm(old, new)
+
+
+def patch_vm(doc: Doc, patch: Mapping[str, Any], *,
+             xml_check: XmlCheck | None = None) -> Doc | None:
+    """The VM `doc` with `patch` merged into its spec; None when nothing changes. A patch
+    of `xml` is checked by `xml_check` (the caller's policy) against the stored XML."""
     spec = merge_patch(doc.get("spec", {}), patch)
     if patch.get("state") in ("stopped", "disabled") and "stopMode" not in patch:
         spec["stopMode"] = "graceful"
     if "node" in patch or "limits" in patch.get("meta", {}):
         check_node_in_limits(spec, field="node" if "node" in patch else "limits")
     loaded = dict(VMSchema().load({**doc, "spec": spec}))
+    if "xml" in patch:
+        if xml_check is None:
+            raise TypeError("patch_vm: a patch of the XML needs the request's XmlCheck")
+        xml_check.require(loaded["spec"]["xml"], old=_stored_xml(doc))
     if loaded["spec"] == doc.get("spec"):
         return None
     return {**loaded, "metadata": stored_metadata(loaded["metadata"], generation(doc) + 1)}

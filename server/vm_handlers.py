@@ -32,17 +32,24 @@ from server.access import (
     settled_gone,
     settled_vm,
     writing,
+    xml_check,
 )
 from server.audit import note_object
 from server.errors import ApiError, bad_request, conflict, not_found
 from server.http import dumps, json_response, load_body, load_query, path_name, raw_json, read_json
-from server.objects import check_node_in_limits, patch_vm, strip_read_only
+from server.objects import (
+    XmlCheck,
+    check_node_in_limits,
+    patch_vm,
+    replace_vm_checked,
+    strip_read_only,
+)
 from server.views import vm_meta, vm_object
 from store import txn, vms
 from store.client import Versioned
 from store.errors import AlreadyExists, NotFound, StoreError
 from store.model import VM, read_vm
-from store.objects import new_object, replace_vm
+from store.objects import new_object
 
 # One instance each: building a schema costs more than a load.
 _DELETE_QUERY = DeleteQuery()
@@ -102,6 +109,7 @@ async def define_vm(request: web.Request) -> web.Response:
     c = writing(request)
     vm = new_object(define_request_to_vm(await load_body(request, _VM_DEFINE_REQUEST)))
     check_node_in_limits(vm["spec"])
+    xml_check(request).require(vm["spec"]["xml"])
     name = vm["metadata"]["name"]
     note_object(request, f"vm/{name}")
     try:
@@ -112,11 +120,13 @@ async def define_vm(request: web.Request) -> web.Response:
     return json_response(vm_object(rec), status=201)
 
 
-async def _patch(c: Ctx, name: str, patch: dict[str, Any]) -> VM:
-    """Merge `patch` into the VM's spec (read-modify-write, version-checked, retried)."""
+async def _patch(c: Ctx, name: str, patch: dict[str, Any], *,
+                 check: XmlCheck | None = None) -> VM:
+    """Merge `patch` into the VM's spec (read-modify-write, version-checked, retried); a
+    patch of the XML is checked by `check` against the XML it replaces."""
     try:
         result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
-                                         lambda doc: patch_vm(doc, patch))
+                                         lambda doc: patch_vm(doc, patch, xml_check=check))
     except NotFound:
         raise not_found("VM", name) from None
     return await settled_vm(c, name, lambda rec: rec.mzxid >= result.mzxid)
@@ -126,7 +136,7 @@ async def modify_vm(request: web.Request) -> web.Response:
     c = writing(request)
     name = path_name(request, "vm")
     data = await load_body(request, _VM_MODIFY_REQUEST)
-    rec = await _patch(c, name, vm_spec_patch(data, vm_name=name))
+    rec = await _patch(c, name, vm_spec_patch(data, vm_name=name), check=xml_check(request))
     return json_response(vm_object(rec))
 
 
@@ -157,13 +167,15 @@ async def replace(request: web.Request) -> web.Response:
                           f"{name!r} of the path; use rename to change a name",
                           metadata={"name": ["Differs from the name in the path."]})
     check_node_in_limits(vm["spec"])
-    expect = _resource_version(vm["metadata"])
+    expect, check = _resource_version(vm["metadata"]), xml_check(request)
     try:
         result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
-                                         lambda doc: replace_vm(doc, vm), expect_mzxid=expect)
+                                         lambda doc: replace_vm_checked(doc, vm, check),
+                                         expect_mzxid=expect)
     except NotFound:
         if expect is not None:
             raise conflict(f"VM {name!r} no longer exists (resourceVersion {expect})") from None
+        check.require(vm["spec"]["xml"], field=("spec", "xml"))
         return await _create_by_put(c, vm)
     rec = await settled_vm(c, name, lambda r: r.mzxid >= result.mzxid)
     return json_response(vm_object(rec))
