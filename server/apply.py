@@ -27,7 +27,7 @@ from server.access import SETTLE_TIMEOUT, Ctx, commit, writing, xml_check
 from server.audit import note_object
 from server.errors import ApiError, conflict
 from server.http import json_response, read_json
-from server.objects import XmlCheck, check_node_in_limits, strip_read_only
+from server.objects import XmlCheck, check_node_in_limits, check_node_known, strip_read_only
 from store import txn, vms
 from store.client import Store, Versioned
 from store.codec import Doc
@@ -104,11 +104,15 @@ def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
 def plan_apply(store: Store, objects: list[Doc], raw: list[Doc],
                check: XmlCheck = DEFAULT_XML_CHECK) -> Plan:
     """Read the objects' current state and plan the transaction (every VM's new or
-    changed XML checked by `check`, by default the default policy). Blocking."""
+    changed XML checked by `check`, by default the default policy; its node one the
+    cluster has or the same apply defines). Blocking."""
+    nodes = {o["metadata"]["name"] for o in objects if o["kind"] == "Node"}
+    nodes |= set(store.children(store.paths.nodes))
     for index, obj in enumerate(objects):
         if obj["kind"] == "VM":
             try:
                 check_node_in_limits(obj["spec"])
+                check_node_known(obj["spec"], nodes.__contains__)
             except ApiError as e:
                 raise ValidationError({"objects": {index: {"spec": e.details}}}) from None
     current = store.get_many([_path(store, o) for o in objects])

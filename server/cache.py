@@ -142,6 +142,9 @@ class ClusterCache:
         node = read_node(name, self.nodes.get, self.store.paths)
         return node if node.exists else None
 
+    def has_node(self, name: str) -> bool:
+        return self.nodes.get(self.store.paths.node(name)) is not None
+
     def node_names(self) -> list[str]:
         return sorted(self._node_names)
 

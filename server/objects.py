@@ -5,6 +5,7 @@
 - the rest of the spec documents (new, replaced, a Node's patch) and the generation rule
   come from `store.objects`, the one builder shared with the primary coordinator;
 - `check_node_in_limits`: the initial node of a VM must be inside its limits (400);
+- `check_node_known`: ... and one the cluster has (422);
 - `strip_read_only`: drops what GET adds to an object (status, placement...), so that a
   fetched object can be applied back;
 - `XmlCheck`: the domain XML policy (`schemas.xmlpolicy`) as it applies to one request,
@@ -16,7 +17,7 @@ No I/O. Called by `server.vm_handlers`, `server.vm_verbs`, `server.node_handlers
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,15 @@ def check_node_in_limits(spec: Mapping[str, Any], *, field: str = "node") -> Non
     if node and limits and node not in limits:
         message = f"node {node!r} is outside the VM's limits ({', '.join(limits)})"
         raise ApiError(400, "outside_limits", message, details={field: [message]})
+
+
+def check_node_known(spec: Mapping[str, Any], known: Callable[[str], bool], *,
+                     field: str = "node") -> None:
+    """422 when the spec names a node the cluster does not have (it would wait for ever)."""
+    node = spec.get("node")
+    if node and not known(node):
+        message = f"there is no node {node!r} in the cluster"
+        raise ApiError(422, "unknown_node", message, details={field: [message]})
 
 
 @dataclass(frozen=True)

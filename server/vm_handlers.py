@@ -40,6 +40,7 @@ from server.http import dumps, json_response, load_body, load_query, path_name, 
 from server.objects import (
     XmlCheck,
     check_node_in_limits,
+    check_node_known,
     patch_vm,
     replace_vm_checked,
     strip_read_only,
@@ -109,6 +110,7 @@ async def define_vm(request: web.Request) -> web.Response:
     c = writing(request)
     vm = new_object(define_request_to_vm(await load_body(request, _VM_DEFINE_REQUEST)))
     check_node_in_limits(vm["spec"])
+    check_node_known(vm["spec"], c.cache.has_node)
     xml_check(request).require(vm["spec"]["xml"])
     name = vm["metadata"]["name"]
     note_object(request, f"vm/{name}")
@@ -167,6 +169,7 @@ async def replace(request: web.Request) -> web.Response:
                           f"{name!r} of the path; use rename to change a name",
                           metadata={"name": ["Differs from the name in the path."]})
     check_node_in_limits(vm["spec"])
+    check_node_known(vm["spec"], c.cache.has_node)
     expect, check = _resource_version(vm["metadata"]), xml_check(request)
     try:
         result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),

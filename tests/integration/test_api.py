@@ -139,6 +139,7 @@ async def api(zk_hosts: str, zk_root: str, tmp_path: Path) -> AsyncIterator[Api]
 # --- define, get, list -------------------------------------------------------------------------
 
 async def test_define_then_get_shows_metadata_and_znodes(api: Api, store: Store) -> None:
+    await play_node(api, store, "hv2")  # a VM may name only a node the cluster has
     body = await api.define("web1", limits=["hv1", "hv2"], selector="vms", autorestart=True,
                             migration_method="shutdown", node="hv2", shutdown_timeout=30,
                             migration_max_downtime=50)
@@ -159,6 +160,8 @@ async def test_define_then_get_shows_metadata_and_znodes(api: Api, store: Store)
 
 
 async def test_list_filters_and_leaves_xml_out_unless_asked(api: Api, store: Store) -> None:
+    for node in ("hv1", "hv2"):
+        await play_node(api, store, node)
     for name in ("web1", "web2", "db1"):
         await api.define(name, node="hv1" if name != "db1" else "hv2")
     await write_status(api, store, "web2", state="running", node="hv1")
@@ -210,6 +213,7 @@ async def test_meta_changes_only_the_fields_given(api: Api, store: Store) -> Non
 
 
 async def test_modify_vm_changes_given_fields_and_checks_limits(api: Api, store: Store) -> None:
+    await play_node(api, store, "hv1")
     await api.define("web1", limits=["hv1"], node="hv1", selector="vms")
     status, body = await api.post("/vm/web1", {"xml": xml("web1", mem=128), "state": "running"})
     assert status == 200 and "128" in body["spec"]["xml"] and body["spec"]["state"] == "running"
@@ -298,6 +302,7 @@ async def test_delete_needs_a_stopped_vm_unless_forced(api: Api, store: Store) -
 
 
 async def test_rename_moves_the_whole_vm(api: Api, store: Store) -> None:
+    await play_node(api, store, "hv1")
     await api.define("web1", limits=["hv1"], node="hv1")
     await api.define("web2")
     status, body = await api.post("/vm/web1/rename", {"new_name": "web3"})

@@ -35,6 +35,7 @@ def node(name: str, **spec: Any) -> dict[str, Any]:
 
 
 async def test_apply_creates_configures_and_leaves_unchanged(api: Api, store: Store) -> None:
+    await play_node(api, store, "hv1")
     objects = [vm("web1", state="running", node="hv1", meta={"limits": ["hv1"]}), vm("web2"),
                node("hv9", domainState="ready")]
     status, body = await api.post("/apply", {"objects": objects})

@@ -2,6 +2,7 @@
 failed since the request (libvirt refused it) is a 409 naming the reason at once, not a
 504 at the timeout; a failure older than the request does not count; a spec that no
 longer asks for the target (the cluster stopped the VM: no node fits) ends the wait too.
+A VM that names a node the cluster does not have is refused (422), never left waiting.
 The test plays the node by writing its status.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from store.client import Store
-from tests.integration.test_api import Api, api_server, write_status
+from tests.integration.test_api import Api, api_server, write_status, xml
 from tests.support.waits import wait_doc
 
 WAIT = 60.0  # the server's longest wait: an answer well before it came from the failure
@@ -67,3 +68,22 @@ async def test_a_spec_that_no_longer_asks_for_it_ends_the_wait(api: Api,
     assert status == 409 and body["error"]["code"] == "unreachable"
     assert "now asks for stopped" in body["error"]["message"]
     assert "no valid node" in body["error"]["message"]
+
+
+async def test_a_vm_naming_a_node_the_cluster_lacks_is_refused(api: Api, store: Store) -> None:
+    status, body = await api.post("/vm", {"xml": xml("web1"), "node": "hv9"})
+    assert status == 422 and body["error"]["code"] == "unknown_node"
+    assert body["error"]["details"] == {"node": ["there is no node 'hv9' in the cluster"]}
+    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": "web2"},
+          "spec": {"xml": xml("web2"), "node": "hv9"}}
+    status, body = await api.post("/apply", {"objects": [vm]})
+    assert status == 422
+    assert body["error"]["details"] == {"objects": {"0": {"spec": {
+        "node": ["there is no node 'hv9' in the cluster"]}}}}
+    assert store.children(store.paths.vms) == []
+    # A node the same apply defines is one the cluster will have.
+    node = {"apiVersion": "herd/v1", "kind": "Node", "metadata": {"name": "hv9"},
+            "spec": {"domainState": "ready"}}
+    status, body = await api.post("/apply", {"objects": [node, vm]})
+    assert status == 200, body
+    assert store.get(store.paths.vm_placement("web2")).doc["node"] == "hv9"
