@@ -81,7 +81,8 @@ class NodeConfigSchema(Schema):
                               validate=validate.Length(min=1, max=4096))
 
     # Where the other nodes' libvirtd reach this one for live migration; published in the
-    # node's status. Default: qemu+tcp://<address>/system when `address` is set.
+    # node's status. Default: qemu+tls://<address>/system when `address` is set (libvirt's
+    # TLS with the node certificates, docs/deploy.md); the dev cluster sets qemu+tcp.
     migration_uri = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
         r"^[a-z][a-z0-9+]*://", error="must be a libvirt URI such as qemu+tls://host/system"))
     # Outgoing live migrations at once (more wait for a slot), and how long one may take
@@ -128,5 +129,5 @@ def load_config(path: Path | None, overrides: Mapping[str, Any]) -> NodeConfig:
                               "set name explicitly") from None
         loaded["name"] = host
     if loaded["migration_uri"] is None and loaded["address"]:
-        loaded["migration_uri"] = f"qemu+tcp://{loaded['address']}/system"
+        loaded["migration_uri"] = f"qemu+tls://{loaded['address']}/system"
     return NodeConfig(**loaded)

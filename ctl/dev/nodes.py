@@ -81,7 +81,10 @@ def node_config(name: str, *, zk_hosts: str, zk_root: str, libvirt_uri: str,
         "status_interval": 2.0,
         "fence": {"default": {"agent": "command", "command": str(fence), "timeout": 30}}}
     if address is not None:
-        doc["address"] = address  # the migration URI follows: qemu+tcp://<address>/system
+        doc["address"] = address
+        # The dev cluster's hosts share one machine: migration goes over plain TCP here
+        # (real clusters default to qemu+tls, with the node certificates).
+        doc["migration_uri"] = f"qemu+tcp://{address}/system"
     if event_log is not None:
         doc["event_log"] = str(event_log)
     return yaml.safe_dump(doc, sort_keys=False)

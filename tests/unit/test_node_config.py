@@ -76,7 +76,7 @@ def test_the_migration_uri_follows_the_address_unless_given(tmp_path: Path) -> N
     assert plain.migration_uri is None  # live migration to it: refused with a reason
     assert (plain.migration_concurrency, plain.migration_timeout) == (2, 300.0)
     cfg = load_config(write(tmp_path, "name: hv1\naddress: 10.0.0.1\n"), {})
-    assert cfg.migration_uri == "qemu+tcp://10.0.0.1/system"
+    assert cfg.migration_uri == "qemu+tls://10.0.0.1/system"  # TLS unless told otherwise
     cfg = load_config(write(tmp_path, "name: hv1\naddress: 10.0.0.1\n"
                                       "migration_uri: qemu+tls://hv1.example/system\n"), {})
     assert cfg.migration_uri == "qemu+tls://hv1.example/system"
