@@ -17,7 +17,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from reconciler.cluster.fencing import FenceConfigSchema
 from schemas.names import Name
-from store.configfile import ConfigError, read_mapping, readable_file, zk_hosts_valid
+from store.configfile import ConfigError, read_mapping, readable_file, zk_hosts_valid, zk_target
+from store.target import ZKTarget
 from vocabulary import DesiredDomainState
 
 DEFAULT_PATH = Path("/etc/herd/node.yaml")
@@ -44,6 +45,14 @@ class NodeConfig:
     migration_concurrency: int = 2
     migration_timeout: float = 300.0
     zk_auth_file: str | None = None  # `user:password` of Herd's ZooKeeper identity
+    zk_tls_ca: str | None = None  # TLS to ZooKeeper: the CA, this node's cert and key
+    zk_tls_cert: str | None = None
+    zk_tls_key: str | None = None
+
+    @property
+    def zk_target(self) -> ZKTarget:
+        return zk_target(self.zk_hosts, auth_file=self.zk_auth_file, ca=self.zk_tls_ca,
+                         cert=self.zk_tls_cert, key=self.zk_tls_key)
 
 
 def _positive(maximum: float) -> validate.Range:
@@ -57,6 +66,9 @@ class NodeConfigSchema(Schema):
     name = Name(load_default=None)
     zk_hosts = fields.String(load_default="127.0.0.1:2181", validate=zk_hosts_valid)
     zk_auth_file = fields.String(load_default=None, validate=readable_file)
+    zk_tls_ca = fields.String(load_default=None, validate=readable_file)
+    zk_tls_cert = fields.String(load_default=None, validate=readable_file)
+    zk_tls_key = fields.String(load_default=None, validate=readable_file)
     zk_root = fields.String(load_default="/herd", validate=validate.Regexp(
         r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", error="must be an absolute znode path"))
     # 8 s: a crashed node is noticed (its session expires) in 8 s, so that with the

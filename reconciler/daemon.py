@@ -38,7 +38,6 @@ from store.client import Store
 from store.errors import Unavailable
 from store.informer import Change, Informer
 from store.layout import ensure_layout
-from store.target import ZKTarget
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +66,7 @@ class NodeDaemon:
     def __init__(self, config: NodeConfig, *, hypervisor: Hypervisor | None = None) -> None:
         self.config = config
         self.name = config.name
-        self.store = Store(ZKTarget.resolve(config.zk_hosts, auth_file=config.zk_auth_file),
-                           config.zk_root, timeout=config.zk_timeout)
+        self.store = Store(config.zk_target, config.zk_root, timeout=config.zk_timeout)
         self.hv: Hypervisor = hypervisor or LibvirtHypervisor(config.libvirt_uri)
         self._owns_hv = hypervisor is None  # a hypervisor handed in outlives the daemon
         p = self.store.paths

@@ -30,7 +30,6 @@ from server.tokens import REGISTRY, TokenRegistry
 from store.client import Store
 from store.configfile import ConfigError
 from store.layout import ensure_layout
-from store.target import ZKTarget
 from vocabulary import Role
 
 
@@ -47,8 +46,7 @@ async def zookeeper_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect, create the layout where missing, sync the cache; undo it all at cleanup."""
     config = app[CONFIG]
 
-    store = Store(ZKTarget.resolve(config.zk_hosts, auth_file=config.zk_auth_file),
-                  config.zk_root, timeout=config.zk_timeout)
+    store = Store(config.zk_target, config.zk_root, timeout=config.zk_timeout)
     await asyncio.to_thread(_connect, store)
     cache = ClusterCache(store, history=config.watch_history)
     try:

@@ -16,7 +16,8 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_WAIT_TIMEOUT
-from store.configfile import ConfigError, read_mapping, readable_file, zk_hosts_valid
+from store.configfile import ConfigError, read_mapping, readable_file, zk_hosts_valid, zk_target
+from store.target import ZKTarget
 
 DEFAULT_PORT = 8470
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -30,6 +31,9 @@ class ServerConfig:
     zk_root: str = "/herd"
     zk_timeout: float = 10.0
     zk_auth_file: Path | None = None  # `user:password` of Herd's ZooKeeper identity
+    zk_tls_ca: Path | None = None  # TLS to ZooKeeper: the CA, this server's cert and key
+    zk_tls_cert: Path | None = None
+    zk_tls_key: Path | None = None
     listen_host: str = "127.0.0.1"
     listen_port: int = DEFAULT_PORT
     token_file: Path | None = None
@@ -41,6 +45,11 @@ class ServerConfig:
     max_wait_timeout: float = MAX_WAIT_TIMEOUT
     retry_after: int = 5
     log_level: str = "INFO"
+
+    @property
+    def zk_target(self) -> ZKTarget:
+        return zk_target(self.zk_hosts, auth_file=self.zk_auth_file, ca=self.zk_tls_ca,
+                         cert=self.zk_tls_cert, key=self.zk_tls_key)
 
 
 def _positive(maximum: float) -> validate.Range:
@@ -55,6 +64,9 @@ class ServerConfigSchema(Schema):
 
     zk_hosts = fields.String(validate=zk_hosts_valid)
     zk_auth_file = fields.String(validate=readable_file)
+    zk_tls_ca = fields.String(validate=readable_file)
+    zk_tls_cert = fields.String(validate=readable_file)
+    zk_tls_key = fields.String(validate=readable_file)
     zk_root = fields.String(validate=validate.Regexp(
         r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", error="must be an absolute znode path"))
     zk_timeout = fields.Float(validate=_positive(300))
@@ -97,7 +109,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any]) -> ServerConfig
         loaded = ServerConfigSchema().load(data)
     except ValidationError as e:
         raise ConfigError(f"config: {_describe(e.messages_dict)}") from None
-    for key in ("token_file", "tls_cert", "tls_key", "zk_auth_file"):
+    for key in ("token_file", "tls_cert", "tls_key", "zk_auth_file", "zk_tls_ca",
+                "zk_tls_cert", "zk_tls_key"):
         if key in loaded:
             loaded[key] = Path(loaded[key])
     return ServerConfig(**loaded)

@@ -99,9 +99,8 @@ class Store:
                                max_delay=max(0.05, timeout / 4), sleep_func=handler.sleep_func)
         # The raw kazoo client: for `store`'s own modules (and tests that poke ZooKeeper
         # from outside); everyone else uses this class's methods and accessors.
-        self.client = KazooClient(hosts=self.target.hosts, timeout=timeout, handler=handler,
-                                  connection_retry=reconnect, auth_data=self.target.auth_data,
-                                  default_acl=self.target.acl)
+        self.client = KazooClient(timeout=timeout, handler=handler, connection_retry=reconnect,
+                                  default_acl=self.target.acl, **self.target.kazoo_args())
         BufferedReads.install(self.client)
         self.conflict_retries = conflict_retries
         # How long a pipelined batch may wait for its reply; generous, since replies queue

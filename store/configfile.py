@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from marshmallow import ValidationError
 
-from store.target import check_hosts
+from store.target import TLSFiles, ZKTarget, check_hosts
 
 
 class ConfigError(Exception):
@@ -45,6 +45,20 @@ def zk_hosts_valid(value: str) -> None:
         check_hosts(value)
     except ValueError as e:
         raise ValidationError(str(e)) from None
+
+
+def zk_target(hosts: str, *, auth_file: str | Path | None, ca: str | Path | None,
+              cert: str | Path | None, key: str | Path | None) -> ZKTarget:
+    """A daemon's ZooKeeper target from its config keys (`zk_hosts`, `zk_auth_file`,
+    `zk_tls_ca`/`_cert`/`_key`: all three or none)."""
+    files = (ca, cert, key)
+    if any(f is not None for f in files) and not all(f is not None for f in files):
+        raise ConfigError("config: zk_tls_ca, zk_tls_cert and zk_tls_key go together")
+    tls = TLSFiles(str(ca), str(cert), str(key)) if ca is not None else None
+    try:
+        return ZKTarget.resolve(hosts, auth_file=auth_file, tls=tls)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config: zk_auth_file: {e}") from None
 
 
 def readable_file(value: str) -> None:

@@ -25,7 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-JARS = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+from ctl.dev.certs import make_pki
+
+# ZooKeeper, its logging, and Netty (the server side of TLS): Debian's jars.
+JARS = ":".join(["/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar",
+                 *(f"/usr/share/java/netty-{part}.jar" for part in (
+                     "buffer", "codec", "common", "handler", "resolver", "transport",
+                     "transport-native-epoll", "transport-native-unix-common"))])
 MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
 
@@ -88,6 +94,7 @@ class Member:
     peer_port: int
     election_port: int
     datadir: Path
+    secure_port: int = 0  # TLS client port (0: none)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -98,7 +105,8 @@ class Member:
 class ZooKeeperCluster:
     """A ZooKeeper server or ensemble on loopback, owned by the caller."""
 
-    def __init__(self, workdir: Path, *, members: int = 1, tick_ms: int = 500) -> None:
+    def __init__(self, workdir: Path, *, members: int = 1, tick_ms: int = 500,
+                 tls: bool = True) -> None:
         if not Path("/usr/share/java/zookeeper.jar").exists() or not shutil.which("java"):
             raise ZooKeeperUnavailable("Debian's zookeeper package (and java) is not installed")
         self.workdir = workdir
@@ -108,9 +116,13 @@ class ZooKeeperCluster:
         self.identity = ("herd", secrets.token_urlsafe(18))
         self.admin = ("super", secrets.token_urlsafe(18))
         self.members = [
-            Member(i, free_port(), free_port(), free_port(), workdir / f"zk{i}")
+            Member(i, free_port(), free_port(), free_port(), workdir / f"zk{i}",
+                   secure_port=free_port() if tls else 0)
             for i in range(1, members + 1)
         ]
+        # TLS on a secure client port of each member (Herd's clients use it; the plain
+        # port stays for the four-letter health probes and anonymous tools).
+        self.pki = make_pki(workdir / "tls") if tls else None
 
     @property
     def hosts(self) -> str:
@@ -119,15 +131,21 @@ class ZooKeeperCluster:
 
     @property
     def dsn(self) -> str:
-        """Herd's connection string: its identity and every member (`store.target`)."""
-        user, password = self.identity
-        return f"{user}:{password}@{self.hosts}"
+        """Herd's connection string: its identity, every member's secure port and the TLS
+        files (`store.target`); without TLS, the plain ports."""
+        return self._connection(self.identity)
 
     @property
     def admin_dsn(self) -> str:
         """The break-glass super user's connection string."""
-        user, password = self.admin
-        return f"{user}:{password}@{self.hosts}"
+        return self._connection(self.admin)
+
+    def _connection(self, identity: tuple[str, str]) -> str:
+        user, password = identity
+        if self.pki is None:
+            return f"{user}:{password}@{self.hosts}"
+        secure = ",".join(f"127.0.0.1:{m.secure_port}" for m in self.members)
+        return f"{user}:{password}@{secure}?{self.pki.query}"
 
     def start(self, *, timeout: float = 30.0) -> None:
         self.spawn()
@@ -159,6 +177,16 @@ class ZooKeeperCluster:
             "forceSync=no",
             "jute.maxbuffer=4194304",
         ]
+        if self.pki is not None:
+            lines += [
+                f"secureClientPort={m.secure_port}",
+                "secureClientPortAddress=127.0.0.1",
+                "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                f"ssl.keyStore.location={self.pki.server}",
+                "ssl.keyStore.type=PEM",
+                f"ssl.trustStore.location={self.pki.ca}",
+                "ssl.trustStore.type=PEM",
+            ]
         if len(self.members) > 1:
             lines += [
                 f"server.{o.myid}=127.0.0.1:{o.peer_port}:{o.election_port}"

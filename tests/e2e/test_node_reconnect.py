@@ -53,7 +53,7 @@ async def test_a_node_that_kept_its_session_through_a_member_loss_stops_promptly
         session = alive.ephemeralOwner
         port = int(re.findall(r"Connecting to [^:]+:(\d+)", log.read_text())[-1])
         zk_ensemble.kill(next(i for i, m in enumerate(zk_ensemble.members)
-                              if m.client_port == port))
+                              if port in (m.client_port, m.secure_port)))
         poll_until(lambda: log.read_text().count(CONNECTED) >= 2, timeout=30,
                    what="herd-node connected to another member")
         since = time.time()

@@ -1,19 +1,39 @@
 """kazoo's connection reading through `store.bufferedreads.BufferedReads`, against a real
 ZooKeeper: bursts of many small messages per receive, replies larger than one receive,
-and a dropped connection (the buffer of the old socket is dropped with it).
+and a dropped connection (the buffer of the old socket is dropped with it). The reader
+serves plain sockets (TLS has its own buffering), so these tests connect to the plain
+client port, as Herd's identity.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
 
 from store import txn
 from store.bufferedreads import BufferedReads
 from store.client import Store
 from store.informer import Informer
+from store.layout import ensure_layout
+from store.target import ZKTarget
+from tests.support.zkserver import ZooKeeperCluster
 
 DOC = {"pad": "x" * 1000}
+
+
+@pytest.fixture
+def store(zk_cluster: ZooKeeperCluster, zk_hosts: str, zk_root: str) -> Iterator[Store]:
+    """The suite's store, over the plain port (the buffered reader's case)."""
+    target = replace(ZKTarget.parse(zk_hosts), hosts=zk_cluster.hosts, tls=None)
+    s = Store(target, zk_root, timeout=5.0)
+    s.start()
+    ensure_layout(s)
+    yield s
+    s.stop()
 
 
 def test_the_reader_is_installed(store: Store) -> None:

@@ -196,9 +196,7 @@ def _expire_session(client: KazooClient, hosts: str) -> None:
             lost.set()
 
     client.add_listener(listener)
-    target = ZKTarget.parse(hosts)
-    twin = KazooClient(hosts=target.hosts, client_id=client.client_id,
-                       auth_data=target.auth_data)
+    twin = KazooClient(client_id=client.client_id, **ZKTarget.parse(hosts).kazoo_args())
     twin.start()
     twin.stop()
     twin.close()

@@ -38,7 +38,8 @@ async def test_a_refused_vm_fails_once_and_is_held_until_its_spec_changes(
         node: Daemon, store: Store, caplog: pytest.LogCaptureFixture) -> None:
     define(store, "bad1")
     set_spec(store, "bad1", xml=refused_xml("bad1"))  # generation 2
-    doc = await status(store, "bad1", lambda d: bool(d and d.get("state") == "failed"))
+    doc = await status(store, "bad1", lambda d: bool(d and d.get("state") == "failed"),
+                       timeout=30)
     assert doc["failedGeneration"] == 2 and doc["node"] == NODE
     assert doc["reason"].startswith("start failed: ") and "bogus" in doc["reason"]
     assert len(doc["reason"]) <= 256
@@ -56,5 +57,6 @@ async def test_a_refused_vm_fails_once_and_is_held_until_its_spec_changes(
     assert after.mzxid == before.mzxid  # not rewritten
     assert await node.hypervisor.domain("bad1") is None  # libvirt not asked to define it
     set_spec(store, "bad1", xml=simple_domain_xml("bad1"))  # fixed: generation 3
-    doc = await status(store, "bad1", lambda d: bool(d and d.get("state") == "running"))
+    doc = await status(store, "bad1", lambda d: bool(d and d.get("state") == "running"),
+                       timeout=30)
     assert "failedGeneration" not in doc and doc["observedGeneration"] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 from kazoo.client import KazooClient
@@ -221,7 +222,8 @@ def test_a_newer_layout_is_refused(zk_hosts: str, zk_root: str) -> None:
 
 
 def test_store_root_isolation(store: Store, zk_hosts: str) -> None:
-    raw = KazooClient(hosts=ZKTarget.parse(zk_hosts).hosts)  # anonymous: exists() needs no right
+    anonymous = replace(ZKTarget.parse(zk_hosts), user=None, password=None)
+    raw = KazooClient(**anonymous.kazoo_args())  # exists() needs no right
     raw.start()
     try:
         assert raw.exists(store.paths.vms) is not None

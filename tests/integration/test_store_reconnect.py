@@ -15,10 +15,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from store.client import Store
+from store.target import ZKTarget
 
 SESSION_TIMEOUT = 3.0
 OUTAGE = 8.0  # seconds: long enough for kazoo's default backoff to pass 3 s
@@ -90,14 +92,16 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
 
 @pytest.fixture
 def forwarder(zk_hosts: str) -> Iterator[Forwarder]:
-    f = Forwarder(int(zk_hosts.split(",")[0].rsplit(":", 1)[1]))
+    f = Forwarder(int(ZKTarget.parse(zk_hosts).hosts.split(",")[0].rsplit(":", 1)[1]))
     yield f
     f.close()
 
 
 def test_a_client_keeps_knocking_often_enough_to_come_back_within_its_session_timeout(
-        forwarder: Forwarder, zk_root: str) -> None:
-    store = Store(f"127.0.0.1:{forwarder.port}", zk_root, timeout=SESSION_TIMEOUT)
+        forwarder: Forwarder, zk_hosts: str, zk_root: str) -> None:
+    # The same identity and TLS, through the forwarder's port.
+    target = replace(ZKTarget.parse(zk_hosts), hosts=f"127.0.0.1:{forwarder.port}")
+    store = Store(target, zk_root, timeout=SESSION_TIMEOUT)
     store.start()
     try:
         forwarder.down()

@@ -1,16 +1,19 @@
 """ZooKeeper locked down (issue #13): every znode Herd creates carries an ACL that gives
 Herd's digest identity all rights and nobody else any. An anonymous client, or one with
 another identity, gets NoAuth for every read and write under the Herd root; Herd's own
-sessions work; ZooKeeper's super user (the documented break-glass) passes. The suite's
-ZooKeeper fixtures run with this on, so every other test exercises it too."""
+sessions work; ZooKeeper's super user (the documented break-glass) passes. Herd's sessions
+go over TLS to the secure client port. The suite's ZooKeeper fixtures run with both on,
+so every other test exercises them too."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.security import Permissions
 
 from store.client import Store
@@ -19,8 +22,7 @@ from tests.support.zkserver import ZooKeeperCluster
 
 
 def client(dsn: str) -> Iterator[KazooClient]:
-    target = ZKTarget.parse(dsn)
-    raw = KazooClient(hosts=target.hosts, auth_data=target.auth_data)
+    raw = KazooClient(**ZKTarget.parse(dsn).kazoo_args())
     raw.start()
     try:
         yield raw
@@ -68,3 +70,14 @@ def test_the_super_user_passes_every_acl(store: Store, zk_cluster: ZooKeeperClus
     for admin in client(zk_cluster.admin_dsn):
         data, _stat = admin.get(store.paths.vm("web1"))
         assert b'"spec"' in data
+
+
+def test_herds_sessions_go_over_tls(store: Store, zk_cluster: ZooKeeperCluster) -> None:
+    assert store.target.tls is not None
+    assert isinstance(store.client._connection._socket, ssl.SSLSocket)
+    assert store.target.hosts != zk_cluster.hosts  # the secure client ports
+    # A client that speaks plain TCP to a secure port gets nowhere.
+    plain = KazooClient(hosts=store.target.hosts, connection_retry={"max_tries": 1})
+    with pytest.raises(KazooTimeoutError):
+        plain.start(timeout=3)
+    plain.close()

@@ -296,8 +296,7 @@ class ChaosCluster:
 def zk_client(dsn: str) -> KazooClient:
     """A raw client of the suite's own (config seeding, snapshots) as Herd's identity."""
     target = ZKTarget.parse(dsn)
-    return KazooClient(hosts=target.hosts, timeout=10, auth_data=target.auth_data,
-                       default_acl=target.acl)
+    return KazooClient(timeout=10, default_acl=target.acl, **target.kazoo_args())
 
 
 def _read(client: KazooClient, path: str) -> dict[str, Any] | str | None:
