@@ -5,7 +5,7 @@ so any number of herd-api processes may serve one cluster. Called by `server.mai
 and benchmarks.
 
 Middlewares, outermost first: metrics (sees every final status), errors (the one place
-that makes error bodies), auth.
+that makes error bodies), the request's deadline (`server.deadline`), auth.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from aiohttp import web
 from server.auth import TOKENS, Tokens, auth_middleware
 from server.cache import ClusterCache
 from server.config import ServerConfig
+from server.deadline import deadline_middleware
 from server.errors import error_middleware
 from server.groupcommit import GroupCommit
 from server.keys import CACHE, COMMITS, CONFIG, ROUTE_TABLE, STORE
@@ -67,7 +68,8 @@ async def _on_shutdown(app: web.Application) -> None:
 
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes,
-                          middlewares=[metrics_middleware, error_middleware, auth_middleware])
+                          middlewares=[metrics_middleware, error_middleware, deadline_middleware,
+                                       auth_middleware])
     app[CONFIG] = config
     app[TOKENS] = Tokens(config.token_file)
     app[METRICS] = Metrics()

@@ -22,7 +22,7 @@ from marshmallow import ValidationError
 from schemas.operations import ApplyRequest
 from server.access import SETTLE_TIMEOUT, Ctx, commit, writing
 from server.errors import ApiError, conflict
-from server.http import json_response, read_json
+from server.http import json_response, read_json, validated
 from server.objects import check_node_in_limits, strip_read_only
 from store import txn, vms
 from store.client import Store, Versioned
@@ -124,7 +124,7 @@ async def apply(request: web.Request) -> web.Response:
     raw = await read_json(request)
     if isinstance(raw, dict) and isinstance(raw.get("objects"), list):
         raw = {**raw, "objects": [strip_read_only(o) for o in raw["objects"]]}
-    data = _APPLY_REQUEST.load(raw)
+    data = validated(_APPLY_REQUEST, raw)
     plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"])
     if data["dry_run"]:
         return json_response({"dry_run": True, "results": plan.results})
