@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
 MAX_JSON_DEPTH = 32  # a VM object in an apply request is 7 levels deep
@@ -32,13 +32,15 @@ _DELTA = tuple(1 if b in b"[{<" else -1 if b in b"]}/" else 0 for b in range(256
 # One XML token per '<': comment, CDATA, processing instruction, declaration, end tag,
 # empty-element tag or start tag. Every alternative runs to the end when unterminated and
 # quotes inside tags are honoured, so a token once begun always matches: no restart, no
-# quadratic case. The one group holds "<" for a start tag, "</" for an end tag.
+# quadratic case. Its groups hold "/" for an end tag, ">" for an empty element, "<" for a
+# start tag.
 _QUOTED = r'"[^"]*+(?:"|\Z)|\'[^\']*+(?:\'|\Z)'
 _TAG_BODY = r"(?:[^>\"']|" + _QUOTED + r")*+(?:>|\Z)"
 _XML_TOKENS = re.compile(
     r"<(?:!--.*?(?:-->|\Z)|!\[CDATA\[.*?(?:\]\]>|\Z)|\?.*?(?:\?>|\Z)|!" + _TAG_BODY
-    + r"|(?=[^/!?])(?:[^>\"'/]|" + _QUOTED + r"|/(?!>))*+/>)"
-    + r"|(</|<(?=[^/!?]))" + _TAG_BODY,
+    + r"|(/)" + _TAG_BODY
+    + r"|(?=[^/!?])(?:[^>\"'/]|" + _QUOTED + r"|/(?!>))*+/(>))"
+    + r"|(<)(?=[^/!?])" + _TAG_BODY,
     re.DOTALL,
 )
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -61,9 +63,10 @@ def _key(token: bytes) -> str:
         return token.decode("utf-8", "replace").strip('"')
 
 
-def _json_deep_path(raw: bytes, limit: int) -> list[str] | None:
-    """The keys and indexes leading to the first array or object nested past `limit`."""
-    stack: list[list[Any]] = []  # [is an object, current key or index]
+def _json_path(raw: bytes, *, limit: int, duplicates: bool = False) -> list[str] | None:
+    """The keys and indexes leading to the first array or object nested past `limit`
+    (or, with `duplicates`, to the first key given twice in one object)."""
+    stack: list[list[Any]] = []  # [keys seen (None in an array), current key or index]
     last = b'""'
     for match in _JSON_TOKENS.finditer(raw):
         token = match.group()
@@ -71,15 +74,18 @@ def _json_deep_path(raw: bytes, limit: int) -> list[str] | None:
         if char in b"[{":
             if len(stack) >= limit:
                 return [str(entry[1]) for entry in stack]
-            stack.append([char == b"{", "" if char == b"{" else 0])
+            stack.append([set(), ""] if char == b"{" else [None, 0])
         elif char in b"]}":
             if stack:
                 stack.pop()
         elif char == b'"':
             last = token
-        elif stack and char == b":" and stack[-1][0]:
-            stack[-1][1] = _key(last)
-        elif stack and char == b"," and not stack[-1][0]:
+        elif stack and char == b":" and stack[-1][0] is not None:
+            stack[-1][1] = key = _key(last)
+            if duplicates and key in stack[-1][0]:
+                return [str(entry[1]) for entry in stack]
+            stack[-1][0].add(key)
+        elif stack and char == b"," and stack[-1][0] is None:
             stack[-1][1] += 1
     return None
 
@@ -99,15 +105,35 @@ def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> dict[str, Any] | N
     depth = json_depth(raw)
     if depth <= limit:
         return None
-    path = _json_deep_path(raw, limit) or []
+    path = _json_path(raw, limit=limit) or []
     return nest(path, f"Nested {depth} levels deep; at most {limit} levels are allowed.")
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice (raised by `unique_keys`)."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` of `json.loads` that refuses a key given twice in one object
+    (parsers disagree on which one counts, so neither is taken)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise DuplicateKey("a key is given twice in one object")
+    return result
+
+
+def duplicate_key_error(raw: bytes) -> dict[str, Any]:
+    """Error details naming the first key given twice in one object of `raw` (after
+    `unique_keys` found one; the body's depth is bounded already)."""
+    path = _json_path(raw, limit=MAX_JSON_DEPTH + 1, duplicates=True) or []
+    return nest(path, "Given more than once in one object; give it once.")
 
 
 def xml_depth(xml: str) -> int:
     """How deeply elements nest in the XML text `xml` (comments, CDATA, processing
     instructions and declarations aside), read without parsing it."""
-    marks = "".join(_XML_TOKENS.findall(xml)).replace("</", "/")  # "<" start, "/" end
-    return _max_depth(marks.encode("ascii"))
+    marks = "".join(chain.from_iterable(_XML_TOKENS.findall(xml)))
+    return _max_depth(marks.replace(">", "</").encode("ascii"))  # "<" in, "/" out
 
 
 def lone_surrogate(text: str) -> int | None:

@@ -9,8 +9,9 @@
 
 Untrusted input is bounded before it is parsed: the body's size (aiohttp's
 `client_max_size`), its JSON nesting (`schemas.untrusted`, 422 naming where); lone
-surrogates are refused (422 naming the field). A body over INLINE_BODY_BYTES is parsed and
-validated in a thread, so no large body holds the event loop. Every parse runs inside
+surrogates and keys given twice in one object are refused (422 naming the field). A body
+over INLINE_BODY_BYTES is parsed and validated in a thread, so no large body holds the
+event loop. Every parse runs inside
 `parsing()`, which turns the resource errors that input can provoke in a parser
 (RecursionError, OverflowError, MemoryError, UnicodeError) into `BadInput`, a 4xx of the
 error middleware; any other exception stays a server error (500).
@@ -29,7 +30,13 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError
 
 from schemas.names import validate_name
-from schemas.untrusted import json_too_deep, surrogate_error
+from schemas.untrusted import (
+    DuplicateKey,
+    duplicate_key_error,
+    json_too_deep,
+    surrogate_error,
+    unique_keys,
+)
 from server.errors import ApiError, BadInput
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -58,7 +65,9 @@ def parse_json(raw: bytes) -> Any:
         if too_deep is not None:
             raise ValidationError(too_deep)
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, object_pairs_hook=unique_keys)
+        except DuplicateKey:
+            raise ValidationError(duplicate_key_error(raw)) from None
         except (UnicodeDecodeError, ValueError) as e:
             raise ApiError(400, "bad_json", f"the body is not valid JSON: {e}") from None
         surrogate = surrogate_error(value)

@@ -70,6 +70,22 @@ async def test_a_lone_surrogate_in_xml_is_a_422_naming_the_field(api: Api, store
     assert _vm_names(store) == []
 
 
+async def test_duplicate_keys_and_huge_numbers_are_4xx_naming_the_field(
+        api: Api, store: Store) -> None:
+    body = '{"xml": ' + json.dumps(xml("a")) + ', "state": "stopped", "state": "running"}'
+    status, answer = await api.post("/vm", body)
+    assert status == 422, answer
+    assert answer["error"]["details"] == {"state": [
+        "Given more than once in one object; give it once."]}
+    for number, expected in (("9" * 4000, 422), ("9" * 5000, 400), ("1e999", 422)):
+        body = '{"xml": ' + json.dumps(xml("a")) + ', "shutdown_timeout": ' + number + "}"
+        status, answer = await api.post("/vm", body)
+        assert status == expected, answer
+        if expected == 422:
+            assert list(answer["error"]["details"]) == ["shutdown_timeout"]
+    assert _vm_names(store) == []
+
+
 async def test_xml_nested_too_deep_is_refused_at_define(api: Api, store: Store) -> None:
     status, answer = await api.post("/vm", {"xml": _deep_xml("a", 3000)})
     assert status == 422, answer
