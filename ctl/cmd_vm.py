@@ -129,7 +129,10 @@ def meta(ctl: Ctl, /, name: str, **options: Any) -> None:
 @click.option("--node", help="only VMs placed or running on this node")
 @click.option("--state", type=click.Choice([s.value for s in VMState]),
               help="only VMs in this observed state")
-@click.option("--name", "pattern", metavar="REGEX", help="only VMs whose name matches")
+@click.option("--name", "pattern", metavar="REGEX",
+              help="only VMs whose name matches REGEX, searched in the name (RE2 syntax: "
+              "a word matches names containing it, ^web[0-9]$ anchors; no backreferences "
+              "or lookaround)")
 @pass_ctl
 def list_vms(ctl: Ctl, fmt: str, *, node: str | None, state: str | None,
              pattern: str | None) -> None:

@@ -4,7 +4,9 @@
 misnamed reaches ZooKeeper) and `domain_resources` by the scheduler for fit checks.
 Parsing goes through defusedxml: DTDs, entity declarations and external references are
 refused, so neither entity expansion ("billion laughs") nor file or network access can
-happen. Pure: no I/O.
+happen. Before it, the text is checked by `schemas.untrusted`: valid Unicode, and nested
+at most MAX_XML_DEPTH deep (so `itertext` and the serializer never recurse too far). Pure:
+no I/O.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidd
 from marshmallow import ValidationError
 
 from schemas.names import validate_name
+from schemas.untrusted import MAX_XML_DEPTH, lone_surrogate, xml_depth
 
 # Below ZooKeeper's 1 MiB request limit, with room for the rest of the VM document.
 MAX_XML_BYTES = 900_000
@@ -61,6 +64,7 @@ def _parse(xml: str) -> Element:
         )
     if not xml.strip():
         raise ValidationError("Domain XML is empty.")
+    _check_text(xml)
     try:
         return safe_et.fromstring(xml, forbid_dtd=True)
     except DTDForbidden:
@@ -73,6 +77,23 @@ def _parse(xml: str) -> Element:
         raise ValidationError("Domain XML must not reference external resources.") from None
     except ParseError as e:
         raise ValidationError(f"Domain XML is not well-formed: {e}.") from None
+
+
+def _check_text(xml: str) -> None:
+    """Before parsing: valid Unicode (no lone surrogate) and nested at most MAX_XML_DEPTH
+    deep, so that nothing after the parser recurses past Python's limit."""
+    index = lone_surrogate(xml)
+    if index is not None:
+        raise ValidationError(
+            f"Domain XML contains a lone surrogate (U+{ord(xml[index]):04X} at position "
+            f"{index}); XML text must be valid Unicode."
+        )
+    depth = xml_depth(xml)
+    if depth > MAX_XML_DEPTH:
+        raise ValidationError(
+            f"Domain XML nests elements {depth} levels deep; at most {MAX_XML_DEPTH} "
+            "are allowed."
+        )
 
 
 def _only_child(root: Element, tag: str) -> Element | None:

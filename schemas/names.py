@@ -13,6 +13,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
+from schemas.untrusted import lone_surrogate
+
 NAME_RE = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 MAX_NAME_LEN = 63
 
@@ -43,6 +45,10 @@ def _name_problem(value: str) -> str:
         return "Name must not be empty."
     if len(value) > MAX_NAME_LEN:
         return f"Name is {len(value)} characters long; at most {MAX_NAME_LEN} are allowed."
+    surrogate = lone_surrogate(value)
+    if surrogate is not None:
+        return (f"Name {shown} contains a lone surrogate (U+{ord(value[surrogate]):04X} at "
+                f"position {surrogate}); {_ALLOWED}.")
     bad = _control_char(value)
     if bad is not None:
         return f"Name {shown} contains a control character ({bad[1]!r} at position {bad[0]})."

@@ -3,14 +3,21 @@ of a VM (`/state`, `/node`, `/rename`) and of a node (`/domain-state`), `POST /a
 query strings of `GET /vm` and `DELETE /vm/{vm}` (text: "true", "1"), and the one error
 body. The VM bodies that become a stored VM (define, modify, meta) are `schemas.requests`.
 Used by `server` (validation and the OpenAPI document) and `ctl`.
+
+The `limit` filter of `GET /vm` is a regular expression in RE2 syntax (google-re2), never
+Python's `re`: RE2 matches in time linear in the name, whatever the pattern, and refuses
+what would need backtracking (backreferences, lookaround) at compile time. The server
+still runs the match off the event loop, within the request's deadline (`match_names`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
+import re2
 from marshmallow import (
     RAISE,
     ValidationError,
@@ -30,6 +37,7 @@ from schemas.common import (
 )
 from schemas.names import Name
 from schemas.node import load_object
+from schemas.untrusted import lone_surrogate
 from vocabulary import (
     DomainStateVerb,
     NodeAction,
@@ -154,20 +162,64 @@ class ApplyRequest(HerdSchema):
             raise ValidationError({"objects": errors})
 
 
-def compile_limit(pattern: str) -> re.Pattern[str]:
-    """The `limit` filter of GET /vm: a name substring or regular expression (searched)."""
+LIMIT_HELP = ("a regular expression (RE2 syntax: no backreferences or lookaround) searched "
+              "in each VM's name: a plain word matches names containing it, ^web[0-9]$ "
+              "anchors")
+_RE2 = re2.Options()
+_RE2.log_errors = False  # user input: its errors are answered, not logged by RE2
+_RE2.never_capture = True
+_RE2.max_mem = 1 << 20  # bytes for the compiled program; larger patterns are refused
+_CHECK_EVERY = 256  # names matched between two looks at the clock
+MAX_REPEAT = 1000  # RE2's largest repetition count
+# A repetition count; RE2 reads one past its maximum as literal text, which no name holds.
+_REPEAT = re.compile(r"\{\s*([0-9]+)\s*(?:,\s*([0-9]*)\s*)?\}")
+
+
+class NameFilter(Protocol):
+    """A compiled `limit` filter."""
+
+    def search(self, text: str) -> Any: ...
+
+
+def compile_limit(pattern: str) -> NameFilter:
+    """The `limit` filter of GET /vm: an RE2 regular expression, searched in names."""
+    index = lone_surrogate(pattern)
+    if index is not None:
+        raise ValidationError(f"Contains a lone surrogate (U+{ord(pattern[index]):04X} at "
+                              f"position {index}); text must be valid Unicode.")
+    for match in _REPEAT.finditer(pattern):
+        if any(count and int(count) > MAX_REPEAT for count in match.groups()):
+            raise ValidationError(f"Repetition {match.group()[:40]} is larger than "
+                                  f"{MAX_REPEAT}, the most a regular expression may ask for.")
     try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise ValidationError(f"Not a valid regular expression: {e}.") from None
+        compiled: NameFilter = re2.compile(pattern, _RE2)
+    except re2.error as e:
+        why = e.args[0].decode("utf-8", "replace") if e.args and isinstance(
+            e.args[0], bytes) else str(e)
+        raise ValidationError(f"Not a valid regular expression (RE2 syntax: no "
+                              f"backreferences or lookaround): {why}.") from None
+    return compiled
+
+
+def match_names(pattern: NameFilter, names: Sequence[str], *,
+                until: float | None = None) -> list[bool]:
+    """Whether `pattern` is found in each name. Raises TimeoutError once `time.monotonic()`
+    passes `until` (looked at every few hundred names)."""
+    found: list[bool] = []
+    for index, name in enumerate(names):
+        if until is not None and index % _CHECK_EVERY == 0 and time.monotonic() > until:
+            raise TimeoutError(f"the limit filter ran out of time after {index} names")
+        found.append(pattern.search(name) is not None)
+    return found
 
 
 def _check_limit(pattern: str) -> None:
-    compile_limit(pattern)
+    if len(pattern) <= MAX_LIMIT_PATTERN:  # longer: the Length validator says so
+        compile_limit(pattern)
 
 
 class VMListQuery(HerdSchema):
-    """Query string of GET /vm; match names with `compile_limit(limit).search(name)`."""
+    """Query string of GET /vm; match names with `compile_limit(limit)` (`match_names`)."""
 
     class Meta:
         unknown = RAISE
@@ -176,6 +228,7 @@ class VMListQuery(HerdSchema):
     state = Choice(VMState, load_default=None)
     limit = fields.String(
         load_default=None,
+        metadata={"description": f"Only VMs whose name matches {LIMIT_HELP}."},
         validate=[
             validate.Length(
                 min=1, max=MAX_LIMIT_PATTERN,

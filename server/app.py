@@ -6,7 +6,8 @@ and benchmarks.
 
 Middlewares, outermost first: metrics (sees every final status), audit (records every
 write with its final status, `server.audit`), errors (the one place that makes error
-bodies), auth (who the caller is, and whether its role may use the route).
+bodies), the request's deadline (`server.deadline`), auth (who the caller is, and whether
+its role may use the route).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from server.audit import AUDITOR, Auditor, audit_middleware
 from server.auth import ROUTE_ROLES, TOKENS, Tokens, auth_middleware
 from server.cache import ClusterCache
 from server.config import ServerConfig
+from server.deadline import deadline_middleware
 from server.errors import error_middleware
 from server.groupcommit import GroupCommit
 from server.keys import CACHE, COMMITS, CONFIG, ROUTE_TABLE, STORE
@@ -86,7 +88,7 @@ async def _on_shutdown(app: web.Application) -> None:
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes,
                           middlewares=[metrics_middleware, audit_middleware, error_middleware,
-                                       auth_middleware])
+                                       deadline_middleware, auth_middleware])
     app[CONFIG] = config
     app[TOKENS] = Tokens(config.token_file)
     app[METRICS] = Metrics()

@@ -26,7 +26,7 @@ from schemas.xmlpolicy import XmlPolicy
 from server.access import SETTLE_TIMEOUT, Ctx, commit, writing, xml_check
 from server.audit import note_object
 from server.errors import ApiError, conflict
-from server.http import json_response, read_json
+from server.http import json_response, read_json, validated
 from server.objects import XmlCheck, check_node_in_limits, check_node_known, strip_read_only
 from store import txn, vms
 from store.client import Store, Versioned
@@ -143,7 +143,7 @@ async def apply(request: web.Request) -> web.Response:
     raw = await read_json(request)
     if isinstance(raw, dict) and isinstance(raw.get("objects"), list):
         raw = {**raw, "objects": [strip_read_only(o) for o in raw["objects"]]}
-    data = _APPLY_REQUEST.load(raw)
+    data = validated(_APPLY_REQUEST, raw)
     plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"],
                                    xml_check(request))
     note_object(request, " ".join(f"{str(r['kind']).lower()}/{r['name']}"

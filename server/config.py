@@ -21,6 +21,9 @@ from store.target import ZKTarget
 
 DEFAULT_PORT = 8470
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
+# Seconds a request may take (a write settles within 10 s, then reads directly); waits
+# (`wait=true`) add their own timeout, the watch stream has none (server.deadline).
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class ServerConfig:
     watch_history: int = 10_000
     max_wait_timeout: float = MAX_WAIT_TIMEOUT
     retry_after: int = 5
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     log_level: str = "INFO"
 
     @property
@@ -84,6 +88,7 @@ class ServerConfigSchema(Schema):
     max_wait_timeout = fields.Float(validate=_positive(MAX_WAIT_TIMEOUT))
     retry_after = fields.Integer(strict=True, validate=validate.Range(
         min=1, max=3600, error="must be between 1 and 3600 seconds"))
+    request_timeout = fields.Float(validate=_positive(3600))
     log_level = fields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
 
     @validates_schema

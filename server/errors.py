@@ -8,6 +8,10 @@ Every error body has one shape, `{"error": {"code", "message", "details"}}`:
   (TooLarge) and 503 with `Retry-After` (Unavailable, LayoutTooNew);
 - aiohttp's own HTTP errors (unknown route 404, method 405, body too large 413) keep
   their status and get the same body;
+- `BadInput` is input that made a parser fail in a way it does not report as a
+  validation error (too deep, too large a number, not encodable: `server.http.parsing`
+  raises it only around the parsing of client input): 422, or 413 for MemoryError,
+  logged as a warning;
 - anything else is a bug: logged, answered 500 without internals.
 Installed by `server.app.make_app`; `error_body` is also used by the OpenAPI document.
 """
@@ -49,6 +53,15 @@ class ApiError(Exception):
         self.message = message
         self.details = details or {}
         self.headers = headers or {}
+
+
+class BadInput(Exception):
+    """Client input (`where`: body, query, path) that a parser failed on with `error`."""
+
+    def __init__(self, where: str, error: BaseException) -> None:
+        super().__init__(f"{where}: {type(error).__name__}: {error}")
+        self.where = where
+        self.error = error
 
 
 def bad_request(message: str, **details: Any) -> ApiError:
@@ -105,6 +118,19 @@ def _from_store(request: web.Request, e: StoreError) -> web.Response:
     return error_response(500, "internal", "internal error in the store; see the server log")
 
 
+def _from_bad_input(request: web.Request, e: BadInput) -> web.Response:
+    log.warning("refused input on %s %s: %s", request.method, request.path, e)
+    if isinstance(e.error, MemoryError):
+        return error_response(413, "too_large", f"the {e.where} is too large to parse",
+                              details={e.where: ["Too large to parse; make it smaller."]})
+    what = ("is nested too deeply" if isinstance(e.error, RecursionError)
+            else "holds a number too large" if isinstance(e.error, OverflowError)
+            else "is not valid Unicode")
+    return error_response(422, "invalid", f"the {e.where} {what}; see details",
+                          details={e.where: [f"Cannot be parsed: it {what} "
+                                             f"({type(e.error).__name__})."]})
+
+
 def _from_http(e: web.HTTPException) -> web.Response:
     headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "www-authenticate")}
     code = _HTTP_CODES.get(e.status, "http_error")
@@ -123,6 +149,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                               details=validation_details(e.messages))
     except StoreError as e:
         return _from_store(request, e)
+    except BadInput as e:
+        return _from_bad_input(request, e)
     except web.HTTPException as e:
         if e.status < 400:
             raise

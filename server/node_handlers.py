@@ -16,6 +16,7 @@ from aiohttp import web
 
 from schemas.operations import NodeDomainStateRequest
 from server.access import Ctx, cached_node, reading, settled_node, writing
+from server.deadline import extend_deadline, wait_limit
 from server.errors import ApiError, not_found
 from server.http import json_response, load_body, path_name
 from server.views import node_domain_state, node_object
@@ -59,7 +60,7 @@ async def _await_domain_state(c: Ctx, name: str, *, want: str,
             raise not_found("Node", name)
         return rec if rec.domain_state == want else None
 
-    limit = min(timeout or c.config.max_wait_timeout, c.config.max_wait_timeout)
+    limit = wait_limit(c.config, timeout)
     rec = await c.cache.wait_for(("Node", name), check, timeout=limit)
     if rec is not None:
         return rec
@@ -81,5 +82,6 @@ async def set_domain_state(request: web.Request) -> web.Response:
         raise not_found("Node", name) from None
     rec = await settled_node(c, name, result.mzxid)
     if data["wait"]:
+        extend_deadline(request, wait_limit(c.config, data["timeout"]))
         rec = await _await_domain_state(c, name, want=want, timeout=data["timeout"])
     return json_response(node_domain_state(rec))

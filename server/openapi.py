@@ -34,7 +34,8 @@ ERROR_TEXT = {400: "Bad request (not JSON, or refused for a reason the message n
               404: "No such object", 409: "Conflict with the current state (or a stale write)",
               410: "The events to resume from are gone: list again, then watch",
               413: "Too large", 422: "Invalid input: field-level details",
-              503: "ZooKeeper is unreachable: retry after Retry-After seconds",
+              503: "ZooKeeper is unreachable, or the request passed its deadline "
+                   "(deadline_exceeded): retry after Retry-After seconds",
               504: "Not reached before the timeout: details hold the current state"}
 
 

@@ -8,12 +8,20 @@ share one transaction (`server.groupcommit`), each keeping its own answer. Regis
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
 from marshmallow import ValidationError
 
-from schemas.operations import DeleteQuery, VMListQuery, VMRenameRequest, compile_limit
+from schemas.operations import (
+    DeleteQuery,
+    NameFilter,
+    VMListQuery,
+    VMRenameRequest,
+    compile_limit,
+    match_names,
+)
 from schemas.requests import (
     VMDefineRequest,
     VMMetaRequest,
@@ -35,8 +43,9 @@ from server.access import (
     xml_check,
 )
 from server.audit import note_object
+from server.deadline import deadline_left
 from server.errors import ApiError, bad_request, conflict, not_found
-from server.http import dumps, json_response, load_body, load_query, path_name, raw_json, read_json
+from server.http import dumps, json_response, load_body, load_query, path_name, raw_json
 from server.objects import (
     XmlCheck,
     check_node_in_limits,
@@ -77,13 +86,32 @@ def _matches(rec: VM, query: dict[str, Any]) -> bool:
     return query["state"] is None or rec.state == query["state"]
 
 
+async def _names_matching(request: web.Request, c: Ctx, pattern: NameFilter) -> set[str]:
+    """The names of the cache's VMs that `pattern` finds, matched in a thread (never on
+    the event loop) that stops at the request's deadline. Names that appear meanwhile are
+    matched too, so the caller lists from the cache as it is now (at its watermark)."""
+    left = deadline_left(request)
+    until = None if left is None else time.monotonic() + left
+    decided: dict[str, bool] = {}
+    while True:
+        names = c.cache.vm_names()
+        new = [name for name in names if name not in decided]
+        if not new:
+            return {name for name in names if decided[name]}
+        found = await asyncio.to_thread(match_names, pattern, new, until=until)
+        decided.update(zip(new, found, strict=True))
+
+
 async def list_vms(request: web.Request) -> web.Response:
     c = reading(request)
     query = load_query(request, _VM_LIST_QUERY)
-    pattern = compile_limit(query["limit"]) if query["limit"] else None
-    parts: list[bytes] = []
+    named = None
+    if query["limit"]:
+        named = await _names_matching(request, c, compile_limit(query["limit"]))
+        c.cache.require_synced()  # still, after the wait
+    parts: list[bytes] = []  # from here on, no await: one state of the cache
     for rec in c.cache.all_vms():
-        if pattern is not None and pattern.search(rec.name) is None:
+        if named is not None and rec.name not in named:
             continue
         if not _matches(rec, query):
             continue
@@ -163,7 +191,7 @@ def _resource_version(metadata: dict[str, Any]) -> int | None:
 async def replace(request: web.Request) -> web.Response:
     c = writing(request)
     name = path_name(request, "vm")
-    vm = dict(_VM_SCHEMA.load(strip_read_only(await read_json(request))))
+    vm = await load_body(request, _VM_SCHEMA, prepare=strip_read_only)
     if vm["metadata"]["name"] != name:
         raise bad_request(f"metadata.name {vm['metadata']['name']!r} differs from the VM "
                           f"{name!r} of the path; use rename to change a name",
@@ -240,6 +268,10 @@ async def rename(request: web.Request) -> web.Response:
         if type(e) is not StoreError:
             raise
         raise ApiError(413, "too_large", str(e)) from None
+    except ValidationError as e:  # the stored XML, written before today's checks
+        raise ApiError(409, "invalid_stored_xml", f"VM {name!r} cannot be renamed: its "
+                       "stored domain XML is refused; replace it (modify xml), then rename",
+                       details={"xml": e.messages}) from None
     await settled_gone(c, "VM", name)
     rec = await settled_vm(c, new, complete)
     return json_response(vm_object(rec))

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from schemas.operations import VMNodeRequest, VMStateRequest
 from server.access import Ctx, cached_vm, commit, fresh_vm, reading, settled_vm, writing
+from server.deadline import extend_deadline, wait_limit
 from server.errors import ApiError, conflict, not_found
 from server.http import json_response, load_body, path_name
 from server.objects import patch_vm
@@ -100,7 +101,7 @@ async def _await_vm(c: Ctx, name: str, *, done: Callable[[VM], bool], generation
                            details=vm_state(rec))
         return None
 
-    limit = min(timeout or c.config.max_wait_timeout, c.config.max_wait_timeout)
+    limit = wait_limit(c.config, timeout)
     rec = await c.cache.wait_for(("VM", name), check, timeout=limit)
     if rec is not None:
         return rec
@@ -126,6 +127,7 @@ async def set_state(request: web.Request) -> web.Response:
         raise not_found("VM", name) from None
     rec = await settled_vm(c, name, lambda r: r.mzxid >= result.mzxid)
     if data["wait"]:
+        extend_deadline(request, wait_limit(c.config, data["timeout"]))
         written = VM(name, result)
         rec = await _await_vm(c, name, done=_reached(data["state"], written.restart_request),
                               generation=written.generation, want=written.want,
@@ -227,6 +229,7 @@ async def set_node(request: web.Request) -> web.Response:
     running, placement = await _place(c, name, data)
     rec = await settled_vm(c, name, lambda r: r.placement_doc == placement)
     if data["wait"] and running:
+        extend_deadline(request, wait_limit(c.config, data["timeout"]))
         target = placement["node"]
         rec = await _await_vm(c, name, done=lambda r: r.state == VMState.RUNNING
                               and r.status_node == target, generation=rec.generation,

@@ -19,6 +19,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from schemas.common import MAX_WAIT_TIMEOUT, Choice
 from schemas.names import Name
 from server.access import Ctx, reading
+from server.deadline import lift_deadline
 from server.errors import ApiError
 from server.events import Event, Gone, Watcher
 from server.http import load_query
@@ -89,6 +90,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     watcher = Watcher(kind=query["kind"], name=query["name"])
     backlog = _backlog(c, watcher, query["resourceVersion"])
     c.cache.hub.add(watcher)  # no await since the backlog was taken: nothing is missed
+    lift_deadline(request)  # a stream: it ends at its own timeout, or with the client
     deadline = None if query["timeout"] is None else time.monotonic() + query["timeout"]
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                        "Cache-Control": "no-cache"})

@@ -285,8 +285,8 @@ def test_list_query_accepts_text() -> None:
         "node": "hv1", "state": "shutting-down", "limit": "^web[0-9]+$", "xml": True,
     }
     assert errors(VMListQuery(), {"limit": "web(", "state": "up", "xml": "maybe"}) == {
-        "limit": ["Not a valid regular expression: missing ), unterminated subpattern at "
-                  "position 3."],
+        "limit": ["Not a valid regular expression (RE2 syntax: no backreferences or "
+                  "lookaround): missing ): web(."],
         "state": ["Invalid state 'up'; must be one of: stopped, starting, running, "
                   "shutting-down, stopping, restarting, migrating, failed, disabled, unknown."],
         "xml": ["Not a valid boolean: expected true or false."],
