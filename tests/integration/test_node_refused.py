@@ -36,8 +36,8 @@ def refused_xml(name: str) -> str:
 
 async def test_a_refused_vm_fails_once_and_is_held_until_its_spec_changes(
         node: Daemon, store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    define(store, "bad1")
-    set_spec(store, "bad1", xml=refused_xml("bad1"))  # generation 2
+    define(store, "bad1", state="stopped")  # never started with the good XML
+    set_spec(store, "bad1", xml=refused_xml("bad1"), state="running")  # generation 2
     doc = await status(store, "bad1", lambda d: bool(d and d.get("state") == "failed"),
                        timeout=30)
     assert doc["failedGeneration"] == 2 and doc["node"] == NODE
