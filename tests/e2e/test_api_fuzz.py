@@ -1,6 +1,9 @@
 """Fuzzing `herd-api` as a real process against a real ZooKeeper: schemathesis generates
 requests (valid and invalid) from the server's own /openapi.json, and every answer must be
-a non-5xx, with a status, content type and body the document declares.
+a non-5xx, with a status, content type and body the document declares. Then stranger
+inputs than a schema makes (`tests.support.strange`: deep nesting, lone surrogates, huge
+integers, duplicate keys, backtracking regexes) against every operation: no 5xx, and
+none slower than 1 s (issue #13).
 
 Bounded: a handful of examples per operation (the whole module runs in well under a
 minute); `wait` requests are capped by the server's `max_wait_timeout`. The watch stream
@@ -12,7 +15,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -31,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from server.auth import create_token
+from tests.support.strange import body_keys, query_names, strange_body, strange_query
 from tests.support.zkserver import ZooKeeperCluster
 
 HERD_API = str(Path(sys.executable).with_name("herd-api"))
@@ -106,3 +113,53 @@ def test_no_5xx_and_answers_match_the_document(server: Server, mode: GenerationM
         call()
     print(f"{mode}: answers by status: {sorted(seen.items())}")
     assert sum(seen.values()) >= len(ops)
+
+
+SLOW = 1.0  # s: no request may take longer (issue #13)
+PATH_VALUES = {"vm": ["fuzz1", "nosuch", "a" * 300, "%ED%A0%80"], "node": ["hv1", "x..y"],
+               "token": ["nosuch", "-"]}
+
+
+def concrete(path: str, draw: Any) -> str:
+    for name, values in PATH_VALUES.items():
+        path = path.replace("{" + name + "}", draw(st.sampled_from(values)))
+    return path
+
+
+def probe(server: Server, doc: dict[str, Any], path: str, method: str,
+          seen: list[tuple[float, int]]) -> None:
+    """Strange requests to one operation; each one's duration and status go to `seen`."""
+    op = doc["paths"][path][method]
+    keys, names = body_keys(doc, op), query_names(op)
+
+    @given(data=st.data())
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def call(data: Any) -> None:
+        url = f"{server.url}{concrete(path, data.draw)}"
+        query = data.draw(strange_query(names))
+        body = data.draw(strange_body(keys)) if "requestBody" in op else None
+        started = time.monotonic()
+        answer = requests.request(method.upper(), f"{url}?{query}" if query else url,
+                                  data=body, timeout=10, headers={
+                                      **server.headers, "Content-Type": "application/json"})
+        took = time.monotonic() - started
+        seen.append((took, answer.status_code))
+        assert answer.status_code < 500, (method, url, query, body, answer.text)
+        assert took < SLOW, (method, url, query, body, took)
+
+    call()
+
+
+def test_strange_inputs_get_no_5xx_and_no_slow_answer(server: Server) -> None:
+    doc = requests.get(f"{server.url}/api/v1/openapi.json", headers=server.headers,
+                       timeout=10).json()
+    seen: list[tuple[float, int]] = []
+    operations = [(path, method) for path, ops in doc["paths"].items() for method in ops
+                  if not path.endswith("/watch")]
+    for path, method in operations:
+        probe(server, doc, path, method, seen)
+    statuses = Counter(status for _, status in seen)
+    print(f"strange inputs: {len(seen)} requests to {len(operations)} operations, slowest "
+          f"{max(t for t, _ in seen) * 1000:.0f} ms; by status {sorted(statuses.items())}")
+    assert len(seen) >= len(operations) >= 20
