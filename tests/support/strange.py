@@ -57,10 +57,10 @@ def strange_scalar(draw: st.DrawFn) -> str:
 @st.composite
 def strange_body(draw: st.DrawFn, keys: list[str]) -> bytes:
     """A JSON object (or something that is nearly one) over the operation's field names."""
-    names = draw(st.lists(st.sampled_from([*keys, "zzz", ""]) if keys else st.just("zzz"),
-                          max_size=6))
+    names: list[str] = draw(st.lists(st.sampled_from([*keys, "zzz", ""]), max_size=6))
     members = [f"{json.dumps(k)}:{draw(strange_scalar())}" for k in names]
-    if names and draw(st.booleans()):  # the same key twice
+    twice: bool = draw(st.booleans())
+    if names and twice:  # the same key twice
         members.append(f"{json.dumps(names[0])}:{draw(strange_scalar())}")
     text = "{" + ",".join(members) + "}"
     wrap = draw(st.integers(0, 5))
