@@ -271,3 +271,23 @@ def test_token_create_list_revoke_and_the_audit_trail(herdctl: Herdctl, tmp_path
     assert "invalid bearer token" in herdctl("vm", "list", env=ops, code=1).stderr
     assert "cli-ops" not in herdctl("token", "list").stdout
     herdctl("vm", "remove", "cli-audited")
+
+
+def test_config_get_set_and_get_yaml_sets_back(herdctl: Herdctl, tmp_path: Path) -> None:
+    before = herdctl.json("config", "get")
+    assert before["maintenance"] is False and "selector" in before
+    text = herdctl("config", "set", "shutdownTimeout=77", "maintenance=true").stdout
+    assert "shutdownTimeout:" in text and "77" in text
+    after = herdctl.json("config", "get")
+    assert (after["shutdownTimeout"], after["maintenance"]) == (77, True)
+    assert after["selector"] == before["selector"]  # only the named fields change
+    bad = herdctl("config", "set", "shutdownTimeout=soon", "maintenance=false", code=1)
+    assert "shutdownTimeout" in bad.stderr
+    assert herdctl.json("config", "get") == after  # nothing changed
+    assert "KEY=VALUE" in herdctl("config", "set", "maintenance", code=2).stderr
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump({**before, "resourceVersion": "stale"}))
+    herdctl("config", "set", "-f", str(saved))
+    restored = herdctl.json("config", "get")
+    assert {k: v for k, v in restored.items() if k != "resourceVersion"} == \
+        {k: v for k, v in before.items() if k != "resourceVersion"}
