@@ -1,7 +1,8 @@
 """The audit trail: every write through the API (any method but GET, HEAD, OPTIONS) by an
-identified caller becomes one event of `kind: audit` in the cluster's event log
-(`store.events`): the token's name and role, the method, the route, the object, the
-status answered (403 refusals included; a 401 has no identity and is not recorded).
+identified caller becomes one record of `kind: audit` in the cluster's audit log
+(`store.events`, `Log.AUDIT`: apart from the primary's event log, bounded on its own): the
+token's name and role, the method, the route, the object, the status answered (403 refusals
+included; a 401 has no identity and is not recorded).
 
 How, without slowing writes: `audit_middleware` (between the metrics and the error
 middlewares, so it sees the final status) hands the record to the `Auditor` and answers
@@ -133,9 +134,9 @@ class Auditor:
 
     async def _trim(self) -> None:
         try:
-            await asyncio.to_thread(events.trim, self.store)
+            await asyncio.to_thread(events.trim, self.store, log=events.Log.AUDIT)
         except StoreError as e:
-            log.warning("the event log was not trimmed: %s", e)
+            log.warning("the audit log was not trimmed: %s", e)
 
     def metric_lines(self) -> str:
         """The auditor's counters in Prometheus text (appended by `GET /metrics`)."""

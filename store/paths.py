@@ -49,6 +49,10 @@ class Paths:
         return self._join("events")
 
     @property
+    def audit(self) -> str:
+        return self._join("audit")
+
+    @property
     def tokens(self) -> str:
         return self._join("tokens")
 

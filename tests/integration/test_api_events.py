@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest_asyncio
 
+from server.audit import TRIM_EVERY
 from store import events
 from store.client import Store
 from tests.integration.test_api import Api, api_server
@@ -42,3 +43,20 @@ async def test_bad_event_queries_name_the_field(api: Api) -> None:
     assert set(body["error"]["details"]) == {"limit", "kind", "vm"}
     status, body = await api.get("/event?colour=blue")
     assert status == 422 and "colour" in body["error"]["details"]
+
+
+async def test_a_burst_of_audited_writes_keeps_the_primarys_events(api: Api,
+                                                                   store: Store) -> None:
+    events.record(store, "fenced", "hv3 powered off", node="hv3")
+    writes = events.KEEP + 2 * TRIM_EVERY  # more than either log keeps
+    for _ in range(writes):
+        status, _body = await api.post("/config", {"maintenance": False})
+        assert status == 200
+    status, body = await api.get("/event?kind=fenced")
+    assert [e["node"] for e in body["items"]] == ["hv3"]  # not pushed out by the API
+    status, body = await api.get(f"/event?kind=audit&limit={events.KEEP}")
+    assert body["count"] == events.KEEP
+    assert {e["route"] for e in body["items"]} == {"/api/v1/config"}
+    assert len(store.children(store.paths.audit)) <= events.KEEP + TRIM_EVERY  # trimmed
+    status, body = await api.get("/event?limit=2")  # both logs, merged by time
+    assert [e["kind"] for e in body["items"]] == ["audit", "audit"]

@@ -129,8 +129,8 @@ async def test_every_write_is_audited_with_the_token_name(
             ("ro", "viewer", "POST", "/api/v1/vm/{vm}/state", "vm/web1", 403),
         ]
         assert [e["token"] for e in await _audit(api, vm="web1")] == ["ops", "ro"]
-        stored = [store.get(f"{store.paths.events}/{n}").doc
-                  for n in store.children(store.paths.events)]
+        stored = [store.get(f"{store.paths.audit}/{n}").doc
+                  for n in store.children(store.paths.audit)]
         assert [d["token"] for d in stored if d["kind"] == "audit"] == \
             ["file:test", "file:test", "ops", "ro"]
         assert all(h["Authorization"][7:] not in str(stored) for h in (ops, viewer))
