@@ -13,6 +13,7 @@ Called by the handler modules.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from server.config import ServerConfig
 from server.errors import ApiError, not_found
 from server.groupcommit import GroupCommit
 from server.keys import CACHE, COMMITS, CONFIG, STORE
+from server.network.vmnets import NicCheck
 from server.objects import XmlCheck
 from store import txn
 from store.client import Store
@@ -34,6 +36,7 @@ from store.txn import commit_async
 from vocabulary import Role
 
 SETTLE_TIMEOUT = 10.0
+_RNG = random.SystemRandom()  # new MACs (server.network.vmnets)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,10 @@ def _exceptions_allowed(request: web.Request) -> bool:
 def xml_check(request: web.Request) -> XmlCheck:
     """The cluster's domain XML policy (/herd/config `xmlPolicy`, from the cache) as it
     applies to this request."""
-    policy = XmlPolicy.from_config(ctx(request).cache.setting("xmlPolicy", None))
-    return XmlCheck(policy, exceptions_allowed=_exceptions_allowed(request))
+    cache = ctx(request).cache
+    policy = XmlPolicy.from_config(cache.setting("xmlPolicy", None))
+    nics = NicCheck(lambda name: cache.network(name) is not None, cache.macs, _RNG)
+    return XmlCheck(policy, exceptions_allowed=_exceptions_allowed(request), nics=nics)
 
 
 def cached_vm(c: Ctx, name: str) -> VM:
@@ -116,7 +121,7 @@ async def settled_vm(c: Ctx, name: str, done: Callable[[VM], bool]) -> VM:
 async def settled_gone(c: Ctx, kind: str, name: str) -> None:
     """Return once the cache no longer has the object (or after the settle timeout)."""
     def check() -> bool | None:
-        found = c.cache.vm(name) if kind == "VM" else c.cache.node(name)
+        found = {"VM": c.cache.vm, "Node": c.cache.node, "Network": c.cache.network}[kind](name)
         return True if found is None else None
 
     await c.cache.wait_for((kind, name), check, timeout=SETTLE_TIMEOUT)

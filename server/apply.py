@@ -75,10 +75,12 @@ def _check_version(obj: Doc, current: Versioned | None, index: int) -> None:
 
 
 def _check_xml(check: XmlCheck, obj: Doc, current: Versioned | None, index: int) -> None:
-    """A VM's new or changed XML must pass the domain XML policy (422 naming the object)."""
+    """A VM's new or changed XML must pass the domain XML policy and the network rules
+    (422 naming the object); the XML is then stored with its NICs' MACs fixed."""
     if obj["kind"] == "VM":
         old = current.doc.get("spec", {}).get("xml") if current is not None else None
-        check.require(obj["spec"]["xml"], old=old, field=("objects", index, "spec", "xml"))
+        obj["spec"]["xml"] = check.admit(obj["spec"]["xml"], vm=obj["metadata"]["name"],
+                                         old=old, field=("objects", index, "spec", "xml"))
 
 
 def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,

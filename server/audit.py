@@ -179,9 +179,9 @@ def _object(request: web.Request) -> tuple[str | None, dict[str, str]]:
         if kind in ("vm", "node") and " " not in name:
             about.setdefault(kind, name)
         return noted, about
-    for part in ("vm", "node", "token"):
+    for part, kind in (("vm", "vm"), ("node", "node"), ("token", "token"), ("net", "network")):
         if part in request.match_info:
-            return f"{part}/{request.match_info[part]}", about
+            return f"{kind}/{request.match_info[part]}", about
     return None, about
 
 

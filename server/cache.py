@@ -1,10 +1,10 @@
-"""The API server's watched cache: four informers (`/vms`, `/nodes`, `/config`,
-`/election`) and what the server keeps beside them, all updated on the event loop.
+"""The API server's watched cache: five informers (`/vms`, `/nodes`, `/networks`,
+`/config`, `/election`) and what the server keeps beside them, all updated on the loop.
 
 Informer callbacks run on kazoo's thread; they only queue the change and schedule ONE
 drain on the loop (`call_soon_threadsafe`). A drain then, in order:
-- keeps the name indexes (VMs and nodes; single lookups go straight to the informers'
-  dicts, O(1) by path);
+- keeps the name indexes (VMs, nodes, networks; single lookups go straight to the
+  informers' dicts, O(1) by path);
 - drops the cached list entry (`GET /vm` JSON fragment) of every VM it touched;
 - turns the changes into watch events (`server.events`), one per object and run of
   changes (a new VM's ADDED waits until its placement and status are cached), and
@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from server.events import Event, EventHub
-from server.views import node_object, vm_object
+from server.macindex import MacIndex
+from server.views import network_object, node_object, vm_object
 from server.waiters import Key, Waiters
-from store.client import Store
+from store.client import Store, Versioned
 from store.election import primary_of
 from store.errors import Unavailable
 from store.informer import Change, Informer
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _SKIP = {"ADDED": ("ADDED", "MODIFIED"), "MODIFIED": ("MODIFIED",)}
+_KINDS = {"vms": "VM", "nodes": "Node", "networks": "Network"}  # top-level znode -> kind
 
 
 class ClusterCache:
@@ -52,16 +54,17 @@ class ClusterCache:
         self.store = store
         self.vms = Informer(store, p.vms)
         self.nodes = Informer(store, p.nodes)
+        self.networks = Informer(store, p.networks)
         self.config = Informer(store, p.config)
         self.election = Informer(store, p.election)
         self.primary: str | None = None
         self.hub = EventHub(history)
         self.watermark = 0
-        self._vm_names: dict[str, None] = {}
-        self._node_names: dict[str, None] = {}
+        self._names: dict[str, dict[str, None]] = {kind: {} for kind in _KINDS.values()}
         self._sorted: list[str] | None = None
         self._fragments: dict[str, bytes] = {}
         self.waiters = Waiters()
+        self.macs = MacIndex()  # every NIC's MAC in the cluster, by VM
         self._pending: deque[Change] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
@@ -83,10 +86,10 @@ class ClusterCache:
 
     @property
     def _informers(self) -> tuple[Informer, ...]:
-        return (self.vms, self.nodes, self.config, self.election)
+        return (self.vms, self.nodes, self.networks, self.config, self.election)
 
     def _start_informers(self) -> None:
-        for informer in (self.config, self.election, self.nodes, self.vms):
+        for informer in (self.config, self.election, self.nodes, self.networks, self.vms):
             informer.start()
 
     async def stop(self) -> None:
@@ -121,7 +124,7 @@ class ClusterCache:
 
     def vm_names(self) -> list[str]:
         if self._sorted is None:
-            self._sorted = sorted(self._vm_names)
+            self._sorted = sorted(self._names["VM"])
         return self._sorted
 
     def all_vms(self) -> Iterator[VM]:
@@ -146,7 +149,14 @@ class ClusterCache:
         return self.nodes.get(self.store.paths.node(name)) is not None
 
     def node_names(self) -> list[str]:
-        return sorted(self._node_names)
+        return sorted(self._names["Node"])
+
+    def network(self, name: str) -> Versioned | None:
+        """A network's stored document (spec with reservations and rules)."""
+        return self.networks.get(self.store.paths.network(name))
+
+    def network_names(self) -> list[str]:
+        return sorted(self._names["Network"])
 
     def all_nodes(self) -> list[Node]:
         return [n for n in (self.node(name) for name in self.node_names()) if n is not None]
@@ -185,9 +195,9 @@ class ClusterCache:
     def _key(self, path: str) -> tuple[Key, bool] | None:
         """The object a path belongs to, and whether it is the object's own znode."""
         parts = self.store.paths.split(path)
-        if len(parts) < 2 or parts[0] not in ("vms", "nodes"):
+        if len(parts) < 2 or parts[0] not in _KINDS:
             return None
-        return ("VM" if parts[0] == "vms" else "Node", parts[1]), len(parts) == 2
+        return (_KINDS[parts[0]], parts[1]), len(parts) == 2
 
     def _drain(self) -> None:
         with self._lock:
@@ -233,7 +243,7 @@ class ClusterCache:
             return []
         before, self.primary = self.primary, leader
         return [(("Node", name), "MODIFIED", change) for name in (before, leader)
-                if name is not None and name in self._node_names]
+                if name is not None and name in self._names["Node"]]
 
     def _advance(self, change: Change) -> None:
         if change.new is not None:
@@ -247,7 +257,10 @@ class ClusterCache:
             self._fragments.pop(name, None)
         if not own:
             return
-        names = self._vm_names if kind == "VM" else self._node_names
+        if kind == "VM":
+            self.macs.update(name, change.new.doc.get("spec", {}).get("xml")
+                             if change.new is not None else None)
+        names = self._names[kind]
         if change.kind == "deleted":
             names.pop(name, None)
         else:
@@ -258,10 +271,11 @@ class ClusterCache:
     def _event_type(self, key: Key, own: bool, change: Change) -> str | None:
         if own:
             return {"added": "ADDED", "modified": "MODIFIED", "deleted": "DELETED"}[change.kind]
+        if key[0] == "Network":
+            return None  # its leases are not part of the object (GET /network/{net}/lease)
         if change.kind == "deleted" and change.path.rsplit("/", 1)[1] in ("placement", "status"):
             return None  # they go only with their VM: its DELETED follows
-        names = self._vm_names if key[0] == "VM" else self._node_names
-        return "MODIFIED" if key[1] in names else None
+        return "MODIFIED" if key[1] in self._names[key[0]] else None
 
     def _gate(self, key: Key, kind: str) -> str | None:
         """A new VM is announced once its placement and status are cached too (they are
@@ -281,17 +295,18 @@ class ClusterCache:
 
     def _event(self, key: Key, kind: str, change: Change) -> Event:
         kind_name, name = key
-        return Event(self.watermark, kind, kind_name, name, self.render(key, change))
+        return Event(self.watermark, kind, kind_name, name, render(self, key, change))
 
-    def render(self, key: Key, change: Change | None = None) -> dict[str, Any]:
-        """The object `key` as the cache has it now (for a delete: as it was last)."""
-        kind, name = key
-        if kind == "VM":
-            rec = self.vm(name)
-            if rec is None and change is not None and change.old is not None:
-                rec = VM(name, change.old)
-            return vm_object(rec, xml=True) if rec is not None else {}
-        node = self.node(name)
-        if node is None and change is not None and change.old is not None:
-            node = Node(name, change.old)
-        return node_object(node, primary=self.primary) if node is not None else {}
+
+def render(cache: ClusterCache, key: Key, change: Change | None = None) -> dict[str, Any]:
+    """The object `key` as the cache has it now (for a delete: as it was last)."""
+    kind, name = key
+    old = change.old if change is not None else None
+    if kind == "Network":
+        found = cache.network(name) or old
+        return network_object(found) if found is not None else {}
+    if kind == "VM":
+        rec = cache.vm(name) or (VM(name, old) if old is not None else None)
+        return vm_object(rec, xml=True) if rec is not None else {}
+    node = cache.node(name) or (Node(name, old) if old is not None else None)
+    return node_object(node, primary=cache.primary) if node is not None else {}

@@ -27,6 +27,7 @@ from schemas.requests import merge_patch
 from schemas.vm import VMSchema
 from schemas.xmlpolicy import XmlPolicy, domain_xml_refusals
 from server.errors import ApiError
+from server.network.vmnets import NicCheck
 from store.codec import Doc
 from store.objects import generation, replace_vm, stored_metadata
 
@@ -60,10 +61,13 @@ def check_node_known(spec: Mapping[str, Any], known: Callable[[str], bool], *,
 
 @dataclass(frozen=True)
 class XmlCheck:
-    """The cluster's domain XML policy as it applies to one request's token."""
+    """The cluster's domain XML policy as it applies to one request's token, and the
+    network rules of NICs (`server.network.vmnets`; None: not checked, e.g. in tests of
+    the policy alone)."""
 
     policy: XmlPolicy
     exceptions_allowed: bool
+    nics: NicCheck | None = None
 
     def refusals(self, xml: str, *, old: Any = None) -> tuple[str, ...]:
         """The policy's refusals of `xml`; none when it equals the stored `old`: an XML
@@ -84,6 +88,17 @@ class XmlCheck:
             raise ValidationError(found)
 
 
+    def admit(self, xml: str, *, vm: str, old: Any = None,
+              field: tuple[str | int, ...] = ("xml",)) -> str:
+        """`require`, then the XML as it is stored: every NIC's MAC fixed (unchanged
+        when it equals the stored `old`)."""
+        self.require(xml, old=old, field=field)
+        if self.nics is None or xml == old:
+            return xml
+        return self.nics.fixed(xml, vm=vm, old=old if isinstance(old, str) else None,
+                               field=field)
+
+
 def _stored_xml(doc: Mapping[str, Any]) -> Any:
     spec = doc.get("spec")
     return spec.get("xml") if isinstance(spec, Mapping) else None
@@ -91,8 +106,9 @@ def _stored_xml(doc: Mapping[str, Any]) -> Any:
 
 def replace_vm_checked(old: Doc, new: Mapping[str, Any], check: XmlCheck) -> Doc | None:
     """`store.objects.replace_vm` once `check` admits the new XML (PUT's `spec.xml`)."""
-    check.require(new["spec"]["xml"], old=_stored_xml(old), field=("spec", "xml"))
-    return replace_vm(old, new)
+    xml = check.admit(new["spec"]["xml"], vm=new["metadata"]["name"], old=_stored_xml(old),
+                      field=("spec", "xml"))
+    return replace_vm(old, {**new, "spec": {**new["spec"], "xml": xml}})
 
 
 def patch_vm(doc: Doc, patch: Mapping[str, Any], *,
@@ -108,7 +124,8 @@ def patch_vm(doc: Doc, patch: Mapping[str, Any], *,
     if "xml" in patch:
         if xml_check is None:
             raise TypeError("patch_vm: a patch of the XML needs the request's XmlCheck")
-        xml_check.require(loaded["spec"]["xml"], old=_stored_xml(doc))
+        loaded["spec"]["xml"] = xml_check.admit(loaded["spec"]["xml"], old=_stored_xml(doc),
+                                                vm=loaded["metadata"]["name"])
     if loaded["spec"] == doc.get("spec"):
         return None
     return {**loaded, "metadata": stored_metadata(loaded["metadata"], generation(doc) + 1)}

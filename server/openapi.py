@@ -18,6 +18,7 @@ from marshmallow import fields
 
 from schemas.common import Choice
 from schemas.names import MAX_NAME_LEN, NAME_RE, Name
+from schemas.netaddr import MAC_RE
 from schemas.operations import ErrorBody
 from server.config import ServerConfig
 from server.http import json_response
@@ -67,7 +68,11 @@ def _operation(route: Route) -> dict[str, Any]:
                           "operationId": f"{route.method.lower()}_{route.handler.__name__}",
                           "responses": {str(route.status): _answer(route)},
                           "x-herd-role": route.role.value if route.role else None}
-    params = [_name_param(n) for n in ("vm", "node", "token") if "{" + n + "}" in route.path]
+    params = [_name_param(n) for n in ("vm", "node", "token", "net", "rule")
+              if "{" + n + "}" in route.path]
+    if "{mac}" in route.path:
+        params.append({"in": "path", "name": "mac", "required": True,
+                       "schema": {"type": "string", "pattern": MAC_RE}})
     if route.query is not None:
         params.append({"in": "query", "schema": route.query})
     if params:

@@ -8,6 +8,8 @@ registers them and keeps the table in the app's state (`ROUTE_TABLE`), where
 
 from __future__ import annotations
 
+from schemas.netrules import AclRuleSchema
+from schemas.network import NetworkCreateRequest, NetworkModifyRequest, ReservationSchema
 from schemas.node import ClusterConfigSchema
 from schemas.operations import (
     ApplyRequest,
@@ -34,6 +36,8 @@ from server import (
     vm_verbs,
     watch,
 )
+from server.network import handlers as networks
+from server.network import parts as netparts
 from server.responses import (
     ApplyResult,
     ClusterStatus,
@@ -103,6 +107,31 @@ _ROUTES: tuple[Route, ...] = (
     _r("POST", "/config", cluster_config.set_config, "Change cluster defaults (only the "
        "fields given)", cluster_config.ClusterConfigView, body=ClusterConfigSchema,
        errors=WRITE),
+    _r("GET", "/network", networks.list_networks, "List networks", networks.NetworkList),
+    _r("POST", "/network", networks.create_network, "Add a network (a whole Network object)",
+       networks.NetworkObject, status=201, body=NetworkCreateRequest, errors=WRITE),
+    _r("GET", "/network/{net}", networks.get_network, "One network", networks.NetworkObject,
+       errors=(*READ, 404, 422)),
+    _r("POST", "/network/{net}", networks.modify_network, "Modify a network (only the spec "
+       "fields given)", networks.NetworkObject, body=NetworkModifyRequest,
+       errors=(*WRITE, 404)),
+    _r("DELETE", "/network/{net}", networks.delete_network, "Remove a network (named by a "
+       "VM: force)", networks.NetworkDeleted, query=DeleteQuery, errors=(*WRITE, 404)),
+    _r("GET", "/network/{net}/lease", netparts.list_leases, "The network's DHCP leases",
+       netparts.ItemList, errors=(*READ, 404, 422)),
+    _r("GET", "/network/{net}/reservation", netparts.list_reservations, "DHCP reservations",
+       netparts.ItemList, errors=(*READ, 404, 422)),
+    _r("POST", "/network/{net}/reservation", netparts.add_reservation, "Reserve an IP for "
+       "a MAC", netparts.ItemObject, status=201, body=ReservationSchema,
+       errors=(*WRITE, 404)),
+    _r("DELETE", "/network/{net}/reservation/{mac}", netparts.remove_reservation,
+       "Remove a reservation", netparts.ItemObject, errors=(*WRITE, 404)),
+    _r("GET", "/network/{net}/acl", netparts.list_rules, "Firewall rules, in order",
+       netparts.ItemList, errors=(*READ, 404, 422)),
+    _r("POST", "/network/{net}/acl", netparts.add_rule, "Add a firewall rule (nft syntax)",
+       netparts.ItemObject, status=201, body=AclRuleSchema, errors=(*WRITE, 404)),
+    _r("DELETE", "/network/{net}/acl/{rule}", netparts.remove_rule, "Remove a firewall rule",
+       netparts.ItemObject, errors=(*WRITE, 404)),
     _r("GET", "/token", tokens.list_tokens, "List API tokens (never their secrets)",
        tokens.TokenList),
     _r("POST", "/token", tokens.create_token, "Create an API token: the secret is in this "
@@ -126,6 +155,13 @@ ROLES: RoleTable = {
     ("GET", "/watch"): VIEW, ("GET", "/event"): VIEW, ("GET", "/status"): VIEW,
     ("GET", "/openapi.json"): VIEW, ("GET", "/metrics"): VIEW,
     ("GET", "/config"): VIEW, ("POST", "/config"): ADMIN,
+    ("GET", "/network"): VIEW, ("POST", "/network"): ADMIN,
+    ("GET", "/network/{net}"): VIEW, ("POST", "/network/{net}"): ADMIN,
+    ("DELETE", "/network/{net}"): ADMIN, ("GET", "/network/{net}/lease"): VIEW,
+    ("GET", "/network/{net}/reservation"): VIEW, ("POST", "/network/{net}/reservation"): ADMIN,
+    ("DELETE", "/network/{net}/reservation/{mac}"): ADMIN,
+    ("GET", "/network/{net}/acl"): VIEW, ("POST", "/network/{net}/acl"): ADMIN,
+    ("DELETE", "/network/{net}/acl/{rule}"): ADMIN,
     ("GET", "/token"): ADMIN, ("POST", "/token"): ADMIN, ("DELETE", "/token/{token}"): ADMIN,
 }
 ROUTES: tuple[Route, ...] = with_roles(_ROUTES, ROLES)

@@ -1,4 +1,4 @@
-"""What the API answers: VM and Node objects and their smaller views, built from the cache.
+"""What the API answers: VM, Node and Network objects and smaller views, from the cache.
 
 The functions here turn `store.model` snapshots (`VM`, `Node`: one object's znodes as the
 cache holds them) into JSON-ready dicts without copying the cached documents
@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from schemas.common import API_VERSION
 from store.client import Versioned
 from store.codec import Doc
 from store.model import VM, Node
@@ -75,6 +76,12 @@ def node_object(rec: Node, *, primary: str | None) -> Doc:
             "metadata": _metadata(rec.spec_znode), "spec": rec.spec_doc,
             "status": rec.status.doc if rec.status is not None else None, "alive": rec.alive,
             "primary": primary == rec.name}
+
+
+def network_object(found: Versioned) -> Doc:
+    """The whole Network: metadata and spec (with its reservations and firewall rules)."""
+    return {"apiVersion": found.doc.get("apiVersion", API_VERSION), "kind": "Network",
+            "metadata": _metadata(found), "spec": found.doc.get("spec", {})}
 
 
 def node_domain_state(rec: Node) -> Doc:

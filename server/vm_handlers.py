@@ -139,8 +139,8 @@ async def define_vm(request: web.Request) -> web.Response:
     vm = new_object(define_request_to_vm(await load_body(request, _VM_DEFINE_REQUEST)))
     check_node_in_limits(vm["spec"])
     check_node_known(vm["spec"], c.cache.has_node)
-    xml_check(request).require(vm["spec"]["xml"])
     name = vm["metadata"]["name"]
+    vm["spec"]["xml"] = xml_check(request).admit(vm["spec"]["xml"], vm=name)
     note_object(request, f"vm/{name}")
     try:
         await commit_grouped(c, vms.define_ops(c.store.paths, vm))
@@ -206,8 +206,8 @@ async def replace(request: web.Request) -> web.Response:
     except NotFound:
         if expect is not None:
             raise conflict(f"VM {name!r} no longer exists (resourceVersion {expect})") from None
-        check.require(vm["spec"]["xml"], field=("spec", "xml"))
-        return await _create_by_put(c, vm)
+        xml = check.admit(vm["spec"]["xml"], vm=name, field=("spec", "xml"))
+        return await _create_by_put(c, {**vm, "spec": {**vm["spec"], "xml": xml}})
     rec = await settled_vm(c, name, lambda r: r.mzxid >= result.mzxid)
     return json_response(vm_object(rec))
 

@@ -48,6 +48,7 @@ def ensure_layout(store: Store, *, known: int = LAYOUT_VERSION) -> int:
     for path in (p.vms, p.nodes, p.election, p.events, p.audit, p.tokens):
         store.ensure(path)
     store.ensure(p.config, dict(DEFAULT_CONFIG))
+    store.ensure(p.networks, {"writes": 0})  # network writes check its version
     try:
         store.create(p.schema, {"version": known})
     except AlreadyExists:

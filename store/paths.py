@@ -49,6 +49,19 @@ class Paths:
         return self._join("events")
 
     @property
+    def networks(self) -> str:
+        return self._join("networks")
+
+    def network(self, name: str) -> str:
+        return self._join("networks", name)
+
+    def network_leases(self, name: str) -> str:
+        return self._join("networks", name, "leases")
+
+    def network_lease(self, name: str, mac: str) -> str:
+        return self._join("networks", name, "leases", mac)
+
+    @property
     def audit(self) -> str:
         return self._join("audit")
 

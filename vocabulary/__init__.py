@@ -12,6 +12,7 @@ Used by `schemas`, `statemachine`, `store`, `reconciler`, `server` and `ctl`.
 """
 
 from vocabulary.kind import Kind
+from vocabulary.network import AclDirection, NetworkKind
 from vocabulary.node import (
     DESIRED_DOMAIN_STATE,
     DaemonState,
@@ -38,6 +39,7 @@ __all__ = [
     "DESIRED_DOMAIN_STATE",
     "UP_RUN_STATES",
     "UP_STATES",
+    "AclDirection",
     "ConditionStatus",
     "DaemonState",
     "DesiredDomainState",
@@ -47,6 +49,7 @@ __all__ = [
     "FenceMode",
     "Kind",
     "MigrationMethod",
+    "NetworkKind",
     "NodeAction",
     "Role",
     "RunState",

@@ -14,3 +14,4 @@ class Kind(StrEnum):
 
     VM = "VM"
     NODE = "Node"
+    NETWORK = "Network"

@@ -16,14 +16,19 @@ VIEWER_ROUTES = {
     "GET /vm", "GET /vm/{vm}", "GET /vm/{vm}/meta", "GET /vm/{vm}/state", "GET /vm/{vm}/node",
     "GET /node", "GET /node/{node}", "GET /node/{node}/domain-state", "GET /watch",
     "GET /event", "GET /status", "GET /openapi.json", "GET /metrics", "GET /config",
+    "GET /network", "GET /network/{net}", "GET /network/{net}/lease",
+    "GET /network/{net}/reservation", "GET /network/{net}/acl",
 }
 OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /vm", "POST /vm/{vm}", "PUT /vm/{vm}", "DELETE /vm/{vm}", "POST /vm/{vm}/meta",
     "POST /vm/{vm}/state", "POST /vm/{vm}/node", "POST /vm/{vm}/rename",
     "POST /node/{node}/domain-state", "POST /apply",
 }
-ADMIN_ROUTES = OPERATOR_ROUTES | {"POST /config", "GET /token", "POST /token",
-                                  "DELETE /token/{token}"}
+ADMIN_ROUTES = OPERATOR_ROUTES | {
+    "POST /config", "GET /token", "POST /token", "DELETE /token/{token}",
+    "POST /network", "POST /network/{net}", "DELETE /network/{net}",
+    "POST /network/{net}/reservation", "DELETE /network/{net}/reservation/{mac}",
+    "POST /network/{net}/acl", "DELETE /network/{net}/acl/{rule}"}
 EXPECTED = {Role.VIEWER: VIEWER_ROUTES, Role.OPERATOR: OPERATOR_ROUTES,
             Role.ADMIN: ADMIN_ROUTES}
 

@@ -1,0 +1,140 @@
+"""`/network` and `/network/{net}` (issue #14): list, add, show, modify and remove the
+cluster's networks. Reads come from the cache; writes go through
+`server.network.writes.write_network` (checked against every other network, version
+-checked through the parent znode). Removing a network that a VM still names is a 409
+unless `force`. Reading needs `viewer`, writing `admin` (`server.routes.ROLES`). Called
+through the route table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema, fields
+
+from schemas.domainnics import networks_named
+from schemas.network import NetworkCreateRequest, NetworkModifyRequest
+from schemas.operations import DeleteQuery
+from server.access import Ctx, reading, settled_gone, writing
+from server.audit import note_object
+from server.errors import conflict, not_found
+from server.http import json_response, load_body, load_query, path_name, read_json, validated
+from server.network.writes import cached_network, write_network
+from server.views import network_object
+from store import networks
+from store.client import Versioned
+from store.codec import Doc
+from store.errors import Conflict, NotFound
+from store.objects import generation, new_object, stored_metadata
+
+_CREATE = NetworkCreateRequest()
+_MODIFY = NetworkModifyRequest()
+_DELETE = DeleteQuery()
+
+
+class NetworkList(Schema):
+    items = fields.List(fields.Dict(), required=True)
+    count = fields.Integer(required=True)
+
+
+class NetworkDeleted(Schema):
+    name = fields.String(required=True)
+    deleted = fields.Boolean(required=True)
+    vms = fields.List(fields.String(), required=True)
+
+
+class NetworkObject(Schema):
+    apiVersion = fields.String(required=True)
+    kind = fields.String(required=True)
+    metadata = fields.Dict(required=True)
+    spec = fields.Dict(required=True)
+
+
+async def list_networks(request: web.Request) -> web.Response:
+    c = reading(request)
+    items = [network_object(found) for name in c.cache.network_names()
+             if (found := c.cache.network(name)) is not None]
+    return json_response({"items": items, "count": len(items)})
+
+
+async def get_network(request: web.Request) -> web.Response:
+    c = reading(request)
+    return json_response(network_object(cached_network(c, path_name(request, "net"))))
+
+
+async def create_network(request: web.Request) -> web.Response:
+    c = writing(request)
+    doc = new_object(await load_body(request, _CREATE))
+    name = doc["metadata"]["name"]
+    note_object(request, f"network/{name}")
+
+    def change(current: Versioned | None) -> Doc:
+        if current is not None:
+            raise conflict(f"Network {name!r} exists already")
+        return doc
+
+    return json_response(network_object(await write_network(c, name, change)), status=201)
+
+
+def with_spec_changes(current: Versioned | None, name: str, changes: dict[str, Any]) -> Doc:
+    """The stored document with spec keys changed and its generation moved on."""
+    if current is None:
+        raise not_found("Network", name)
+    spec = {**current.doc.get("spec", {}), **changes}
+    meta = stored_metadata(current.doc.get("metadata", {}), generation(current.doc) + 1)
+    return {**current.doc, "metadata": meta, "spec": spec}
+
+
+async def modify_network(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "net")
+    raw = await read_json(request)
+    loaded = validated(_MODIFY, raw)
+    changes = {key: loaded[key] for key in raw}  # only what the body gives
+
+    def change(current: Versioned | None) -> Doc | None:
+        if current is not None and all(current.doc["spec"].get(k) == v
+                                       for k, v in changes.items()):
+            return None
+        return with_spec_changes(current, name, changes)
+
+    return json_response(network_object(await write_network(c, name, change)))
+
+
+def vms_naming(c: Ctx, network: str) -> list[str]:
+    """The VMs whose NICs name `network` (a scan of the cache: removes are rare)."""
+    return [vm.name for vm in c.cache.all_vms()
+            if network in networks_named(vm.spec_doc.get("xml", ""))]
+
+
+async def delete_network(request: web.Request) -> web.Response:
+    c = writing(request)
+    name = path_name(request, "net")
+    force = load_query(request, _DELETE)["force"]
+    cached_network(c, name)
+    users = vms_naming(c, name)
+    if users and not force:
+        raise conflict(f"Network {name!r} is named by {len(users)} VM(s) ({', '.join(users[:5])}"
+                       f"{', ...' if len(users) > 5 else ''}); give force=true to remove it "
+                       "anyway", vms=users[:100])
+    await _delete(c, name)
+    await settled_gone(c, "Network", name)
+    return json_response({"name": name, "deleted": True, "vms": users})
+
+
+async def _delete(c: Ctx, name: str) -> None:
+    for _attempt in range(5):
+        seen = await asyncio.to_thread(networks.read_all, c.store)
+        if name not in seen.docs:
+            raise not_found("Network", name)
+        try:
+            ops = await asyncio.to_thread(networks.delete_ops, c.store, name)
+            await asyncio.to_thread(networks.commit_change, c.store, seen, ops)
+            return
+        except NotFound:
+            raise not_found("Network", name) from None
+        except Conflict:
+            continue
+    raise conflict(f"Network {name!r}: other network writes kept interfering; retry")
