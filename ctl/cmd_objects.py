@@ -1,6 +1,6 @@
 """`herdctl get | apply | diff | delete`: whole objects, as in YAML files (DESIGN.md §5).
 
-- `get vm|node [NAME] -o yaml` prints objects as the API has them; `apply -f` takes that
+- `get vm|node|network [NAME] -o yaml` prints objects as the API has them; `apply -f` takes that
   output back unchanged (the read-only parts are dropped before sending);
 - `apply -f FILE|DIR|- [--dry-run]`: every document is read and validated first
   (`ctl.manifests`); only then is the whole set sent to `POST /apply`, which applies it
@@ -23,10 +23,13 @@ from ctl.client import ApiError
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width
 from ctl.errors import Failure, flatten, from_api
 from ctl.manifests import Document, load_files, validate
+from ctl.netviews import NETWORK_COLUMNS
 from ctl.output import FORMATS, render
 from ctl.views import NODE_COLUMNS, VM_COLUMNS
 
-KINDS = {"vm": "vm", "vms": "vm", "node": "node", "nodes": "node"}
+KINDS = {"vm": "vm", "vms": "vm", "node": "node", "nodes": "node", "network": "network",
+         "networks": "network"}
+COLUMNS = {"vm": VM_COLUMNS, "node": NODE_COLUMNS, "network": NETWORK_COLUMNS}
 
 
 def files_option(func: Any) -> Any:
@@ -41,15 +44,15 @@ def files_option(func: Any) -> Any:
 @output_option(*FORMATS, default="table")
 @pass_ctl
 def get(ctl: Ctl, kind: str, *, name: str | None, fmt: str) -> None:
-    """Show VMs or nodes; `-o yaml` prints what `apply -f` accepts."""
+    """Show VMs, nodes or networks; `-o yaml` prints what `apply -f` accepts."""
     kind = KINDS[kind]
-    columns = VM_COLUMNS if kind == "vm" else NODE_COLUMNS
+    columns = COLUMNS[kind]
     if name is not None:
         data: Any = ctl.client.get(f"/{kind}/{name}")
     elif kind == "vm":
         data = ctl.client.get("/vm", xml=True if fmt in ("json", "yaml") else None)["items"]
     else:
-        data = ctl.client.get("/node")["items"]
+        data = ctl.client.get(f"/{kind}")["items"]
     emit(render(data, fmt, columns=columns, kind=kind, width=term_width()))
 
 

@@ -2,7 +2,7 @@
 
 `NodeSchema` is /herd/nodes/<name> (written by the API and `apply`), `NodeStatusSchema`
 its /status child (written by the node daemon), `ClusterConfigSchema` /herd/config.
-`load_object` dispatches a document on its `kind` (VM or Node): `server` uses it for
+`load_object` dispatches a document on its `kind` (VM, Node or Network): `server` uses it for
 PUT and apply, `ctl` for `apply -f` files, `store` to check what it reads.
 """
 
@@ -31,6 +31,7 @@ from schemas.common import (
     shutdown_timeout_range,
     validate_epoch,
 )
+from schemas.network import NetworkSchema
 from schemas.vm import VMSchema
 from schemas.xmlpolicy import XmlPolicySchema
 from vocabulary import DaemonState, DesiredDomainState, DomainState, FenceMode, Kind, Selector
@@ -153,7 +154,8 @@ class ClusterConfigSchema(HerdSchema):
     xmlPolicy = fields.Nested(XmlPolicySchema)
 
 
-OBJECT_SCHEMAS: dict[str, type[Schema]] = {Kind.VM.value: VMSchema, Kind.NODE.value: NodeSchema}
+OBJECT_SCHEMAS: dict[str, type[Schema]] = {Kind.VM.value: VMSchema, Kind.NODE.value: NodeSchema,
+                                           Kind.NETWORK.value: NetworkSchema}
 
 
 class ObjectSchema:

@@ -1,10 +1,12 @@
-"""`POST /apply`: a list of VMs and Nodes applied in ONE ZooKeeper transaction.
+"""`POST /apply`: a list of VMs, Nodes and Networks applied in ONE ZooKeeper transaction.
 
 Planning reads every object's current znode from ZooKeeper (pipelined) and decides per
 object: `created` (a VM gets its placement and status znodes too), `configured` (a set
 carrying the version read) or `unchanged` (nothing written). A `metadata.resourceVersion`
 in an object must still be current (else 409). Every VM's new or changed XML must pass
 the domain XML policy (`server.objects.XmlCheck`; 422 naming the object and the element).
+Networks follow the rules of `POST /network` (`server.network.applynet`): checked against
+every other network and by nft, with the parent's version check in the transaction.
 The commit is all-or-nothing: any object changed or created meanwhile fails the whole
 transaction (409) and nothing is written; a
 list too large for one transaction is refused (413) rather than split. `dry_run` answers
@@ -15,7 +17,7 @@ Registered by `server.routes`.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -27,12 +29,13 @@ from server.access import SETTLE_TIMEOUT, Ctx, commit, writing, xml_check
 from server.audit import note_object
 from server.errors import ApiError, conflict
 from server.http import json_response, read_json, validated
+from server.network import applynet
 from server.objects import XmlCheck, check_node_in_limits, check_node_known, strip_read_only
-from store import txn, vms
+from store import networks, txn, vms
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
-from store.objects import new_object, replace_node, replace_vm
+from store.objects import new_object, replace_node, replace_vm, replace_whole
 
 # One instance each: building a schema costs more than a load.
 _APPLY_REQUEST = ApplyRequest()
@@ -58,7 +61,8 @@ def changes(old: Any, new: Any, prefix: str = "") -> list[Doc]:
 
 def _path(store: Store, obj: Doc) -> str:
     name = obj["metadata"]["name"]
-    return store.paths.vm(name) if obj["kind"] == "VM" else store.paths.node(name)
+    return {"VM": store.paths.vm, "Node": store.paths.node,
+            "Network": store.paths.network}[obj["kind"]](name)
 
 
 def _check_version(obj: Doc, current: Versioned | None, index: int) -> None:
@@ -89,12 +93,14 @@ def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
     result: Doc = {"kind": key[0], "name": key[1]}
     if current is None:
         doc = new_object(obj)
-        plan.ops += (vms.define_ops(store.paths, doc) if key[0] == "VM"
-                     else [txn.Create(path, doc)])
+        plan.ops += {"VM": lambda: vms.define_ops(store.paths, doc),
+                     "Network": lambda: networks.create_ops(store, key[1], doc)}.get(
+                         key[0], lambda: [txn.Create(path, doc)])()
         plan.written[key] = doc
         plan.results.append({**result, "action": "created", "changes": []})
         return
-    new = replace_vm(current.doc, obj) if key[0] == "VM" else replace_node(current.doc, obj, raw)
+    new = (replace_vm(current.doc, obj) if key[0] == "VM" else replace_whole(current.doc, obj)
+           if key[0] == "Network" else replace_node(current.doc, obj, raw))
     if new is None:
         plan.results.append({**result, "action": "unchanged", "changes": []})
         return
@@ -117,6 +123,9 @@ def plan_apply(store: Store, objects: list[Doc], raw: list[Doc],
                 check_node_known(obj["spec"], nodes.__contains__)
             except ApiError as e:
                 raise ValidationError({"objects": {index: {"spec": e.details}}}) from None
+    nets = applynet.prepare(store, objects)
+    if check.nics is not None:  # VMs may name the networks this list makes
+        check = replace(check, nics=replace(check.nics, network_exists=nets.names.__contains__))
     current = store.get_many([_path(store, o) for o in objects])
     plan = Plan()
     for index, (obj, given) in enumerate(zip(objects, raw, strict=True)):
@@ -124,6 +133,8 @@ def plan_apply(store: Store, objects: list[Doc], raw: list[Doc],
         _check_version(obj, found, index)
         _check_xml(check, obj, found, index)
         _plan_one(store, plan, obj=obj, raw=given, current=found)
+    if any(r["kind"] == "Network" and r["action"] != "unchanged" for r in plan.results):
+        plan.ops[:0] = nets.bump(store)
     return plan
 
 
@@ -132,6 +143,9 @@ async def _settle(c: Ctx, written: dict[tuple[str, str], Doc]) -> dict[tuple[str
     versions: dict[tuple[str, str], str] = {}
     for (kind, name), doc in written.items():
         def check(kind: str = kind, name: str = name, doc: Doc = doc) -> str | None:
+            if kind == "Network":
+                found = c.cache.network(name)
+                return str(found.mzxid) if found is not None and found.doc == doc else None
             rec = c.cache.vm(name) if kind == "VM" else c.cache.node(name)
             return str(rec.mzxid) if rec is not None and rec.spec_znode.doc == doc else None
         found = await c.cache.wait_for((kind, name), check, timeout=SETTLE_TIMEOUT)
@@ -146,6 +160,7 @@ async def apply(request: web.Request) -> web.Response:
     if isinstance(raw, dict) and isinstance(raw.get("objects"), list):
         raw = {**raw, "objects": [strip_read_only(o) for o in raw["objects"]]}
     data = validated(_APPLY_REQUEST, raw)
+    await applynet.check_rules(data["objects"])
     plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"],
                                    xml_check(request))
     note_object(request, " ".join(f"{str(r['kind']).lower()}/{r['name']}"

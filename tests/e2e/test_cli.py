@@ -291,3 +291,38 @@ def test_config_get_set_and_get_yaml_sets_back(herdctl: Herdctl, tmp_path: Path)
     restored = herdctl.json("config", "get")
     assert {k: v for k, v in restored.items() if k != "resourceVersion"} == \
         {k: v for k, v in before.items() if k != "resourceVersion"}
+
+
+def test_networks_reservations_rules_and_get_yaml_applies_back(
+        herdctl: Herdctl, tmp_path: Path) -> None:
+    herdctl("network", "add", "cli-web", "--type", "managed", "--vni", "4242",
+            "--ipv4", "10.142.0.0/24", "--gateway4", "10.142.0.1",
+            "--dhcp4", "10.142.0.100-10.142.0.150", "--domain", "web.herd.internal")
+    table = herdctl("network", "list").stdout
+    assert table.splitlines()[0].split()[:3] == ["NAME", "TYPE", "CARRIER"]
+    assert "cli-web" in table and "vxlan 4242" in table
+    bad = herdctl("network", "add", "cli-db", "--type", "managed", "--vni", "4242",
+                  "--ipv4", "10.142.0.0/25", "--gateway4", "10.142.0.1", code=1)
+    assert "vni" in bad.stderr and "ipv4.network" in bad.stderr
+    herdctl("network", "reservation", "add", "cli-web", "52:54:00:42:00:01", "10.142.0.10",
+            "--hostname", "db1")
+    assert "52:54:00:42:00:01" in herdctl("network", "reservation", "list", "cli-web").stdout
+    refused = herdctl("network", "acl", "add", "cli-web", "ssh", "--direction", "in",
+                      "--rule", "tcp dprt 22 accept", code=1)
+    assert "nft:" in refused.stderr
+    herdctl("network", "acl", "add", "cli-web", "ssh", "--direction", "in",
+            "--rule", "tcp dport 22 accept")
+    info = herdctl("network", "info", "cli-web").stdout
+    assert "in 1000 ssh: tcp dport 22 accept" in info and "10.142.0.10" in info
+    saved = tmp_path / "net.yaml"
+    saved.write_text(herdctl("get", "network", "cli-web", "-o", "yaml").stdout)
+    assert herdctl("apply", "-f", str(saved)).stdout.strip() == "network/cli-web unchanged"
+    vm = tmp_path / "cli-nic.xml"
+    vm.write_text(XML.format(name="cli-nic").replace(
+        "</domain>", "<devices><interface type='network'><source network='cli-web'/>"
+                     "</interface></devices></domain>"))
+    herdctl("vm", "define", str(vm))
+    assert "named by 1 VM" in herdctl("network", "remove", "cli-web", code=1).stderr
+    herdctl("vm", "remove", "cli-nic")
+    assert herdctl("network", "remove", "cli-web").stdout.strip() == "network/cli-web removed"
+    assert "cli-web" not in herdctl("network", "list").stdout

@@ -160,3 +160,26 @@ async def test_only_admins_change_networks(api: Api) -> None:
     status, body = await api.post("/network", WEB, headers=ops)
     assert status == 403 and "admin" in body["error"]["message"]
     assert (await api.get("/network", headers=ops))[0] == 200
+
+
+async def test_apply_makes_a_network_and_the_vms_on_it_in_one_transaction(
+        api: Api, store: Store) -> None:
+    vm = {"apiVersion": "herd/v1", "kind": "VM", "metadata": {"name": "w1"},
+          "spec": {"xml": nic_vm("w1")}}
+    status, body = await api.post("/apply", {"objects": [WEB, vm]})
+    assert status == 200, body
+    assert [r["action"] for r in body["results"]] == ["created", "created"]
+    assert domain_nics(store.get(store.paths.vm("w1")).doc["spec"]["xml"])[0].mac
+    status, body = await api.post("/apply", {"objects": [WEB]})
+    assert body["results"][0]["action"] == "unchanged"
+    changed = network(description="front")
+    status, body = await api.post("/apply", {"objects": [changed]})
+    assert body["results"][0]["action"] == "configured"
+    assert store.get(store.paths.network("web")).doc["metadata"]["generation"] == 2
+    clash = network("db", ipv4={"network": "10.100.0.0/16", "gateway": "10.100.255.1"})
+    bad_rule = network("ops", vni=7, ipv4={"network": "10.7.0.0/24", "gateway": "10.7.0.1"},
+                       acl=[{"name": "r", "direction": "in", "rule": "tcp dport foo accept"}])
+    for objects, where in (([clash], "ipv4.network"), ([bad_rule], "acl")):
+        status, body = await api.post("/apply", {"objects": objects})
+        assert status == 422 and where in body["error"]["details"]["objects"]["0"]["spec"]
+    assert stored(store) == ["web"]
