@@ -31,6 +31,7 @@ from schemas.common import (
     shutdown_timeout_range,
     validate_epoch,
 )
+from schemas.names import Name
 from schemas.network import NetworkSchema
 from schemas.vm import VMSchema
 from schemas.xmlpolicy import XmlPolicySchema
@@ -112,6 +113,16 @@ def _validate_address(value: str) -> None:
         )
 
 
+class NetworkUpSchema(HerdSchema):
+    """One network as a node has it: `up` (its bridge and libvirt network are there and
+    VMs on it may run here) or why not; the bridge's name."""
+
+    up = StrictBool(required=True)
+    reason = Text(max_len=256, load_default="")
+    bridge = fields.String(load_default=None, allow_none=True,
+                           validate=validate.Length(max=15))
+
+
 class NodeStatusSchema(HerdSchema):
     """/herd/nodes/<name>/status: what the node daemon publishes about itself."""
 
@@ -133,6 +144,9 @@ class NodeStatusSchema(HerdSchema):
     migrationUri = fields.String(
         load_default=None, validate=[validate.Length(max=1024), _validate_uri]
     )
+    # The cluster's networks on this node (issue #14): up or not, and why.
+    networks = fields.Dict(keys=Name(), values=fields.Nested(NetworkUpSchema),
+                           load_default=dict)
 
 
 class ClusterConfigSchema(HerdSchema):

@@ -26,7 +26,7 @@ from server.config import ServerConfig
 from server.errors import ApiError, not_found
 from server.groupcommit import GroupCommit
 from server.keys import CACHE, COMMITS, CONFIG, STORE
-from server.network.vmnets import NicCheck
+from server.nics import NicCheck
 from server.objects import XmlCheck
 from store import txn
 from store.client import Store
@@ -36,7 +36,7 @@ from store.txn import commit_async
 from vocabulary import Role
 
 SETTLE_TIMEOUT = 10.0
-_RNG = random.SystemRandom()  # new MACs (server.network.vmnets)
+_RNG = random.SystemRandom()  # new MACs (server.nics)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The cluster's MAC addresses by VM (issue #14): kept by `server.cache` from every change
 of a VM's spec (a parse only when the XML has an `<interface`), read by
-`server.network.vmnets` to refuse a MAC used twice and to pick new ones.
+`server.nics` to refuse a MAC used twice and to pick new ones.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from schemas.requests import merge_patch
 from schemas.vm import VMSchema
 from schemas.xmlpolicy import XmlPolicy, domain_xml_refusals
 from server.errors import ApiError
-from server.network.vmnets import NicCheck
+from server.nics import NicCheck
 from store.codec import Doc
 from store.objects import generation, replace_vm, stored_metadata
 
@@ -62,7 +62,7 @@ def check_node_known(spec: Mapping[str, Any], known: Callable[[str], bool], *,
 @dataclass(frozen=True)
 class XmlCheck:
     """The cluster's domain XML policy as it applies to one request's token, and the
-    network rules of NICs (`server.network.vmnets`; None: not checked, e.g. in tests of
+    network rules of NICs (`server.nics`; None: not checked, e.g. in tests of
     the policy alone)."""
 
     policy: XmlPolicy

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
+from marshmallow import ValidationError
+
 from schemas.common import API_VERSION
+from schemas.domainnics import networks_named
 from schemas.domainxml import domain_resources
 from store.client import Versioned
 from store.codec import Doc
@@ -196,12 +199,13 @@ class VM(_Object):
     @property
     def needs(self) -> VMNeeds:
         """What placement needs to know of the VM: memory and vCPUs from its domain XML
-        (0 MiB and 1 vCPU without one), limits and selector from its meta. Parses the
+        (0 MiB and 1 vCPU without one), the networks its NICs name, limits and selector from
+        its meta. Parses the
         XML (memoized for small documents by `schemas.domainxml`)."""
         xml = self.xml
         res = domain_resources(xml) if xml else None
         return VMNeeds(self.name, res.memory_mib if res else 0, res.vcpus if res else 1,
-                       self.limits, self.selector)
+                       self.limits, self.selector, _networks(xml) if xml else ())
 
     # placement (`/vms/<name>/placement`)
 
@@ -363,3 +367,10 @@ def read_node(name: str, get: Getter, paths: Paths) -> Node:
     """The node `name` from `get` (a cache's or a multi-read's lookup by path)."""
     return Node(name, get(paths.node(name)), get(paths.node_status(name)),
                 alive=get(paths.node_alive(name)) is not None)
+
+
+def _networks(xml: str) -> tuple[str, ...]:
+    try:
+        return networks_named(xml)
+    except ValidationError:  # stored before NICs were checked: it names none we know
+        return ()

@@ -2,7 +2,8 @@
 
 Two writers share the document, each with its own fields, and both build it here:
 - the node's daemon (`reconciler.node.registration.NodeRegistration.publish`) reports what it is:
-  `daemonState`, `resources`, `version`, `libvirtUri`, `address`, `migrationUri` and the
+  `daemonState`, `resources`, `version`, `libvirtUri`, `address`, `migrationUri`,
+  `networks` (which of the cluster's networks are up there, and why not) and the
   `heartbeat`; it seeds `domainState` from its spec only while the status has none;
 - the primary coordinator (`reconciler.cluster.controllers`) owns `domainState` (the flush/ready
   controller) and marks a fenced node (`daemonState: fenced`).
@@ -17,7 +18,8 @@ from typing import Any
 
 from store.codec import Doc
 
-REPORTED = ("daemonState", "resources", "version", "libvirtUri", "address", "migrationUri")
+REPORTED = ("daemonState", "resources", "version", "libvirtUri", "address", "migrationUri",
+            "networks")
 
 
 def reported(old: Doc, report: Doc, *, seed_domain_state: str, now: float) -> Doc:

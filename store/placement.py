@@ -5,7 +5,8 @@ Pure functions over snapshots of the nodes (no I/O), shared by the primary's con
 targets), which is why they live in `store` and not in the daemon.
 
 - Candidates: nodes alive, daemonState `run`, domainState `ready`, inside the VM's
-  `limits` (empty = all), not excluded (e.g. the node it is leaving), and where it fits:
+  `limits` (empty = all), with every network the VM names up (node status `networks`),
+  not excluded (e.g. the node it is leaving), and where it fits:
   its memory <= the node's free memory, or, for the `memprov` selector, <= the memory not
   yet provisioned to VMs.
 - Selectors: `mem` most free memory, `memprov` most unprovisioned memory, `load` lowest
@@ -41,6 +42,7 @@ class NodeView:
     vcpu_alloc: int = 0
     load: float = 0.0
     vms: int = 0
+    networks: frozenset[str] = frozenset()  # the networks up on the node
 
     @classmethod
     def from_status(cls, name: str, status: Mapping[str, Any], *, alive: bool) -> NodeView:
@@ -49,7 +51,9 @@ class NodeView:
                    domain_state=str(status.get("domainState", "")),
                    mem_total=int(r.get("memTotal", 0)), mem_free=int(r.get("memFree", 0)),
                    mem_prov=int(r.get("memProv", 0)), vcpu_alloc=int(r.get("vcpuAlloc", 0)),
-                   load=float(r.get("load", 0.0)), vms=int(r.get("vms", 0)))
+                   load=float(r.get("load", 0.0)), vms=int(r.get("vms", 0)),
+                   networks=frozenset(name for name, net in (status.get("networks") or {})
+                                      .items() if isinstance(net, Mapping) and net.get("up")))
 
     @property
     def usable(self) -> bool:
@@ -71,6 +75,7 @@ class VMNeeds:
     vcpus: int
     limits: tuple[str, ...] = ()
     selector: str = "none"
+    networks: tuple[str, ...] = ()  # the networks its NICs name
 
 
 def effective_selector(vm: VMNeeds, default: str) -> str:
@@ -93,6 +98,9 @@ def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = ""
         return f"node {node.name!r} is not running (daemonState {node.daemon_state or 'unknown'})"
     if node.domain_state != "ready":
         return f"node {node.name!r} is not ready (domainState {node.domain_state})"
+    missing = [n for n in vm.networks if n not in node.networks]
+    if missing:
+        return f"network {missing[0]!r} is not up on node {node.name!r}"
     if not fits(vm, node, selector):
         room = node.mem_total - node.mem_prov if selector == "memprov" else node.mem_free
         return f"VM needs {vm.memory_mib} MiB; node {node.name!r} has {room} MiB"

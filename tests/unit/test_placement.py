@@ -74,3 +74,14 @@ def test_a_batch_spreads_instead_of_piling_on_one_node() -> None:
     placed = [mem.place(VMNeeds(f"vm{i}", 1024, 1)) for i in range(10)]
     assert placed.count("a") == 4 and placed.count("b") == 4
     assert placed[8:] == [None, None]  # nothing fits any more
+
+
+def test_a_vm_goes_only_where_its_networks_are_up() -> None:
+    vm = VMNeeds("web1", 512, 1, networks=("web", "db"))
+    nodes = [node("a", networks=frozenset({"web"})), node("b", networks=frozenset({"web", "db"})),
+             node("c", mem_free=1 << 30)]
+    assert select(vm, nodes, default="mem") == "b"
+    assert refusal(vm, nodes[0], selector="mem") == "network 'db' is not up on node 'a'"
+    up = NodeView.from_status("n", {"daemonState": "run", "domainState": "ready", "networks": {
+        "web": {"up": True}, "db": {"up": False, "reason": "x"}}}, alive=True)
+    assert up.networks == frozenset({"web"})

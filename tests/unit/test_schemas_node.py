@@ -69,6 +69,8 @@ STATUS = {
     "address": "10.0.0.1:16509",
     "libvirtUri": "qemu:///system?socket=/run/n1/libvirt-sock",
     "migrationUri": "qemu+tcp://10.0.0.1/system",
+    "networks": {"web": {"up": True, "reason": "", "bridge": "hbr1001"},
+                 "db": {"up": False, "reason": "no VXLAN support", "bridge": None}},
 }
 
 
@@ -81,7 +83,7 @@ def test_node_status_round_trips_and_defaults() -> None:
         "resources": {"memTotal": 0, "memFree": 0, "memUsed": 0, "memAlloc": 0, "memProv": 0,
                       "vcpuTotal": 0, "vcpuAlloc": 0, "load": 0.0, "vms": 0},
         "heartbeat": 0.0, "version": "", "address": None, "libvirtUri": None,
-        "migrationUri": None,
+        "migrationUri": None, "networks": {},
     }
 
 
@@ -145,8 +147,10 @@ def test_load_object_dispatches_on_kind() -> None:
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({**VM, "kind": "Pod"}, {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node."]}),
-        ({**VM, "kind": ["VM"]}, {"kind": ["Unknown kind ['VM']; expected one of: VM, Node."]}),
+        ({**VM, "kind": "Pod"},
+         {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node, Network."]}),
+        ({**VM, "kind": ["VM"]},
+         {"kind": ["Unknown kind ['VM']; expected one of: VM, Node, Network."]}),
         ({"metadata": {}}, {"apiVersion": ["Missing data for required field."],
                             "kind": ["Missing data for required field."]}),
         ({**VM, "apiVersion": "v1"}, {"apiVersion": [
