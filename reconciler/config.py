@@ -48,6 +48,12 @@ class NodeConfig:
     zk_tls_ca: str | None = None  # TLS to ZooKeeper: the CA, this node's cert and key
     zk_tls_cert: str | None = None
     zk_tls_key: str | None = None
+    # Client networks (issue #14): manage this node's links for them. Off by default for
+    # code that builds a NodeConfig itself (tests); a config file turns it on by default.
+    networks: bool = False
+    netns: str | None = None  # the network namespace of this node's links (dev clusters)
+    bridge_device: str | None = None  # VLAN parent / VXLAN underlay device
+    run_dir: str = "/run/herd"  # gateways' dnsmasq state (the primary's)
 
     @property
     def zk_target(self) -> ZKTarget:
@@ -102,6 +108,14 @@ class NodeConfigSchema(Schema):
     migration_concurrency = fields.Integer(load_default=2, validate=validate.Range(
         min=1, max=64, error="must be between 1 and 64"))
     migration_timeout = fields.Float(load_default=300.0, validate=_positive(86400))
+    # Client networks (issue #14): this node makes their links (false: it reports none up,
+    # and VMs on networks are not placed here).
+    networks = fields.Boolean(load_default=True)
+    netns = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9_.-]{1,64}$", error="must be a network namespace name"))
+    bridge_device = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$", error="must be an interface name"))
+    run_dir = fields.String(load_default="/run/herd", validate=validate.Length(min=1, max=512))
 
     @validates_schema
     def _fence(self, data: dict[str, Any], **_kw: Any) -> None:

@@ -29,6 +29,10 @@ from reconciler.config import NodeConfig
 from reconciler.libvirt import Hypervisor
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
+from reconciler.network.libvirtnet import LibvirtNetworks
+from reconciler.network.links import Links
+from reconciler.network.netreconcile import NetworkReconciler
+from reconciler.network.nodenets import NodeNetSettings, NodeNetworks
 from reconciler.node.publisher import StatusPublisher
 from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
 from reconciler.runtime.controller import Controller
@@ -93,6 +97,7 @@ class NodeDaemon:
             self.store, self.name, fencer=Fencer(config.fence),
             state=ClusterState(self.store, vms=self.vms, nodes=self.nodes,
                                cluster=self.cluster)) if config.coordinator else None
+        self.networks = self._networks(config)
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -103,6 +108,18 @@ class NodeDaemon:
         # Called on the loop with every libvirt lifecycle event (name, kind, detail): for
         # history recorders and tests; must not block.
         self.event_listeners: list[Callable[[str, str, int], None]] = []
+
+    def _networks(self, config: NodeConfig) -> NodeNetworks | None:
+        """The node's network controller, when the config asks for it and libvirt is real."""
+        if not config.networks or not isinstance(self.hv, LibvirtHypervisor):
+            return None
+        settings = NodeNetSettings(self.name, config.address, config.bridge_device,
+                                   config.netns)
+        found = NodeNetworks(self.store, settings, nodes=self.nodes, changed=lambda: (
+            self.publisher.changed()), reconciler=NetworkReconciler(
+                Links(config.netns), LibvirtNetworks.of(self.hv)))
+        self.registration.networks = found.report
+        return found
 
     def cluster_default(self, key: str, default: Any) -> Any:
         doc = self.cluster.get(self.store.paths.config)
@@ -166,6 +183,8 @@ class NodeDaemon:
         await self.hv.start_events(self._on_domain_event)
         await self._adopt()
         self.queue.start()
+        if self.networks is not None:
+            await self.networks.start()
         self.registration.daemon_state = "run"
         first = self.publisher.publish
         await self._until_written("the first status", lambda: first(heartbeat=True))
@@ -182,6 +201,8 @@ class NodeDaemon:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         await self.queue.stop()
+        if self.networks is not None:
+            await self.networks.stop()
         await self.hv.stop_events()
         if self.store.writable:
             self.registration.daemon_state = "stop"

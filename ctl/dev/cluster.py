@@ -163,16 +163,18 @@ def private_file(path: Path, text: str) -> Path:
 def _node_config(dev: DevState, name: str) -> Path:
     """Write the node's herd-node config (and the fence agent); its path."""
     folder = Path(dev.dir) / "nodes"
+    netns = None
     if dev.hypervisor == "qemu":
         hosts = hosts_of(dev)
         fence = write_qemu_fence_agent(folder, hosts=hosts.dir, python=sys.executable)
-        uri, address = hosts[name].uri, hosts[name].address
+        uri, address, netns = hosts[name].uri, hosts[name].address, hosts[name].netns
     else:
         fence, address = write_fence_agent(folder), None
         uri = write_node_file(folder, name)
     return private_file(folder / f"{name}.yaml", node_config(
         name, zk_hosts=dev.zk_hosts, zk_root=dev.zk_root, libvirt_uri=uri, fence=fence,
-        address=address, event_log=folder / f"{name}.events"))
+        address=address, event_log=folder / f"{name}.events", netns=netns,
+        run_dir=folder / f"{name}.run"))
 
 
 def start_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:

@@ -73,8 +73,12 @@ def write_qemu_fence_agent(directory: Path, *, hosts: Path, python: str) -> Path
 
 
 def node_config(name: str, *, zk_hosts: str, zk_root: str, libvirt_uri: str,
-                fence: Path, address: str | None = None, event_log: Path | None = None) -> str:
-    """The `herd-node --config` YAML of one dev node (keys of `reconciler.config`)."""
+                fence: Path, address: str | None = None, event_log: Path | None = None,
+                netns: str | None = None, run_dir: Path | None = None) -> str:
+    """The `herd-node --config` YAML of one dev node (keys of `reconciler.config`). Client
+    networks are managed only on nodes with a network namespace of their own (`netns`:
+    the QEMU hosts); test-driver nodes share the machine's, where their links would
+    collide."""
     doc: dict[str, object] = {
         "name": name, "zk_hosts": zk_hosts, "zk_root": zk_root, "zk_timeout": 4.0,
         "libvirt_uri": libvirt_uri, "coordinator": True, "initial_domain_state": "ready",
@@ -87,4 +91,10 @@ def node_config(name: str, *, zk_hosts: str, zk_root: str, libvirt_uri: str,
         doc["migration_uri"] = f"qemu+tcp://{address}/system"
     if event_log is not None:
         doc["event_log"] = str(event_log)
+    doc["networks"] = netns is not None
+    if netns is not None:
+        doc["netns"] = netns
+        doc["bridge_device"] = "eth0"  # the host's link to the dev cluster's underlay
+    if run_dir is not None:
+        doc["run_dir"] = str(run_dir)
     return yaml.safe_dump(doc, sort_keys=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import Sequence
 from contextlib import suppress
 from ipaddress import ip_address
@@ -79,23 +80,23 @@ class Links:
             raise
 
     async def run(self, argv: Argv) -> str:
-        """Run one `ip` / `bridge` command (in the namespace); its stdout."""
+        """Run one `ip` / `bridge` command (in the namespace); its stdout. In a worker
+        thread with a deadline: a cancelled caller leaves the command to end by itself
+        (asyncio's child watchers lost exits when a command was killed on cancellation,
+        and the daemon's shutdown then waited for ever)."""
         full = self._in_namespace(argv)
-        proc = await asyncio.create_subprocess_exec(
-            *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except BaseException as exc:
-            with suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            if isinstance(exc, TimeoutError):
-                raise LinkError(full, f"timed out after {self.timeout:g}s", returncode=-1) from None
-            raise
-        if proc.returncode != 0:
-            raise LinkError(full, err.decode(errors="replace"), returncode=proc.returncode or -1)
-        return out.decode(errors="replace")
+            done = await asyncio.to_thread(
+                subprocess.run, full, stdin=subprocess.DEVNULL, capture_output=True,
+                timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise LinkError(full, f"timed out after {self.timeout:g}s", returncode=-1) from None
+        except OSError as err:
+            raise LinkError(full, str(err), returncode=-1) from None
+        if done.returncode != 0:
+            raise LinkError(full, done.stderr.decode(errors="replace"),
+                            returncode=done.returncode)
+        return done.stdout.decode(errors="replace")
 
     async def _json(self, argv: Argv) -> list[dict[str, Any]]:
         tool, *rest = argv
