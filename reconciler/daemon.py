@@ -29,6 +29,7 @@ from reconciler.config import NodeConfig
 from reconciler.libvirt import Hypervisor
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
+from reconciler.network.gateways import GatewaySettings, NodeGateways
 from reconciler.network.libvirtnet import LibvirtNetworks
 from reconciler.network.links import Links
 from reconciler.network.netreconcile import NetworkReconciler
@@ -98,6 +99,7 @@ class NodeDaemon:
             state=ClusterState(self.store, vms=self.vms, nodes=self.nodes,
                                cluster=self.cluster)) if config.coordinator else None
         self.networks = self._networks(config)
+        self.gateways = self._gateways(config)
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -115,11 +117,29 @@ class NodeDaemon:
             return None
         settings = NodeNetSettings(self.name, config.address, config.bridge_device,
                                    config.netns)
-        found = NodeNetworks(self.store, settings, nodes=self.nodes, changed=lambda: (
-            self.publisher.changed()), reconciler=NetworkReconciler(
-                Links(config.netns), LibvirtNetworks.of(self.hv)))
+        found = NodeNetworks(self.store, settings, nodes=self.nodes, changed=self._net_changed,
+                             reconciler=NetworkReconciler(Links(config.netns),
+                                                          LibvirtNetworks.of(self.hv)))
         self.registration.networks = found.report
         return found
+
+    def _gateways(self, config: NodeConfig) -> NodeGateways | None:
+        """The gateways of managed networks, on coordinators (a primary runs them)."""
+        coordinator = self.coordinator
+        if self.networks is None or coordinator is None:
+            return None
+        found = NodeGateways(self.store, GatewaySettings(self.name, config.netns,
+                                                         config.run_dir),
+                             nets=self.networks, nodes=self.nodes,
+                             is_primary=lambda: coordinator.is_primary)
+        coordinator.term_listeners.append(found.resync)
+        return found
+
+    def _net_changed(self) -> None:
+        """A network's state here changed: publish it; its gateway may follow."""
+        self.publisher.changed()
+        if self.gateways is not None:
+            self.gateways.resync()
 
     def cluster_default(self, key: str, default: Any) -> Any:
         doc = self.cluster.get(self.store.paths.config)
@@ -185,6 +205,8 @@ class NodeDaemon:
         self.queue.start()
         if self.networks is not None:
             await self.networks.start()
+        if self.gateways is not None:
+            await self.gateways.start()
         self.registration.daemon_state = "run"
         first = self.publisher.publish
         await self._until_written("the first status", lambda: first(heartbeat=True))
@@ -194,6 +216,8 @@ class NodeDaemon:
             self._tasks.append(asyncio.create_task(self.coordinator.run(), name="coordinator"))
 
     async def _shutdown(self) -> None:
+        if self.gateways is not None:  # first: a new primary waits for their holds
+            await self.gateways.stop()
         if self.coordinator is not None:
             self.coordinator.stop()
         pending = [*self._tasks, *self._background]

@@ -115,12 +115,14 @@ def _validate_address(value: str) -> None:
 
 class NetworkUpSchema(HerdSchema):
     """One network as a node has it: `up` (its bridge and libvirt network are there and
-    VMs on it may run here) or why not; the bridge's name."""
+    VMs on it may run here) or why not; the bridge's name; its gateway's state here."""
 
     up = StrictBool(required=True)
     reason = Text(max_len=256, load_default="")
     bridge = fields.String(load_default=None, allow_none=True,
                            validate=validate.Length(max=15))
+    # The network's gateway, when this node runs it (the primary): running, failed: why...
+    gateway = Text(max_len=256)
 
 
 class NodeStatusSchema(HerdSchema):

@@ -1,7 +1,9 @@
 """Networks in ZooKeeper (issue #14): `<root>/networks/<name>` holds a Network's document
 (spec with its reservations and firewall rules; metadata by `store.objects`' rules), and
 `<root>/networks/<name>/leases/<mac>` what the gateway's dnsmasq handed out (written by
-the primary that runs it, read by the next primary and the API).
+the primary that runs it, read by the next primary and the API), and
+`<root>/networks/<name>/gateway` which node holds the network's gateway (`take_gateway`,
+`release_gateway`: one holder at a time, see `reconciler.network.gateways`).
 
 Every write of a network's document is serialized through the parent znode: the writer
 reads all networks (`read_all`, with the parent's version), checks its change against
@@ -18,6 +20,7 @@ gateway (`reconciler.network`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,3 +104,21 @@ def leases(store: Store, network: str) -> list[Doc]:
     names = store.children(folder)
     found = store.get_many(f"{folder}/{n}" for n in names)
     return [found[path].doc for path in sorted(found)]
+
+
+# --- the gateway's holder ----------------------------------------------------------------
+
+
+def take_gateway(store: Store, network: str, node: str) -> None:
+    """Become the gateway's holder (raises `AlreadyExists` while another holds it, and
+    `NotFound` when the network is gone)."""
+    store.create(store.paths.network_gateway(network), {"node": node, "since": time.time()})
+
+
+def release_gateway(store: Store, network: str, *, version: int) -> None:
+    """Give the gateway up (the caller read its own hold at `version`: a version check,
+    so a newer holder's is never removed). Absent already: nothing to do."""
+    try:
+        store.delete(store.paths.network_gateway(network), version=version)
+    except NotFound:
+        pass

@@ -58,6 +58,9 @@ class Paths:
     def network_leases(self, name: str) -> str:
         return self._join("networks", name, "leases")
 
+    def network_gateway(self, name: str) -> str:
+        return self._join("networks", name, "gateway")
+
     def network_lease(self, name: str, mac: str) -> str:
         return self._join("networks", name, "leases", mac)
 

@@ -213,8 +213,17 @@ class QemuHosts:
     # --- down ----------------------------------------------------------------------------
 
     def power_off(self, name: str) -> None:
-        """Pull the plug: SIGKILL to the host's guests and daemons."""
-        self._stop_host(self.hosts[name], sig=signal.SIGKILL)
+        """Pull the plug: SIGKILL to the host's guests and daemons, then to every other
+        process in the host's network namespace (a gateway's dnsmasq, say)."""
+        host = self.hosts[name]
+        self._stop_host(host, sig=signal.SIGKILL)
+        listed = _run("ip", "netns", "pids", host.netns, check=False).stdout.split()
+        for pid in (int(p) for p in listed if p.isdigit()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            wait_pid(pid, timeout=10.0)
 
     def down(self) -> None:
         """Stop every guest and daemon, delete the namespaces and the bridge."""

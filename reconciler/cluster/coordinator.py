@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -44,6 +45,8 @@ class Coordinator:
         self.is_primary = False
         self.campaign = Campaign(store, node)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Told (on the loop) when a term begins or ends: the gateways of networks follow.
+        self.term_listeners: list[Callable[[], None]] = []
 
     # --- feeding the queue (informer threads) ----------------------------------------------
 
@@ -89,6 +92,7 @@ class Coordinator:
 
     async def _lead(self, term: Term) -> None:
         self.is_primary = True
+        self._tell()
         self.controllers.took_office()
         log.info("%s is the primary coordinator", self.node)
         await asyncio.to_thread(events.record, self.store, "primary",
@@ -114,6 +118,11 @@ class Coordinator:
         if self.is_primary:
             log.warning("%s stops acting as primary", self.node)
         self.is_primary = False
+        self._tell()
+
+    def _tell(self) -> None:
+        for listener in list(self.term_listeners):
+            listener()
 
     def snapshot(self) -> dict[str, Any]:
         return {"primary": self.is_primary, "queued": len(self.queue) if self.queue else 0}

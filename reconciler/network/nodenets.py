@@ -58,6 +58,7 @@ class NodeNetworks:
         self.informer = Informer(store, store.paths.networks)
         self.queue = Controller("network", self._reconcile, node=settings.name, workers=1)
         self.status: dict[str, NetworkUp] = {}
+        self.gateway: dict[str, str] = {}  # networks whose gateway runs here: its state
         self._peers: tuple[str, ...] = ()
 
     async def start(self) -> None:
@@ -89,8 +90,12 @@ class NodeNetworks:
 
     def report(self) -> Doc:
         """Node status `networks`: each network's state here."""
-        return {name: {"up": s.up, "reason": s.reason, "bridge": s.bridge or None}
-                for name, s in sorted(self.status.items())}
+        report: Doc = {name: {"up": s.up, "reason": s.reason, "bridge": s.bridge or None}
+                       for name, s in sorted(self.status.items())}
+        for name, state in self.gateway.items():
+            if name in report:
+                report[name]["gateway"] = state[:256]
+        return report
 
     def spec_of(self, net: Network) -> LinkSpec:
         s = self.settings
