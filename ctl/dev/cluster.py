@@ -14,6 +14,7 @@ last) and removes the state file; logs stay in the directory. Called by `ctl.cmd
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ Say = Callable[[str], None]
 # What `up` starts afresh.
 RUNTIME = ("zookeeper", "nodes", "api.log", "api.yaml", "tokens", "api.tmp", "hosts")
 MARKER = ".herdctl-dev"  # `up` cleans only a directory that holds this file (or is empty)
+RUN_ROOT = Path("/run/herd")  # gateways' run directories of QEMU dev hosts
 POLL = 0.05  # seconds between looks at a child's start-up output (see `_serving_url`)
 
 
@@ -171,10 +173,12 @@ def _node_config(dev: DevState, name: str) -> Path:
     else:
         fence, address = write_fence_agent(folder), None
         uri = write_node_file(folder, name)
+    # dnsmasq reads its run directory as `nobody`: under /run, not the 0700 home.
+    run_dir = RUN_ROOT / f"dev-{hashlib.sha1(dev.dir.encode()).hexdigest()[:8]}" / name
     return private_file(folder / f"{name}.yaml", node_config(
         name, zk_hosts=dev.zk_hosts, zk_root=dev.zk_root, libvirt_uri=uri, fence=fence,
         address=address, event_log=folder / f"{name}.events", netns=netns,
-        run_dir=folder / f"{name}.run"))
+        run_dir=run_dir if netns is not None else None))
 
 
 def start_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:

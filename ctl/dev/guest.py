@@ -6,6 +6,7 @@ run into their timeout and are forced, as with a real guest that hangs. It has n
 network, graphics, serial, USB or balloon, so it migrates live in about two seconds.
 `type='kvm'` where /dev/kvm is usable (`kvm_usable()` really creates a VM: a VM inside
 a VM may have the device node without working KVM), TCG (`type='qemu'`) otherwise.
+`pxe_guest_xml` adds a NIC on a Herd network and boots from it (iPXE asks DHCP).
 Called by `ctl.dev.cluster` (dev up --hypervisor qemu), `ctl.demo`, the real-QEMU e2e
 tests and bench/. No libvirt import: the XML is plain text.
 """
@@ -72,3 +73,17 @@ def guest_xml(name: str, *, memory_mib: int = 32, kvm: bool | None = None) -> st
         "<devices><controller type='usb' model='none'/><memballoon model='none'/>"
         "</devices></domain>"
     )
+
+
+def pxe_guest_xml(name: str, *, network: str, mac: str | None = None,
+                  memory_mib: int = 64) -> str:
+    """A guest with one virtio NIC on Herd's `network` that boots from it: QEMU's iPXE
+    option ROM (Debian's ipxe-qemu) asks DHCP for an address at boot. Always TCG: under
+    nested KVM, iPXE hits an emulation failure here and the guest pauses (DESIGN.md §6)."""
+    fixed = f"<mac address='{escape(mac)}'/>" if mac else ""
+    nic = (f"<interface type='network'>{fixed}<source network='{escape(network)}'/>"
+           "<model type='virtio'/></interface>")
+    return (guest_xml(name, memory_mib=memory_mib, kvm=False)
+            .replace("<bios useserial='no' rebootTimeout='-1'/>",
+                     "<boot dev='network'/><bios useserial='no' rebootTimeout='-1'/>")
+            .replace("<memballoon model='none'/>", f"<memballoon model='none'/>{nic}"))

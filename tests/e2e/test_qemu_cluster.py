@@ -21,145 +21,25 @@ The cluster's processes are started by `herdctl` (not children of pytest) and st
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from ctl.client import Client
 from ctl.dev import state
-from ctl.dev.guest import guest_xml
+from ctl.dev.guest import pxe_guest_xml
 from ctl.dev.qemu import HostsUnavailable, QemuHosts, probe
-from store import events
-from store.client import Store
-from store.errors import NotFound
 from tests.support import hostwatch
+from tests.support.qemucluster import HERDCTL, WAIT, Cluster, one_continuous_run
 
 pytestmark = pytest.mark.qemu
 
-HERDCTL = str(Path(sys.executable).with_name("herdctl"))
 NODES = ("hv1", "hv2", "hv3")
-WAIT = 60.0  # a verb's wait=true bound; migrations take ~2 s, a fence ~15 s
-
-
-@dataclass
-class Cluster:
-    dir: Path
-    client: Client
-    hosts: QemuHosts
-    watch: hostwatch.HostwatchProcess
-    zk_hosts: str
-
-    def history(self) -> list[dict[str, Any]]:
-        """The recorder's history up to now: once it finished a sampling round that began
-        after this call (a host's listing waits while its libvirtd starts or stops a QEMU)."""
-        self.watch.sync()
-        return hostwatch.load(self.watch.out)
-
-    def herdctl(self, *args: str) -> str:
-        done = subprocess.run([HERDCTL, *args, "--dir", str(self.dir)], capture_output=True,
-                              text=True, timeout=180, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    def vm_events(self, vm: str, kind: str) -> list[dict[str, Any]]:
-        """`herdctl vm events VM --kind KIND -o json` (GET /event)."""
-        done = subprocess.run([HERDCTL, "vm", "events", vm, "--kind", kind, "-o", "json"],
-                              capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "HERD_DEV_DIR": str(self.dir)},
-                              stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stderr
-        return list(json.loads(done.stdout))
-
-    def node_pid(self, node: str) -> int:
-        dev = state.load(self.dir)
-        assert dev is not None
-        return next(p.pid for p in dev.processes if p.role == f"node/{node}")
-
-    def define(self, name: str, node: str, **meta: Any) -> None:
-        self.client.post("/vm", {"xml": guest_xml(name), "node": node, **meta})
-
-    def state(self, name: str, verb: str, *, wait: bool = True) -> Any:
-        return self.client.post(f"/vm/{name}/state",
-                                {"state": verb, "wait": wait, "timeout": WAIT}, timeout=WAIT + 10)
-
-    def place(self, name: str, action: str, node: str | None = None) -> Any:
-        body = {"action": action, "wait": True, "timeout": WAIT,
-                **({"node": node} if node else {})}
-        return self.client.post(f"/vm/{name}/node", body, timeout=WAIT + 10)
-
-    def vm(self, name: str) -> dict[str, Any]:
-        return dict(self.client.get(f"/vm/{name}"))
-
-    def until(self, name: str, check: Callable[[dict[str, Any]], bool], *,
-              timeout: float = WAIT, kind: str = "VM") -> dict[str, Any]:
-        """The VM (or Node) once check(object) holds, following GET /watch (no polling)."""
-        path = f"/{kind.lower()}/{name}"
-        version = self.client.get(f"/{kind.lower()}")["resourceVersion"]
-        current = dict(self.client.get(path))
-        if check(current):
-            return current
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            for event in self.client.watch(timeout=min(left, 10.0), kind=kind, name=name,
-                                           resourceVersion=version):
-                version = event.get("resourceVersion", version)
-                if event.get("object") and check(event["object"]):
-                    return dict(event["object"])
-        raise AssertionError(f"{name} never got there: {self.client.get(path)}")
-
-    def delete(self, *names: str) -> None:
-        for name in names:
-            self.client.call("DELETE", f"/vm/{name}", query={"force": "true"})
-
-    def events_of(self, vm: str, kind: str) -> list[dict[str, Any]]:
-        with self.store() as store:
-            return [e for e in events.recent(store, limit=500)
-                    if e.get("vm") == vm and e.get("kind") == kind]
-
-    @contextmanager
-    def store(self) -> Iterator[Store]:
-        store = Store(self.zk_hosts, "/herd")
-        store.start()
-        try:
-            yield store
-        finally:
-            store.stop()
-
-    def owned_by_daemon(self, vm: str, pid: int) -> bool:
-        """The VM's owner znode belongs to the session of the herd-node process `pid`."""
-        with self.store() as store:
-            try:
-                owner = store.get(store.paths.vm_owner(vm))
-                alive = store.get(store.paths.node_alive(owner.doc["node"]))
-            except NotFound:
-                return False
-        return bool(alive.doc.get("pid") == pid
-                    and owner.stat.ephemeralOwner == alive.stat.ephemeralOwner)
-
-
-def one_continuous_run(cluster: Cluster, vm: str, *, since: float, on: str) -> None:
-    """From outside Herd: vm ran without a restart, never on two hosts, never nowhere,
-    and is on `on` (and only there) now."""
-    history = cluster.history()
-    now = time.time()
-    assert hostwatch.restarts(history, vm) == [], "the guest was restarted"
-    assert hostwatch.absences(history, vm, since=since, until=now) == [], \
-        "a sampling round found the guest on no host"
-    assert not hostwatch.double_runs(
-        [i for i in hostwatch.running_from_events(history, end=now) if i.vm == vm])
-    assert not hostwatch.double_runs(
-        [i for i in hostwatch.running_from_samples(history) if i.vm == vm])
-    assert hostwatch.where(history, vm) == [on]
+PXE_MAC = "52:54:00:a0:00:10"
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +198,30 @@ def test_shutdown_is_aborted_by_migrate_and_the_guest_moves_live(cluster: Cluste
     assert vm["spec"]["state"] == "running"
     one_continuous_run(cluster, "stub3", since=since, on="hv1")
     cluster.delete("stub3")
+
+
+# --- a managed network: VXLAN between the hosts, DHCP by the primary's dnsmasq ---------------
+
+def test_a_guest_boots_from_a_managed_network_and_gets_its_reserved_address(
+        cluster: Cluster) -> None:
+    cluster.ctl("network", "add", "lan", "--type", "managed", "--vni", "160",
+                    "--ipv4", "10.160.0.0/24", "--gateway4", "10.160.0.1",
+                    "--dhcp4", "10.160.0.100-10.160.0.150", "--domain", "lan.herd.internal")
+    cluster.ctl("network", "reservation", "add", "lan", PXE_MAC, "10.160.0.10",
+                    "--hostname", "pxe1")
+    for node in NODES:
+        cluster.until(node, lambda n: ((n["status"] or {}).get("networks") or {})
+                      .get("lan", {}).get("up") is True, kind="Node")
+    primary = next(n["metadata"]["name"] for n in cluster.client.get("/node")["items"]
+                   if n["primary"])
+    elsewhere = next(n for n in NODES if n != primary)  # DHCP crosses the VXLAN
+    cluster.client.post("/vm", {"xml": pxe_guest_xml("pxe1", network="lan", mac=PXE_MAC),
+                                "node": elsewhere})
+    cluster.state("pxe1", "start")
+    lease = cluster.lease("lan", PXE_MAC, timeout=60)  # iPXE under TCG: ~10 s
+    assert lease["ip"] == "10.160.0.10" and lease["hostname"] == "pxe1"
+    cluster.delete("pxe1")
+    cluster.ctl("network", "remove", "lan")
 
 
 # --- daemon crash, host failure --------------------------------------------------------------
