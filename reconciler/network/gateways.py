@@ -1,8 +1,9 @@
 """`NodeGateways`: which node is the gateway of each managed network (issue #14).
 
 The primary coordinator is the gateway of every managed network that has an IPv4 block
-with a DHCP range and is up on it: it holds the network's address on the bridge and runs
-its dnsmasq (`reconciler.network.gateway.Gateway`). Never two at once: the holder is
+with a DHCP range and is up on it: it holds the network's address on the bridge, runs
+its dnsmasq (`reconciler.network.gateway.Gateway`) and its firewall rules and NAT
+(`reconciler.network.firewall`). Never two at once: the holder is
 recorded in `<root>/networks/<net>/gateway` (`store.networks.take_gateway`), a znode
 that outlives sessions, and a node takes it only when it is absent:
 - a node that is not (or no longer) the primary stops its gateways, then removes its
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.network.dnsmasq import AddressPlan, DhcpPool, GatewaySpec, Lease, Reservation
+from reconciler.network.firewall import Firewall, FirewallError, ruleset
 from reconciler.network.gateway import Gateway, GatewayState
 from reconciler.network.leasechannel import LeaseAction, LeaseEvent
 from reconciler.network.nodenets import NodeNetworks
@@ -86,6 +88,8 @@ class NodeGateways:
         self.is_primary = is_primary
         self.queue = Controller("gateway", self._reconcile, node=settings.node, workers=1)
         self.running: dict[str, Gateway] = {}
+        self.firewall = Firewall(settings.netns)
+        self.walls: dict[str, tuple[Network, str]] = {}  # applied: the network, its text
 
     async def start(self) -> None:
         self.queue.bind(asyncio.get_running_loop())
@@ -163,12 +167,37 @@ class NodeGateways:
             status = await gateway.start()
         else:
             status = await gateway.update(spec)
-        self.nets.gateway[name] = str(status.state) + (f": {status.reason}"
-                                                       if status.reason else "")
-        self.nets.changed()
-        return Result.done() if status.state == GatewayState.RUNNING else Result.after(5.0)
+        state = str(status.state) + (f": {status.reason}" if status.reason else "")
+        if status.state == GatewayState.RUNNING:
+            state = await self._wall(name, spec.bridge) or state
+        if self.nets.gateway.get(name) != state:
+            self.nets.gateway[name] = state
+            self.nets.changed()
+        return Result.done() if state == "running" else Result.after(5.0)
+
+    async def _wall(self, name: str, bridge: str) -> str | None:
+        """The network's firewall and NAT in place; None, or why not."""
+        net = self.nets.network(name)
+        if net is None:
+            return None
+        text = ruleset(net, bridge)
+        if self.walls.get(name, (None, ""))[1] == text:
+            return None
+        try:
+            await self.firewall.apply(net, bridge)
+        except FirewallError as e:
+            log.warning("network %s: firewall not applied: %s", name, e)
+            return f"running, firewall failed: {e}"
+        self.walls[name] = (net, text)
+        return None
 
     async def _release(self, name: str) -> None:
+        wall = self.walls.pop(name, None)
+        if wall is not None:
+            try:
+                await self.firewall.remove(wall[0])
+            except FirewallError as e:
+                log.warning("network %s: firewall not removed: %s", name, e)
         gateway = self.running.pop(name, None) or self._leftover(name)
         if gateway is not None:
             await gateway.stop()

@@ -6,7 +6,9 @@ gets its reserved address and a lease over the VXLAN (a real DHCP exchange); the
 kept in ZooKeeper. When the primary stops, its gateway stops first and the new primary
 takes it, restoring the leases (same address for the same MAC). When the primary
 crashes, the new primary takes the gateway only after the fence (which here kills every
-process in the crashed node's namespace, like pulling its plug).
+process in the crashed node's namespace, like pulling its plug). The network's NAT and
+firewall rules apply at the gateway: a guest reaches beyond it only with NAT on, and not
+where an `out` rule drops it.
 """
 
 from __future__ import annotations
@@ -169,3 +171,45 @@ async def test_a_crashed_primarys_gateway_is_taken_only_after_its_fence(
     assert hold["node"] == f"hv-{other}"
     assert (await lease(guest, DYNAMIC))[0] == leased
     assert sh("ip", "netns", "pids", lab.ns(first)).split() == []  # nothing of it answers
+
+
+async def test_nat_and_firewall_rules_apply_at_the_gateway(
+        cluster: dict[str, RunningDaemon], lab: Lab, store: Store) -> None:
+    first = await gateway_on(store)
+    other = "b" if first == "a" else "a"
+    guest = lab.guest(other, f"hbr{VNI}", "10.45.0.5")
+    sh("ip", "-n", guest, "route", "add", "default", "via", "10.45.0.1")
+    target = ADDRESS[other]  # beyond the gateway: the other node's underlay address
+    assert not await lab.ping(guest, target)  # routed out, but nobody routes back: no NAT
+
+    async def change(**spec: Any) -> None:
+        doc = store.get(store.paths.network("blue")).doc
+        generation = doc["metadata"]["generation"] + 1
+        new = {**doc, "spec": {**doc["spec"], **spec},
+               "metadata": {**doc["metadata"], "generation": generation}}
+        await asyncio.to_thread(put_network, store, "blue", new)
+        await until_table(lab, first, f"herd_{VNI}", spec)
+
+    await change(nat=True)
+    assert await lab.ping(guest, target)  # masqueraded to the gateway's underlay address
+    await change(acl=[{"name": "no-b", "direction": "out", "order": 10,
+                       "rule": f"ip daddr {target} drop"}])
+    assert not await lab.ping(guest, target)
+    await change(acl=[])
+    assert await lab.ping(guest, target)
+
+
+async def until_table(lab: Lab, node: str, table: str, spec: dict[str, Any],
+                      *, timeout: float = 15.0) -> None:
+    """The node's ruleset once it shows `spec`'s NAT and rules (the gateway applies them
+    after it saw the change: nothing to watch from here but the ruleset itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = sh("ip", "netns", "exec", lab.ns(node), "nft", "list", "ruleset")
+        rules = [r["rule"] for r in spec.get("acl", [])]
+        wanted_nat = ("masquerade" in text) == bool(spec.get("nat", True))
+        if table in text and wanted_nat and all(r in text for r in rules) and (
+                "acl" not in spec or spec["acl"] or "drop" not in text):
+            return
+        assert time.monotonic() < deadline, text
+        await asyncio.sleep(0.1)  # another process's ruleset: nothing to wait on
