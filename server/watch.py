@@ -1,6 +1,6 @@
 """`GET /watch`: a stream of change events as newline-delimited JSON.
 
-Filters: `kind` (VM or Node) and `name`. Without `resourceVersion` the stream starts with
+Filters: `kind` (VM, Node or Network) and `name`. Without `resourceVersion` the stream starts with
 an ADDED event for every object that exists now, then follows changes; with one, it
 replays the kept events from that version on (see `server.events` for the exact rule) and
 answers 410 when they are no longer all kept. `timeout` ends the stream after that many
@@ -23,7 +23,7 @@ from server.deadline import lift_deadline
 from server.errors import ApiError
 from server.events import Event, Gone, Watcher
 from server.http import load_query
-from server.views import node_object, vm_object
+from server.views import network_object, node_object, vm_object
 from vocabulary import Kind
 
 
@@ -58,6 +58,11 @@ def _initial(c: Ctx, watcher: Watcher) -> list[Event]:
         for node in c.cache.all_nodes():
             if watcher.name in (None, node.name):
                 out.append(Event(rv, "ADDED", "Node", node.name, node_object(node, primary=None)))
+    if watcher.kind in (None, "Network"):
+        for name in c.cache.network_names():
+            found = c.cache.network(name)
+            if found is not None and watcher.name in (None, name):
+                out.append(Event(rv, "ADDED", "Network", name, network_object(found)))
     return out
 
 

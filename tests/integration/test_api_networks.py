@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,22 @@ async def test_apply_makes_a_network_and_the_vms_on_it_in_one_transaction(
         status, body = await api.post("/apply", {"objects": objects})
         assert status == 422 and where in body["error"]["details"]["objects"]["0"]["spec"]
     assert stored(store) == ["web"]
+
+
+async def test_the_watch_stream_carries_networks(api: Api) -> None:
+    assert (await api.post("/network", WEB))[0] == 201
+    resp = await api.raw("GET", "/watch", params={"kind": "Network", "timeout": "10"})
+
+    async def next_event() -> dict[str, Any]:
+        line = await asyncio.wait_for(resp.content.readline(), 10)
+        assert line, "the stream ended"
+        return dict(json.loads(line))
+
+    first = await next_event()
+    assert (first["type"], first["kind"], first["name"]) == ("ADDED", "Network", "web")
+    assert (await api.post("/network/web", {"description": "x"}))[0] == 200
+    changed = await next_event()
+    assert changed["type"] == "MODIFIED" and changed["object"]["spec"]["description"] == "x"
+    assert (await api.call("DELETE", "/network/web"))[0] == 200
+    assert (await next_event())["type"] == "DELETED"
+    resp.close()
