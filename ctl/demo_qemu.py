@@ -4,8 +4,9 @@ It brings up three QEMU hosts on this machine (`herdctl dev up --hypervisor qemu
 libvirtd per host in namespaces of its own, needs root) with real disk-less guests
 (`ctl.dev.guest`), then: a guest migrates live from hv1 to hv2 (`vm migrate --wait`), its
 history shows the migration's duration and the guest's downtime (`vm events`); a flush of
-hv2 moves both guests live; ready brings db home, unmigrate web; `dev down` leaves
-nothing. After each
+hv2 moves both guests live; ready brings db home, unmigrate web; a managed network, and
+a guest on it that boots iPXE and gets its reserved address from the primary's dnsmasq;
+`dev down` leaves nothing. After each
 step it checks through the API, and from OUTSIDE Herd through the hosts' own QEMU pid
 files in /proc (the guest runs on exactly one host, and its QEMU process there is alive),
 and exits non-zero naming the first step that did not happen. Called by `make demo-qemu`.
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from ctl.demo import Demo, tell
-from ctl.dev.guest import guest_xml
+from ctl.dev.guest import guest_xml, pxe_guest_xml
 from ctl.dev.qemu import QemuHosts
 
 GUESTS = ("web", "db")
+PXE_MAC = "52:54:00:a0:00:10"
 
 
 class QemuDemo(Demo):
@@ -83,6 +87,38 @@ class QemuDemo(Demo):
         self.run("vm", "unmigrate", "web", "--wait")
         self.check_on("web", "hv1")
 
+    def network(self) -> None:
+        self.say("A managed network: a VXLAN between the three hosts, the primary as its "
+                 "gateway (dnsmasq: DHCP and DNS). A guest on another host boots from it "
+                 "(iPXE) and gets its reserved address over the VXLAN.")
+        self.run("network", "add", "lan", "--type", "managed", "--vni", "160", "--ipv4",
+                 "10.160.0.0/24", "--gateway4", "10.160.0.1", "--dhcp4",
+                 "10.160.0.100-10.160.0.150", "--domain", "lan.herd.internal")
+        self.run("network", "reservation", "add", "lan", PXE_MAC, "10.160.0.10",
+                 "--hostname", "pxe")
+        primary = next(n["metadata"]["name"] for n in self.client.get("/node")["items"]
+                       if n["primary"])
+        node = next(n for n in ("hv1", "hv2", "hv3") if n != primary)
+        xml = self.dir / "pxe.xml"
+        xml.write_text(pxe_guest_xml("pxe", network="lan", mac=PXE_MAC))
+        self.run("vm", "define", str(xml), "--node", node)
+        self.run("vm", "start", "pxe", "--wait")
+        lease = self.lease("lan", PXE_MAC, timeout=60)
+        self.run("network", "lease", "list", "lan")
+        self.check(f"pxe (on {node}) leased 10.160.0.10 from the gateway on {primary}",
+                   lease is not None and lease["ip"] == "10.160.0.10")
+        self.run("vm", "remove", "pxe", "--force")
+
+    def lease(self, network: str, mac: str, *, timeout: float) -> dict[str, Any] | None:
+        """The lease of `mac` once recorded (a guest's firmware: nothing to watch)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for lease in self.client.get(f"/network/{network}/lease")["items"]:
+                if lease["mac"] == mac:
+                    return dict(lease)
+            time.sleep(0.5)
+        return None
+
     def wait_guest_on(self, guest: str, node: str) -> None:
         for event in self.client.watch(timeout=60, kind="VM", name=guest):
             if ((event["object"] or {}).get("status") or {}).get("node") == node:
@@ -102,7 +138,8 @@ def main() -> int:
     directory = Path(tempfile.mkdtemp(prefix="herd-demo-qemu-"))
     print(f"Herd on real hypervisors. The cluster lives in {directory} (HERD_DEV_DIR).")
     demo = QemuDemo(directory)
-    return tell(demo, [demo.up, demo.guests, demo.migrate, demo.flush, demo.down])
+    return tell(demo, [demo.up, demo.guests, demo.migrate, demo.flush, demo.network,
+                       demo.down])
 
 
 if __name__ == "__main__":
