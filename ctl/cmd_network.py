@@ -47,10 +47,12 @@ def list_command(ctl: Ctl, fmt: str) -> None:
 @output_option("text", "json", "yaml", default="text")
 @pass_ctl
 def info_command(ctl: Ctl, name: str, *, fmt: str) -> None:
-    """Everything about one network."""
+    """Everything about one network, and its state on each node."""
     net = ctl.client.get(f"/network/{name}")
-    emit(network_info(net) if fmt == "text" else to_json(net) if fmt == "json"
-         else to_yaml(net))
+    if fmt != "text":
+        emit(to_json(net) if fmt == "json" else to_yaml(net))
+        return
+    emit(network_info(net, ctl.client.get("/node")["items"]))
 
 
 def spec_options(func: Any) -> Any:

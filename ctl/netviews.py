@@ -89,7 +89,22 @@ def _block_text(net: dict[str, Any], key: str) -> str:
     return f"{network} via {_block(net, key, 'gateway')}, DHCP {_range(net, key)}{lease}"
 
 
-def network_info(net: dict[str, Any]) -> str:
+def on_nodes(name: str, nodes: list[dict[str, Any]]) -> str:
+    """Each node's state of network `name` (its status `networks`), a line each."""
+    lines = []
+    for node in nodes:
+        entry = ((node.get("status") or {}).get("networks") or {}).get(name)
+        label = str((node.get("metadata") or {}).get("name", "?"))
+        if entry is None:
+            lines.append(f"{label}: not reported")
+            continue
+        state = "up" if entry.get("up") else f"down: {entry.get('reason') or '?'}"
+        gateway = f", gateway {entry['gateway']}" if entry.get("gateway") else ""
+        lines.append(f"{label}: {state}{gateway}")
+    return "\n".join(lines) or "-"
+
+
+def network_info(net: dict[str, Any], nodes: list[dict[str, Any]] | None = None) -> str:
     spec = _spec(net)
     meta = net.get("metadata") or {}
     reserved = [f"{r['mac']} {r['ip']} {r.get('hostname') or ''}".rstrip()
@@ -107,4 +122,5 @@ def network_info(net: dict[str, Any]) -> str:
         ("NAT", dash(bool(spec.get("nat")))),
         ("Reservations", "\n".join(reserved) or "-"), ("Rules", "\n".join(rules) or "-"),
         ("Generation", dash(meta.get("generation"))),
+        *([("Nodes", on_nodes(str(meta.get("name")), nodes))] if nodes is not None else []),
     ])

@@ -106,3 +106,11 @@ def test_network_views() -> None:
                    "10.1.0.10-10.1.0.20", "-"]
     assert "10.1.0.0/24 via 10.1.0.1, DHCP 10.1.0.10-10.1.0.20, leases 3600s" in \
         network_info(net)
+    nodes: list[dict[str, Any]] = [{"metadata": {"name": "hv1"}, "status": {"networks": {"web": {
+                 "up": True, "gateway": "running"}}}},
+             {"metadata": {"name": "hv2"}, "status": {"networks": {"web": {
+                 "up": False, "reason": "no VXLAN support: x"}}}},
+             {"metadata": {"name": "hv3"}, "status": None}]
+    text = network_info(net, nodes)
+    assert "hv1: up, gateway running" in text and "hv2: down: no VXLAN support: x" in text
+    assert "hv3: not reported" in text
