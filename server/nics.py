@@ -8,9 +8,9 @@ stores XML (define, modify, replace, apply):
   a new random one in QEMU's range 52:54:00:xx:xx:xx;
 - no MAC is used twice in the cluster: a MAC that another VM's NIC has is a 422.
 
-The uniqueness check reads `server.macindex.MacIndex` (kept by the cache): two defines
-naming the same new MAC in the same instant on two API servers could both pass (no
-registry znode yet; the issue note says so). Used by `server.vm_handlers`,
+The uniqueness check reads `server.macindex.MacIndex` (kept by the cache) to say it early
+and by name; what makes it hold under concurrency is the MAC registry written in the same
+transaction as the VM (`store.macs`). Used by `server.vm_handlers`,
 `server.objects` and `server.apply` through `server.objects.XmlCheck`.
 """
 

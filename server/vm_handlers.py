@@ -55,7 +55,7 @@ from server.objects import (
     strip_read_only,
 )
 from server.views import vm_meta, vm_object
-from store import txn, vms
+from store import macs, txn, vms
 from store.client import Versioned
 from store.errors import AlreadyExists, NotFound, StoreError
 from store.model import VM, read_vm
@@ -144,8 +144,9 @@ async def define_vm(request: web.Request) -> web.Response:
     note_object(request, f"vm/{name}")
     try:
         await commit_grouped(c, vms.define_ops(c.store.paths, vm))
-    except AlreadyExists:
-        raise conflict(f"VM {name!r} exists already") from None
+    except AlreadyExists as e:
+        raise mac_clash(c, e, field=("xml",)) or conflict(f"VM {name!r} exists already") \
+            from None
     rec = await settled_vm(c, name, complete)
     return json_response(vm_object(rec), status=201)
 
@@ -155,10 +156,12 @@ async def _patch(c: Ctx, name: str, patch: dict[str, Any], *,
     """Merge `patch` into the VM's spec (read-modify-write, version-checked, retried); a
     patch of the XML is checked by `check` against the XML it replaces."""
     try:
-        result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
+        result = await asyncio.to_thread(macs.update_vm, c.store, name,
                                          lambda doc: patch_vm(doc, patch, xml_check=check))
     except NotFound:
         raise not_found("VM", name) from None
+    except AlreadyExists as e:
+        raise mac_clash(c, e, field=("xml",)) or e from None
     return await settled_vm(c, name, lambda rec: rec.mzxid >= result.mzxid)
 
 
@@ -200,9 +203,11 @@ async def replace(request: web.Request) -> web.Response:
     check_node_known(vm["spec"], c.cache.has_node)
     expect, check = _resource_version(vm["metadata"]), xml_check(request)
     try:
-        result = await asyncio.to_thread(c.store.update, c.store.paths.vm(name),
+        result = await asyncio.to_thread(macs.update_vm, c.store, name,
                                          lambda doc: replace_vm_checked(doc, vm, check),
                                          expect_mzxid=expect)
+    except AlreadyExists as e:
+        raise mac_clash(c, e, field=("spec", "xml")) or e from None
     except NotFound:
         if expect is not None:
             raise conflict(f"VM {name!r} no longer exists (resourceVersion {expect})") from None
@@ -216,8 +221,9 @@ async def _create_by_put(c: Ctx, vm: dict[str, Any]) -> web.Response:
     name = vm["metadata"]["name"]
     try:
         await commit_grouped(c, vms.define_ops(c.store.paths, new_object(vm)))
-    except AlreadyExists:
-        raise conflict(f"VM {name!r} was created meanwhile; GET it and retry") from None
+    except AlreadyExists as e:
+        raise mac_clash(c, e, field=("spec", "xml")) or conflict(
+            f"VM {name!r} was created meanwhile; GET it and retry") from None
     rec = await settled_vm(c, name, complete)
     return json_response(vm_object(rec), status=201)
 
@@ -244,8 +250,10 @@ async def delete_vm(request: web.Request) -> web.Response:
         raise not_found("VM", name) from None
     if not query["force"]:
         _refuse_delete(tree, c, name)
+    xml = tree[c.store.paths.vm(name)].doc.get("spec", {}).get("xml")
+    releases = await asyncio.to_thread(macs.release_ops, c.store, name, xml)
     try:
-        await commit(c.store, txn.delete_subtree_ops(tree))
+        await commit(c.store, [*txn.delete_subtree_ops(tree), *releases])
     except (NotFound, AlreadyExists) as e:
         raise conflict(f"VM {name!r} changed while it was being deleted; retry ({e})") from None
     await settled_gone(c, "VM", name)
@@ -275,3 +283,15 @@ async def rename(request: web.Request) -> web.Response:
     await settled_gone(c, "VM", name)
     rec = await settled_vm(c, new, complete)
     return json_response(vm_object(rec))
+
+
+def mac_clash(c: Ctx, error: StoreError, *, field: tuple[str, ...]) -> ApiError | None:
+    """A 422 `duplicate_mac` when `error` is a MAC another VM holds (`store.macs`)."""
+    mac = macs.is_mac_clash(c.store.paths, error)
+    if mac is None:
+        return None
+    message = f"MAC {mac} is used by another VM: each NIC in the cluster needs its own"
+    details: dict[str, Any] = {field[-1]: [message]}
+    for key in reversed(field[:-1]):
+        details = {key: details}
+    return ApiError(422, "duplicate_mac", message, details=details)

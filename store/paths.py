@@ -65,6 +65,13 @@ class Paths:
         return self._join("networks", name, "leases", mac)
 
     @property
+    def macs(self) -> str:
+        return self._join("macs")
+
+    def mac(self, mac: str) -> str:
+        return self._join("macs", mac)
+
+    @property
     def audit(self) -> str:
         return self._join("audit")
 

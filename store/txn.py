@@ -331,9 +331,11 @@ def _refuse_running(tree: dict[str, Versioned], src: str, name: str) -> None:
         raise Refused(f"VM {name!r} is {state}; stop it before renaming")
 
 
-def rename_vm(store: Store, old: str, new: str, *, rewrite: Rewrite) -> CommitResult:
-    """Rename VM `old` to `new` in one transaction; raises and changes nothing on any race."""
-    ops = plan_rename(store, old, new, rewrite=rewrite)
+def rename_vm(store: Store, old: str, new: str, *, rewrite: Rewrite,
+              extra: Sequence[Op] = ()) -> CommitResult:
+    """Rename VM `old` to `new` in one transaction (with `extra` operations of the caller's);
+    raises and changes nothing on any race."""
+    ops = [*plan_rename(store, old, new, rewrite=rewrite), *extra]
     if len(chunk(ops)) > 1:
         raise StoreError(f"VM {old!r} is too large to rename in one transaction")
     return commit(store, ops)

@@ -10,7 +10,7 @@ server (define, apply, rename), the benchmarks and tests.
 from __future__ import annotations
 
 from schemas.domainxml import rename_domain_xml
-from store import txn
+from store import macs, txn
 from store.client import Store
 from store.codec import Doc
 from store.paths import Paths
@@ -30,11 +30,13 @@ def initial_status() -> Doc:
 
 
 def define_ops(paths: Paths, vm: Doc) -> list[txn.Op]:
-    """The creates of a new VM: object, placement and status, for one transaction."""
+    """The creates of a new VM: object, placement, status and its NICs' MACs
+    (`store.macs`), for one transaction."""
     name = vm["metadata"]["name"]
     return [txn.Create(paths.vm(name), vm),
             txn.Create(paths.vm_placement(name), initial_placement(vm)),
-            txn.Create(paths.vm_status(name), initial_status())]
+            txn.Create(paths.vm_status(name), initial_status()),
+            *macs.claim_ops(paths, name, vm.get("spec", {}).get("xml"))]
 
 
 def _renamer(old: str, new: str) -> txn.Rewrite:
@@ -49,5 +51,8 @@ def _renamer(old: str, new: str) -> txn.Rewrite:
 
 
 def rename_vm(store: Store, old: str, new: str) -> txn.CommitResult:
-    """Rename a stopped VM: its whole subtree, name and domain XML, in one transaction."""
-    return txn.rename_vm(store, old, new, rewrite=_renamer(old, new))
+    """Rename a stopped VM: its whole subtree, name and domain XML, and its MACs' entries,
+    in one transaction."""
+    xml = store.get(store.paths.vm(old)).doc.get("spec", {}).get("xml")
+    return txn.rename_vm(store, old, new, rewrite=_renamer(old, new),
+                         extra=macs.move_ops(store, old, new, xml))

@@ -203,3 +203,26 @@ async def test_the_watch_stream_carries_networks(api: Api) -> None:
     assert (await api.call("DELETE", "/network/web"))[0] == 200
     assert (await next_event())["type"] == "DELETED"
     resp.close()
+
+
+async def test_every_mac_is_registered_with_its_vm_and_two_defines_cannot_share_one(
+        api: Api, store: Store) -> None:
+    assert (await api.post("/network", WEB))[0] == 201
+    mac, other = "52:54:00:77:00:01", "52:54:00:77:00:02"
+    answers = await asyncio.gather(*(api.post("/vm", {"xml": nic_vm(n, mac=mac)})
+                                     for n in ("m1", "m2", "m3")))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201, 422, 422], answers
+    refusals = [body["error"] for status, body in answers if status == 422]
+    assert {e["code"] for e in refusals} == {"duplicate_mac"}
+    assert any("another VM" in e["message"] for e in refusals)  # the registry's, not the cache's
+    [winner] = [body["metadata"]["name"] for status, body in answers if status == 201]
+    assert store.get(store.paths.mac(mac)).doc == {"vm": winner}
+    status, body = await api.post(f"/vm/{winner}", {"xml": nic_vm(winner, mac=other)})
+    assert status == 200, body
+    assert store.exists(store.paths.mac(mac)) is None  # freed with the XML that had it
+    assert store.get(store.paths.mac(other)).doc == {"vm": winner}
+    assert (await api.post(f"/vm/{winner}/rename", {"new_name": "m9"}))[0] == 200
+    assert store.get(store.paths.mac(other)).doc == {"vm": "m9"}
+    assert (await api.call("DELETE", "/vm/m9"))[0] == 200
+    assert store.children(store.paths.macs) == []
