@@ -94,7 +94,7 @@ class NodeGateways:
     async def start(self) -> None:
         self.queue.bind(asyncio.get_running_loop())
         self.nets.informer.subscribe(self._on_network)
-        self.nodes.subscribe(lambda _change: self.resync())
+        self.nodes.subscribe(self._on_node)
         self.queue.start()
         self.resync()
 
@@ -107,6 +107,15 @@ class NodeGateways:
         await self.queue.stop()
         for name in sorted(self.running):
             await self._release(name)
+
+    def _on_node(self, change: Change) -> None:
+        """A node came or went, or was fenced: a hold of its may now be taken over (not on
+        every heartbeat: those change nothing here)."""
+        parts = self.store.paths.split(change.path)
+        fenced = any(v is not None and v.doc.get("daemonState") == "fenced"
+                     for v in (change.old, change.new))
+        if len(parts) == 2 or (len(parts) == 3 and (parts[2] == "alive" or fenced)):
+            self.resync()
 
     def _on_network(self, change: Change) -> None:
         parts = self.store.paths.split(change.path)
