@@ -121,7 +121,8 @@ async def settled_vm(c: Ctx, name: str, done: Callable[[VM], bool]) -> VM:
 async def settled_gone(c: Ctx, kind: str, name: str) -> None:
     """Return once the cache no longer has the object (or after the settle timeout)."""
     def check() -> bool | None:
-        found = {"VM": c.cache.vm, "Node": c.cache.node, "Network": c.cache.network}[kind](name)
+        found = c.cache.docs.get(kind, name) if kind in c.cache.docs.folders else \
+            {"VM": c.cache.vm, "Node": c.cache.node}[kind](name)
         return True if found is None else None
 
     await c.cache.wait_for((kind, name), check, timeout=SETTLE_TIMEOUT)

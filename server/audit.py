@@ -179,7 +179,8 @@ def _object(request: web.Request) -> tuple[str | None, dict[str, str]]:
         if kind in ("vm", "node") and " " not in name:
             about.setdefault(kind, name)
         return noted, about
-    for part, kind in (("vm", "vm"), ("node", "node"), ("token", "token"), ("net", "network")):
+    for part, kind in (("vm", "vm"), ("node", "node"), ("token", "token"), ("net", "network"),
+                       ("pool", "pool")):
         if part in request.match_info:
             return f"{kind}/{request.match_info[part]}", about
     return None, about

@@ -1,5 +1,6 @@
-"""The API server's watched cache: five informers (`/vms`, `/nodes`, `/networks`,
-`/config`, `/election`) and what the server keeps beside them, all updated on the loop.
+"""The API server's watched cache: six informers (`/vms`, `/nodes`, `/networks` and
+`/pools` (`server.docobjects`), `/config`, `/election`) and what the server keeps beside
+them, all updated on the loop.
 
 Informer callbacks run on kazoo's thread; they only queue the change and schedule ONE
 drain on the loop (`call_soon_threadsafe`). A drain then, in order:
@@ -29,9 +30,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from server.docobjects import DocObjects
 from server.events import Event, EventHub
 from server.macindex import MacIndex
-from server.views import network_object, node_object, vm_object
+from server.views import doc_object, node_object, vm_object
 from server.waiters import Key, Waiters
 from store.client import Store, Versioned
 from store.election import primary_of
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _SKIP = {"ADDED": ("ADDED", "MODIFIED"), "MODIFIED": ("MODIFIED",)}
-_KINDS = {"vms": "VM", "nodes": "Node", "networks": "Network"}  # top-level znode -> kind
+# top-level znode -> kind
+_KINDS = {"vms": "VM", "nodes": "Node", "networks": "Network", "pools": "Pool"}
 
 
 class ClusterCache:
@@ -54,7 +57,7 @@ class ClusterCache:
         self.store = store
         self.vms = Informer(store, p.vms)
         self.nodes = Informer(store, p.nodes)
-        self.networks = Informer(store, p.networks)
+        self.docs = DocObjects(store, {"Network": p.networks, "Pool": p.pools})
         self.config = Informer(store, p.config)
         self.election = Informer(store, p.election)
         self.primary: str | None = None
@@ -86,10 +89,12 @@ class ClusterCache:
 
     @property
     def _informers(self) -> tuple[Informer, ...]:
-        return (self.vms, self.nodes, self.networks, self.config, self.election)
+        return (self.vms, self.nodes, *self.docs.informers.values(), self.config,
+                self.election)
 
     def _start_informers(self) -> None:
-        for informer in (self.config, self.election, self.nodes, self.networks, self.vms):
+        for informer in (self.config, self.election, self.nodes,
+                         *self.docs.informers.values(), self.vms):
             informer.start()
 
     async def stop(self) -> None:
@@ -153,10 +158,10 @@ class ClusterCache:
 
     def network(self, name: str) -> Versioned | None:
         """A network's stored document (spec with reservations and rules)."""
-        return self.networks.get(self.store.paths.network(name))
+        return self.docs.get("Network", name)
 
     def network_names(self) -> list[str]:
-        return sorted(self._names["Network"])
+        return self.docs.names("Network")
 
     def all_nodes(self) -> list[Node]:
         return [n for n in (self.node(name) for name in self.node_names()) if n is not None]
@@ -271,8 +276,8 @@ class ClusterCache:
     def _event_type(self, key: Key, own: bool, change: Change) -> str | None:
         if own:
             return {"added": "ADDED", "modified": "MODIFIED", "deleted": "DELETED"}[change.kind]
-        if key[0] == "Network":
-            return None  # its leases are not part of the object (GET /network/{net}/lease)
+        if key[0] in ("Network", "Pool"):
+            return None  # a network's leases are not part of it (GET /network/{net}/lease)
         if change.kind == "deleted" and change.path.rsplit("/", 1)[1] in ("placement", "status"):
             return None  # they go only with their VM: its DELETED follows
         return "MODIFIED" if key[1] in self._names[key[0]] else None
@@ -302,9 +307,9 @@ def render(cache: ClusterCache, key: Key, change: Change | None = None) -> dict[
     """The object `key` as the cache has it now (for a delete: as it was last)."""
     kind, name = key
     old = change.old if change is not None else None
-    if kind == "Network":
-        found = cache.network(name) or old
-        return network_object(found) if found is not None else {}
+    if kind in ("Network", "Pool"):
+        found = cache.docs.get(kind, name) or old
+        return doc_object(found, kind) if found is not None else {}
     if kind == "VM":
         rec = cache.vm(name) or (VM(name, old) if old is not None else None)
         return vm_object(rec, xml=True) if rec is not None else {}

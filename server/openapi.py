@@ -68,7 +68,7 @@ def _operation(route: Route) -> dict[str, Any]:
                           "operationId": f"{route.method.lower()}_{route.handler.__name__}",
                           "responses": {str(route.status): _answer(route)},
                           "x-herd-role": route.role.value if route.role else None}
-    params = [_name_param(n) for n in ("vm", "node", "token", "net", "rule")
+    params = [_name_param(n) for n in ("vm", "node", "token", "net", "rule", "pool")
               if "{" + n + "}" in route.path]
     if "{mac}" in route.path:
         params.append({"in": "path", "name": "mac", "required": True,

@@ -173,3 +173,19 @@ class WatchEvent(Schema):
     name = fields.String(required=True)
     object = fields.Dict(required=True)
     resourceVersion = fields.String(required=True)
+
+
+class DocList(Schema):
+    """A list of Networks or Pools."""
+
+    items = fields.List(fields.Dict(), required=True)
+    count = fields.Integer(required=True)
+
+
+class DocObject(Schema):
+    """One Network or Pool: apiVersion, kind, metadata, spec."""
+
+    apiVersion = fields.String(required=True)
+    kind = fields.String(required=True)
+    metadata = fields.Dict(required=True)
+    spec = fields.Dict(required=True)

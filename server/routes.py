@@ -21,6 +21,7 @@ from schemas.operations import (
     VMStateRequest,
 )
 from schemas.requests import VMDefineRequest, VMMetaRequest, VMModifyRequest
+from schemas.storage import PoolSchema
 from schemas.tokens import TokenCreateRequest
 from schemas.vm import VMSchema
 from server import (
@@ -54,6 +55,7 @@ from server.responses import (
 )
 from server.route import READ, WRITE, RoleTable, Route, with_roles
 from server.route import api_route as _r
+from server.storage import pools
 from vocabulary import Role
 
 _ROUTES: tuple[Route, ...] = (
@@ -132,6 +134,13 @@ _ROUTES: tuple[Route, ...] = (
        netparts.ItemObject, status=201, body=AclRuleSchema, errors=(*WRITE, 404)),
     _r("DELETE", "/network/{net}/acl/{rule}", netparts.remove_rule, "Remove a firewall rule",
        netparts.ItemObject, errors=(*WRITE, 404)),
+    _r("GET", "/pool", pools.list_pools, "List storage pools", pools.PoolList),
+    _r("POST", "/pool", pools.create_pool, "Add a storage pool (a whole Pool object)",
+       pools.PoolObject, status=201, body=PoolSchema, errors=WRITE),
+    _r("GET", "/pool/{pool}", pools.get_pool, "One storage pool", pools.PoolObject,
+       errors=(*READ, 404, 422)),
+    _r("DELETE", "/pool/{pool}", pools.delete_pool, "Remove a storage pool (its data stays)",
+       pools.PoolDeleted, errors=(*WRITE, 404)),
     _r("GET", "/token", tokens.list_tokens, "List API tokens (never their secrets)",
        tokens.TokenList),
     _r("POST", "/token", tokens.create_token, "Create an API token: the secret is in this "
@@ -162,6 +171,8 @@ ROLES: RoleTable = {
     ("DELETE", "/network/{net}/reservation/{mac}"): ADMIN,
     ("GET", "/network/{net}/acl"): VIEW, ("POST", "/network/{net}/acl"): ADMIN,
     ("DELETE", "/network/{net}/acl/{rule}"): ADMIN,
+    ("GET", "/pool"): VIEW, ("POST", "/pool"): ADMIN, ("GET", "/pool/{pool}"): VIEW,
+    ("DELETE", "/pool/{pool}"): ADMIN,
     ("GET", "/token"): ADMIN, ("POST", "/token"): ADMIN, ("DELETE", "/token/{token}"): ADMIN,
 }
 ROUTES: tuple[Route, ...] = with_roles(_ROUTES, ROLES)

@@ -78,10 +78,15 @@ def node_object(rec: Node, *, primary: str | None) -> Doc:
             "primary": primary == rec.name}
 
 
+def doc_object(found: Versioned, kind: str) -> Doc:
+    """A Network or a Pool (objects of one document): metadata and spec."""
+    return {"apiVersion": found.doc.get("apiVersion", API_VERSION), "kind": kind,
+            "metadata": _metadata(found), "spec": found.doc.get("spec", {})}
+
+
 def network_object(found: Versioned) -> Doc:
     """The whole Network: metadata and spec (with its reservations and firewall rules)."""
-    return {"apiVersion": found.doc.get("apiVersion", API_VERSION), "kind": "Network",
-            "metadata": _metadata(found), "spec": found.doc.get("spec", {})}
+    return doc_object(found, "Network")
 
 
 def node_domain_state(rec: Node) -> Doc:

@@ -49,6 +49,7 @@ def ensure_layout(store: Store, *, known: int = LAYOUT_VERSION) -> int:
         store.ensure(path)
     store.ensure(p.config, dict(DEFAULT_CONFIG))
     store.ensure(p.networks, {"writes": 0})  # network writes check its version
+    store.ensure(p.pools, {"writes": 0})  # pool writes check its version
     try:
         store.create(p.schema, {"version": known})
     except AlreadyExists:

@@ -22,40 +22,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from store import txn
-from store.client import Store, Versioned
+from store.client import Store
 from store.codec import Doc
 from store.errors import NotFound
+from store.siblings import Siblings, commit_with, read_siblings
 
-
-@dataclass(frozen=True)
-class NetworkSet:
-    """Every network's document as read, and the parent's version at that read."""
-
-    version: int
-    writes: int
-    docs: dict[str, Versioned]
-
-    def specs(self) -> dict[str, dict[str, Any]]:
-        return {name: dict(v.doc.get("spec", {})) for name, v in self.docs.items()}
+NetworkSet = Siblings  # every network as read, with the parent's version
 
 
 def read_all(store: Store) -> NetworkSet:
-    parent = store.get(store.paths.networks)
-    names = store.children(store.paths.networks)
-    docs = store.get_many(store.paths.network(n) for n in names)
-    by_name = {store.paths.split(path)[1]: found for path, found in docs.items()}
-    return NetworkSet(parent.version, int(parent.doc.get("writes", 0)), by_name)
+    return read_siblings(store, store.paths.networks)
 
 
 def commit_change(store: Store, seen: NetworkSet, ops: Sequence[txn.Op]) -> txn.CommitResult:
     """`ops` in ONE transaction with the parent's version check (see the module doc).
     Raises `Conflict` when any network was written since `seen` was read."""
-    bump = txn.Set(store.paths.networks, {"writes": seen.writes + 1}, version=seen.version)
-    return txn.commit(store, [bump, *ops])
+    return commit_with(store, seen, ops)
 
 
 def create_ops(store: Store, name: str, doc: Doc) -> list[txn.Op]:

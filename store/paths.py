@@ -65,6 +65,13 @@ class Paths:
         return self._join("networks", name, "leases", mac)
 
     @property
+    def pools(self) -> str:
+        return self._join("pools")
+
+    def pool(self, name: str) -> str:
+        return self._join("pools", name)
+
+    @property
     def macs(self) -> str:
         return self._join("macs")
 

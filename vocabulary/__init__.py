@@ -23,6 +23,7 @@ from vocabulary.node import (
 )
 from vocabulary.role import Role
 from vocabulary.runstate import UP_RUN_STATES, RunState
+from vocabulary.storage import PoolKind
 from vocabulary.vm import (
     UP_STATES,
     ConditionStatus,
@@ -51,6 +52,7 @@ __all__ = [
     "MigrationMethod",
     "NetworkKind",
     "NodeAction",
+    "PoolKind",
     "Role",
     "RunState",
     "Selector",

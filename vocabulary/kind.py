@@ -15,3 +15,4 @@ class Kind(StrEnum):
     VM = "VM"
     NODE = "Node"
     NETWORK = "Network"
+    POOL = "Pool"

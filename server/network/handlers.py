@@ -22,6 +22,7 @@ from server.audit import note_object
 from server.errors import conflict, not_found
 from server.http import json_response, load_body, load_query, path_name, read_json, validated
 from server.network.writes import cached_network, write_network
+from server.responses import DocList, DocObject
 from server.views import network_object
 from store import networks
 from store.client import Versioned
@@ -34,22 +35,13 @@ _MODIFY = NetworkModifyRequest()
 _DELETE = DeleteQuery()
 
 
-class NetworkList(Schema):
-    items = fields.List(fields.Dict(), required=True)
-    count = fields.Integer(required=True)
+NetworkList, NetworkObject = DocList, DocObject  # the route table's names
 
 
 class NetworkDeleted(Schema):
     name = fields.String(required=True)
     deleted = fields.Boolean(required=True)
     vms = fields.List(fields.String(), required=True)
-
-
-class NetworkObject(Schema):
-    apiVersion = fields.String(required=True)
-    kind = fields.String(required=True)
-    metadata = fields.Dict(required=True)
-    spec = fields.Dict(required=True)
 
 
 async def list_networks(request: web.Request) -> web.Response:

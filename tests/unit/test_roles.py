@@ -17,7 +17,7 @@ VIEWER_ROUTES = {
     "GET /node", "GET /node/{node}", "GET /node/{node}/domain-state", "GET /watch",
     "GET /event", "GET /status", "GET /openapi.json", "GET /metrics", "GET /config",
     "GET /network", "GET /network/{net}", "GET /network/{net}/lease",
-    "GET /network/{net}/reservation", "GET /network/{net}/acl",
+    "GET /network/{net}/reservation", "GET /network/{net}/acl", "GET /pool", "GET /pool/{pool}",
 }
 OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /vm", "POST /vm/{vm}", "PUT /vm/{vm}", "DELETE /vm/{vm}", "POST /vm/{vm}/meta",
@@ -28,7 +28,8 @@ ADMIN_ROUTES = OPERATOR_ROUTES | {
     "POST /config", "GET /token", "POST /token", "DELETE /token/{token}",
     "POST /network", "POST /network/{net}", "DELETE /network/{net}",
     "POST /network/{net}/reservation", "DELETE /network/{net}/reservation/{mac}",
-    "POST /network/{net}/acl", "DELETE /network/{net}/acl/{rule}"}
+    "POST /network/{net}/acl", "DELETE /network/{net}/acl/{rule}",
+    "POST /pool", "DELETE /pool/{pool}"}
 EXPECTED = {Role.VIEWER: VIEWER_ROUTES, Role.OPERATOR: OPERATOR_ROUTES,
             Role.ADMIN: ADMIN_ROUTES}
 

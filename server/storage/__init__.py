@@ -1,0 +1,1 @@
+"""The API of storage (issue #15): pools (`pools`). Routes are in `server.routes`."""
