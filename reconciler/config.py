@@ -54,6 +54,9 @@ class NodeConfig:
     netns: str | None = None  # the network namespace of this node's links (dev clusters)
     bridge_device: str | None = None  # VLAN parent / VXLAN underlay device
     run_dir: str = "/run/herd"  # gateways' dnsmasq state (the primary's)
+    # Storage (issue #15): cephx keys of rbd pools, by the name a Pool gives (this file
+    # only: never in ZooKeeper).
+    ceph_secrets: dict[str, str] = field(default_factory=dict)
 
     @property
     def zk_target(self) -> ZKTarget:
@@ -116,6 +119,9 @@ class NodeConfigSchema(Schema):
     bridge_device = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
         r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$", error="must be an interface name"))
     run_dir = fields.String(load_default="/run/herd", validate=validate.Length(min=1, max=512))
+    ceph_secrets = fields.Dict(keys=fields.String(validate=validate.Regexp(
+        r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$", error="must be a name")),
+        values=fields.String(validate=validate.Length(min=1, max=1024)), load_default=dict)
 
     @validates_schema
     def _fence(self, data: dict[str, Any], **_kw: Any) -> None:

@@ -37,6 +37,7 @@ from reconciler.network.nodenets import NodeNetSettings, NodeNetworks
 from reconciler.node.publisher import StatusPublisher
 from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
 from reconciler.runtime.controller import Controller
+from reconciler.storage.nodepools import NodePools
 from reconciler.vm.reconcile import MigrationLimits, VMReconciler
 from store import events
 from store.client import Store
@@ -100,6 +101,7 @@ class NodeDaemon:
                                cluster=self.cluster)) if config.coordinator else None
         self.networks = self._networks(config)
         self.gateways = self._gateways(config)
+        self.pools = self._pools(config)
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -133,6 +135,15 @@ class NodeDaemon:
                              nets=self.networks, nodes=self.nodes,
                              is_primary=lambda: coordinator.is_primary)
         coordinator.term_listeners.append(found.resync)
+        return found
+
+    def _pools(self, config: NodeConfig) -> NodePools | None:
+        """The node's storage pools (real libvirt only: a fake hypervisor has none)."""
+        if not isinstance(self.hv, LibvirtHypervisor):
+            return None
+        found = NodePools(self.store, self.name, connection=self.hv.connection,
+                          keys=config.ceph_secrets, changed=lambda: self.publisher.changed())
+        self.registration.pools = found.report
         return found
 
     def _net_changed(self) -> None:
@@ -207,6 +218,8 @@ class NodeDaemon:
             await self.networks.start()
         if self.gateways is not None:
             await self.gateways.start()
+        if self.pools is not None:
+            await self.pools.start()
         self.registration.daemon_state = "run"
         first = self.publisher.publish
         await self._until_written("the first status", lambda: first(heartbeat=True))
@@ -227,6 +240,8 @@ class NodeDaemon:
         await self.queue.stop()
         if self.networks is not None:
             await self.networks.stop()
+        if self.pools is not None:
+            await self.pools.stop()
         await self.hv.stop_events()
         if self.store.writable:
             self.registration.daemon_state = "stop"

@@ -125,6 +125,17 @@ class NetworkUpSchema(HerdSchema):
     gateway = Text(max_len=256)
 
 
+class PoolUpSchema(HerdSchema):
+    """One storage pool as a node has it: usable (its libvirt pool is active) or why not,
+    and its figures in bytes."""
+
+    usable = StrictBool(required=True)
+    reason = Text(max_len=256, load_default="")
+    capacity = StrictInt(load_default=0, validate=non_negative())
+    allocation = StrictInt(load_default=0, validate=non_negative())
+    available = StrictInt(load_default=0, validate=non_negative())
+
+
 class NodeStatusSchema(HerdSchema):
     """/herd/nodes/<name>/status: what the node daemon publishes about itself."""
 
@@ -149,6 +160,8 @@ class NodeStatusSchema(HerdSchema):
     # The cluster's networks on this node (issue #14): up or not, and why.
     networks = fields.Dict(keys=Name(), values=fields.Nested(NetworkUpSchema),
                            load_default=dict)
+    # The cluster's storage pools on this node (issue #15).
+    pools = fields.Dict(keys=Name(), values=fields.Nested(PoolUpSchema), load_default=dict)
 
 
 class ClusterConfigSchema(HerdSchema):

@@ -121,6 +121,7 @@ class NodeRegistration:
         self._lock = threading.Lock()
         # The networks' state here (`reconciler.network.nodenets`; none when not managed).
         self.networks: Callable[[], Doc] = dict
+        self.pools: Callable[[], Doc] = dict  # `reconciler.storage.nodepools`
 
     def register(self, *, timeout: float = 120.0) -> None:
         """Create the Node object if new, then `alive` (waiting out a stale one)."""
@@ -167,7 +168,8 @@ class NodeRegistration:
     def status_doc(self, resources: Resources) -> Doc:
         return {"daemonState": self.daemon_state, "resources": resources.doc(),
                 "version": VERSION, "libvirtUri": self.libvirt_uri, "address": self.address,
-                "migrationUri": self.migration_uri, "networks": self.networks()}
+                "migrationUri": self.migration_uri, "networks": self.networks(),
+                "pools": self.pools()}
 
     def publish(self, resources: Resources, *, initial_domain_state: Callable[[], str],
                 heartbeat: bool) -> bool:

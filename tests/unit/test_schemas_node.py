@@ -71,6 +71,8 @@ STATUS = {
     "migrationUri": "qemu+tcp://10.0.0.1/system",
     "networks": {"web": {"up": True, "reason": "", "bridge": "hbr1001"},
                  "db": {"up": False, "reason": "no VXLAN support", "bridge": None}},
+    "pools": {"local": {"usable": True, "reason": "", "capacity": 10, "allocation": 4,
+                        "available": 6}},
 }
 
 
@@ -83,7 +85,7 @@ def test_node_status_round_trips_and_defaults() -> None:
         "resources": {"memTotal": 0, "memFree": 0, "memUsed": 0, "memAlloc": 0, "memProv": 0,
                       "vcpuTotal": 0, "vcpuAlloc": 0, "load": 0.0, "vms": 0},
         "heartbeat": 0.0, "version": "", "address": None, "libvirtUri": None,
-        "migrationUri": None, "networks": {},
+        "migrationUri": None, "networks": {}, "pools": {},
     }
 
 
