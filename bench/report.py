@@ -19,7 +19,8 @@ ORDER = [("store_create", "Store: creating VMs (issue #2)"),
          ("api", "REST API (issue #5)"),
          ("migration", "Live migration on real QEMU hosts (issue #7)"),
          ("chaos", "Fault suite (issue #8)"),
-         ("chaos_qemu", "Fault suite on real QEMU hosts (issue #8)")]
+         ("chaos_qemu", "Fault suite on real QEMU hosts (issue #8)"),
+         ("network", "Client networks (issue #14)")]
 
 
 def section() -> str:
