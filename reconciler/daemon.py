@@ -38,6 +38,7 @@ from reconciler.node.publisher import StatusPublisher
 from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
 from reconciler.runtime.controller import Controller
 from reconciler.storage.nodepools import NodePools
+from reconciler.storage.nodevolumes import NodeVolumes
 from reconciler.vm.reconcile import MigrationLimits, VMReconciler
 from store import events
 from store.client import Store
@@ -102,6 +103,8 @@ class NodeDaemon:
         self.networks = self._networks(config)
         self.gateways = self._gateways(config)
         self.pools = self._pools(config)
+        self.volumes = NodeVolumes(self.store, self.name, connection=self.pools.connection,
+                                   pools=self.pools.state) if self.pools is not None else None
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -220,6 +223,8 @@ class NodeDaemon:
             await self.gateways.start()
         if self.pools is not None:
             await self.pools.start()
+        if self.volumes is not None:
+            await self.volumes.start()
         self.registration.daemon_state = "run"
         first = self.publisher.publish
         await self._until_written("the first status", lambda: first(heartbeat=True))
@@ -240,6 +245,8 @@ class NodeDaemon:
         await self.queue.stop()
         if self.networks is not None:
             await self.networks.stop()
+        if self.volumes is not None:
+            await self.volumes.stop()
         if self.pools is not None:
             await self.pools.stop()
         await self.hv.stop_events()

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _SKIP = {"ADDED": ("ADDED", "MODIFIED"), "MODIFIED": ("MODIFIED",)}
 # top-level znode -> kind
-_KINDS = {"vms": "VM", "nodes": "Node", "networks": "Network", "pools": "Pool"}
+_KINDS = {"vms": "VM", "nodes": "Node", "networks": "Network", "pools": "Pool",
+          "volumes": "Volume"}
 
 
 class ClusterCache:
@@ -57,7 +58,8 @@ class ClusterCache:
         self.store = store
         self.vms = Informer(store, p.vms)
         self.nodes = Informer(store, p.nodes)
-        self.docs = DocObjects(store, {"Network": p.networks, "Pool": p.pools})
+        self.docs = DocObjects(store, {"Network": p.networks, "Pool": p.pools,
+                                       "Volume": p.volumes})
         self.config = Informer(store, p.config)
         self.election = Informer(store, p.election)
         self.primary: str | None = None
@@ -200,9 +202,10 @@ class ClusterCache:
     def _key(self, path: str) -> tuple[Key, bool] | None:
         """The object a path belongs to, and whether it is the object's own znode."""
         parts = self.store.paths.split(path)
-        if len(parts) < 2 or parts[0] not in _KINDS:
+        depth = 3 if parts and parts[0] == "volumes" else 2  # /volumes/<pool>/<name>
+        if len(parts) < depth or parts[0] not in _KINDS:
             return None
-        return (_KINDS[parts[0]], parts[1]), len(parts) == 2
+        return (_KINDS[parts[0]], "/".join(parts[1:depth])), len(parts) == depth
 
     def _drain(self) -> None:
         with self._lock:
@@ -278,6 +281,8 @@ class ClusterCache:
             return {"added": "ADDED", "modified": "MODIFIED", "deleted": "DELETED"}[change.kind]
         if key[0] in ("Network", "Pool"):
             return None  # a network's leases are not part of it (GET /network/{net}/lease)
+        if key[0] == "Volume":
+            return "MODIFIED" if self.docs.get("Volume", key[1]) is not None else None
         if change.kind == "deleted" and change.path.rsplit("/", 1)[1] in ("placement", "status"):
             return None  # they go only with their VM: its DELETED follows
         return "MODIFIED" if key[1] in self._names[key[0]] else None
@@ -307,9 +312,12 @@ def render(cache: ClusterCache, key: Key, change: Change | None = None) -> dict[
     """The object `key` as the cache has it now (for a delete: as it was last)."""
     kind, name = key
     old = change.old if change is not None else None
-    if kind in ("Network", "Pool"):
+    if kind in ("Network", "Pool", "Volume"):
         found = cache.docs.get(kind, name) or old
-        return doc_object(found, kind) if found is not None else {}
+        if found is None:
+            return {}
+        status = cache.docs.get(kind, f"{name}/status") if kind == "Volume" else None
+        return doc_object(found, kind, status=status)
     if kind == "VM":
         rec = cache.vm(name) or (VM(name, old) if old is not None else None)
         return vm_object(rec, xml=True) if rec is not None else {}

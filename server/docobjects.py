@@ -1,6 +1,7 @@
-"""The objects that are one document each — Networks and Pools — as the API's cache keeps
-them: one informer per kind (`/networks`, `/pools`), lookups by kind and name. Part of
-`server.cache.ClusterCache` (which turns their changes into watch events).
+"""The objects that are one document each — Networks, Pools and Volumes — as the API's
+cache keeps them: one informer per kind (`/networks`, `/pools`, `/volumes`), lookups by
+kind and name (a Volume's name is `<pool>/<name>`). Part of `server.cache.ClusterCache`
+(which turns their changes into watch events).
 """
 
 from __future__ import annotations
@@ -23,4 +24,10 @@ class DocObjects:
         return found if found is not None and found.doc else None
 
     def names(self, kind: str) -> list[str]:
-        return sorted(self.informers[kind].children(self.folders[kind]))
+        """The objects' names (a Volume's: `<pool>/<name>`)."""
+        folder = self.folders[kind]
+        informer = self.informers[kind]
+        if kind != "Volume":
+            return sorted(informer.children(folder))
+        return sorted(f"{pool}/{name}" for pool in informer.children(folder)
+                      for name in informer.children(f"{folder}/{pool}"))

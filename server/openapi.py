@@ -37,7 +37,8 @@ ERROR_TEXT = {400: "Bad request (not JSON, or refused for a reason the message n
               413: "Too large", 422: "Invalid input: field-level details",
               503: "ZooKeeper is unreachable, or the request passed its deadline "
                    "(deadline_exceeded): retry after Retry-After seconds",
-              504: "Not reached before the timeout: details hold the current state"}
+              504: "Not reached before the timeout: details hold the current state",
+              507: "No node has room for it in the pool"}
 
 
 def _project_fields(_converter: Any, field: fields.Field[Any], **_kw: Any) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def _operation(route: Route) -> dict[str, Any]:
                           "operationId": f"{route.method.lower()}_{route.handler.__name__}",
                           "responses": {str(route.status): _answer(route)},
                           "x-herd-role": route.role.value if route.role else None}
-    params = [_name_param(n) for n in ("vm", "node", "token", "net", "rule", "pool")
+    params = [_name_param(n) for n in ("vm", "node", "token", "net", "rule", "pool", "vol")
               if "{" + n + "}" in route.path]
     if "{mac}" in route.path:
         params.append({"in": "path", "name": "mac", "required": True,

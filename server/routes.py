@@ -24,6 +24,7 @@ from schemas.requests import VMDefineRequest, VMMetaRequest, VMModifyRequest
 from schemas.storage import PoolSchema
 from schemas.tokens import TokenCreateRequest
 from schemas.vm import VMSchema
+from schemas.volumes import VolumeSchema
 from server import (
     apply,
     cluster_config,
@@ -55,7 +56,7 @@ from server.responses import (
 )
 from server.route import READ, WRITE, RoleTable, Route, with_roles
 from server.route import api_route as _r
-from server.storage import pools
+from server.storage import pools, volumes
 from vocabulary import Role
 
 _ROUTES: tuple[Route, ...] = (
@@ -141,6 +142,14 @@ _ROUTES: tuple[Route, ...] = (
        errors=(*READ, 404, 422)),
     _r("DELETE", "/pool/{pool}", pools.delete_pool, "Remove a storage pool (its data stays)",
        pools.PoolDeleted, errors=(*WRITE, 404)),
+    _r("GET", "/volume", volumes.list_volumes, "List volumes (by pool, node)",
+       pools.PoolList, query=volumes.VolumeQuery, errors=(*READ, 422)),
+    _r("POST", "/volume", volumes.create_volume, "Create a volume (where it fits)",
+       volumes.VolumeObject, status=201, body=VolumeSchema, errors=(*WRITE, 507)),
+    _r("GET", "/volume/{pool}/{vol}", volumes.get_volume, "One volume, with its status",
+       volumes.VolumeObject, errors=(*READ, 404, 422)),
+    _r("DELETE", "/volume/{pool}/{vol}", volumes.delete_volume, "Delete a volume (its node "
+       "removes the image)", volumes.VolumeDeleting, status=202, errors=(*WRITE, 404)),
     _r("GET", "/token", tokens.list_tokens, "List API tokens (never their secrets)",
        tokens.TokenList),
     _r("POST", "/token", tokens.create_token, "Create an API token: the secret is in this "
@@ -173,6 +182,8 @@ ROLES: RoleTable = {
     ("DELETE", "/network/{net}/acl/{rule}"): ADMIN,
     ("GET", "/pool"): VIEW, ("POST", "/pool"): ADMIN, ("GET", "/pool/{pool}"): VIEW,
     ("DELETE", "/pool/{pool}"): ADMIN,
+    ("GET", "/volume"): VIEW, ("POST", "/volume"): OPER, ("GET", "/volume/{pool}/{vol}"): VIEW,
+    ("DELETE", "/volume/{pool}/{vol}"): OPER,
     ("GET", "/token"): ADMIN, ("POST", "/token"): ADMIN, ("DELETE", "/token/{token}"): ADMIN,
 }
 ROUTES: tuple[Route, ...] = with_roles(_ROUTES, ROLES)

@@ -78,10 +78,16 @@ def node_object(rec: Node, *, primary: str | None) -> Doc:
             "primary": primary == rec.name}
 
 
-def doc_object(found: Versioned, kind: str) -> Doc:
-    """A Network or a Pool (objects of one document): metadata and spec."""
-    return {"apiVersion": found.doc.get("apiVersion", API_VERSION), "kind": kind,
-            "metadata": _metadata(found), "spec": found.doc.get("spec", {})}
+def doc_object(found: Versioned, kind: str, *, status: Versioned | None = None) -> Doc:
+    """A Network, Pool or Volume: metadata and spec (a Volume: its status too, and
+    `deletion` once asked)."""
+    obj = {"apiVersion": found.doc.get("apiVersion", API_VERSION), "kind": kind,
+           "metadata": _metadata(found), "spec": found.doc.get("spec", {})}
+    if kind == "Volume":
+        obj["status"] = status.doc if status is not None else None
+        if found.doc.get("deletion"):
+            obj["deletion"] = found.doc["deletion"]
+    return obj
 
 
 def network_object(found: Versioned) -> Doc:

@@ -1,11 +1,12 @@
 """`GET /watch`: a stream of change events as newline-delimited JSON.
 
-Filters: `kind` (VM, Node or Network) and `name`. Without `resourceVersion` the stream starts with
-an ADDED event for every object that exists now, then follows changes; with one, it
-replays the kept events from that version on (see `server.events` for the exact rule) and
-answers 410 when they are no longer all kept. `timeout` ends the stream after that many
-seconds (default: never). A watcher that falls too far behind is cut off; it resumes with
-the last resourceVersion it saw. Registered by `server.routes`.
+Filters: `kind` (VM, Node, Network, Pool or Volume) and `name`. Without
+`resourceVersion` the stream starts with an ADDED event for every object that exists now,
+then follows changes; with one, it replays the kept events from that version on (see
+`server.events` for the exact rule) and answers 410 when they are no longer all kept.
+`timeout` ends the stream after that many seconds (default: never). A watcher that falls
+too far behind is cut off; it resumes with the last resourceVersion it saw. Registered
+by `server.routes`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from marshmallow import RAISE, Schema, fields, validate
 from schemas.common import MAX_WAIT_TIMEOUT, Choice
 from schemas.names import Name
 from server.access import Ctx, reading
+from server.cache import render
 from server.deadline import lift_deadline
 from server.errors import ApiError
 from server.events import Event, Gone, Watcher
 from server.http import load_query
-from server.views import network_object, node_object, vm_object
+from server.views import node_object, vm_object
 from vocabulary import Kind
 
 
@@ -58,11 +60,10 @@ def _initial(c: Ctx, watcher: Watcher) -> list[Event]:
         for node in c.cache.all_nodes():
             if watcher.name in (None, node.name):
                 out.append(Event(rv, "ADDED", "Node", node.name, node_object(node, primary=None)))
-    if watcher.kind in (None, "Network"):
-        for name in c.cache.network_names():
-            found = c.cache.network(name)
-            if found is not None and watcher.name in (None, name):
-                out.append(Event(rv, "ADDED", "Network", name, network_object(found)))
+    for kind in ("Network", "Pool", "Volume"):
+        if watcher.kind in (None, kind):
+            out += [Event(rv, "ADDED", kind, name, render(c.cache, (kind, name)))
+                    for name in c.cache.docs.names(kind) if watcher.name in (None, name)]
     return out
 
 

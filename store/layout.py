@@ -45,7 +45,8 @@ def ensure_layout(store: Store, *, known: int = LAYOUT_VERSION) -> int:
     """Create the root, its top-level znodes and defaults where missing; return the version."""
     check_layout(store, known=known)
     p = store.paths
-    for path in (p.vms, p.nodes, p.election, p.events, p.audit, p.tokens, p.macs):
+    for path in (p.vms, p.nodes, p.election, p.events, p.audit, p.tokens, p.macs,
+                 p.volumes):
         store.ensure(path)
     store.ensure(p.config, dict(DEFAULT_CONFIG))
     store.ensure(p.networks, {"writes": 0})  # network writes check its version

@@ -72,6 +72,19 @@ class Paths:
         return self._join("pools", name)
 
     @property
+    def volumes(self) -> str:
+        return self._join("volumes")
+
+    def volume_pool(self, pool: str) -> str:
+        return self._join("volumes", pool)
+
+    def volume(self, pool: str, name: str) -> str:
+        return self._join("volumes", pool, name)
+
+    def volume_status(self, pool: str, name: str) -> str:
+        return self._join("volumes", pool, name, "status")
+
+    @property
     def macs(self) -> str:
         return self._join("macs")
 

@@ -51,8 +51,13 @@ def read_all(store: Store) -> Siblings:
 
 
 def create_ops(store: Store, name: str, doc: Doc) -> list[txn.Op]:
-    return [txn.Create(store.paths.pool(name), doc)]
+    """The pool and its folder of volumes (`<root>/volumes/<pool>`)."""
+    return [txn.Create(store.paths.pool(name), doc),
+            txn.Create(store.paths.volume_pool(name), {})]
 
 
 def delete_ops(store: Store, name: str, *, version: int) -> list[txn.Op]:
-    return [txn.Delete(store.paths.pool(name), version)]
+    """The pool and its (empty) folder of volumes: a pool that still has volumes is
+    refused (`Refused`: the folder has children)."""
+    return [txn.Delete(store.paths.volume_pool(name)),
+            txn.Delete(store.paths.pool(name), version)]

@@ -16,3 +16,4 @@ class Kind(StrEnum):
     NODE = "Node"
     NETWORK = "Network"
     POOL = "Pool"
+    VOLUME = "Volume"

@@ -2,8 +2,8 @@
 
 Reads come from the cache; an add is checked against every other pool (one path per
 pool) in a write serialized through `/pools` (`store.siblings`), retried on a concurrent
-pool write. Removing a pool takes only its object: the nodes then stop and undefine
-their libvirt pool, and never delete the data in it. Reading needs `viewer`, writing
+pool write. Removing a pool with volumes is a 409; an empty one goes: the nodes then stop and
+undefine their libvirt pool, and never delete data in it. Reading needs `viewer`, writing
 `admin` (`server.routes.ROLES`). Called through the route table.
 """
 
@@ -25,7 +25,7 @@ from server.views import doc_object
 from store import pools
 from store.client import Versioned
 from store.codec import Doc
-from store.errors import AlreadyExists, Conflict, NotFound
+from store.errors import AlreadyExists, Conflict, NotFound, Refused
 from store.objects import new_object
 from store.siblings import commit_with
 
@@ -107,6 +107,8 @@ async def delete_pool(request: web.Request) -> web.Response:
             await asyncio.to_thread(commit_with, c.store, seen,
                                     pools.delete_ops(c.store, name, version=current.version))
             break
+        except Refused:
+            raise conflict(f"Pool {name!r} has volumes: delete them first") from None
         except (Conflict, NotFound):
             continue
     else:

@@ -3,19 +3,22 @@ real ZooKeeper. A Pool written to ZooKeeper becomes an active, autostarted libvi
 Herd's and the node's status shows it usable with its capacity and free space; an rbd
 pool whose cephx key the node's config lacks is reported unusable with that reason; a
 Pool removed from the cluster is undefined on the node, and a pool of the operator's is
-never touched."""
+never touched. Volumes of the node are made (empty or as a copy), described in their
+status, and deleted from libvirt and ZooKeeper when asked."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from reconciler.libvirt import volumes as lv_volumes
 from reconciler.libvirt.pools import list_pools
 from statemachine.poolplan import pool_uuid
-from store import pools
+from store import pools, volumes
 from store.client import Store
 from store.objects import new_object
 from store.siblings import commit_with
+from store.txn import commit
 from tests.integration.test_node_daemon import NODE, node, node_config
 from tests.support.daemons import RunningDaemon
 from tests.support.waits import wait_doc
@@ -70,3 +73,38 @@ async def test_an_rbd_pool_without_its_key_here_is_unusable_with_the_reason(
     found = await asyncio.to_thread(list_pools, node.hypervisor.connection)
     assert "ceph" not in found  # nothing half-made
 
+
+
+def put_volume(store: Store, pool: str, name: str, **spec: Any) -> None:
+    doc = new_object({"apiVersion": "herd/v1", "kind": "Volume", "metadata": {"name": name},
+                      "spec": {"pool": pool, "format": "qcow2", "node": NODE, **spec}})
+    commit(store, volumes.create_ops(store, pool, name, doc))
+
+
+async def volume_state(store: Store, pool: str, name: str, state: str | None
+                       ) -> dict[str, Any] | None:
+    return await wait_doc(store, store.paths.volume_status(pool, name),
+                          lambda d: (d is None) if state is None else
+                          bool(d and d.get("state") == state), timeout=20)
+
+
+async def test_volumes_are_made_copied_and_deleted_on_their_node(
+        node: RunningDaemon, store: Store) -> None:
+    await asyncio.to_thread(put_pool, store, "local", {"type": "local",
+                                                        "path": "/var/lib/herd/pools/local"})
+    await pool_state(store, "local", usable=True)
+    await asyncio.to_thread(put_volume, store, "local", "base", size=256 << 20)
+    ready = await volume_state(store, "local", "base", "ready")
+    assert ready is not None and ready["path"] == "/var/lib/herd/pools/local/base"
+    assert ready["capacity"] == 256 << 20 and ready["node"] == NODE
+    await asyncio.to_thread(put_volume, store, "local", "copy", size=256 << 20,
+                            source={"volume": "base"})
+    assert await volume_state(store, "local", "copy", "ready") is not None
+    c = node.hypervisor.connection
+    assert await asyncio.to_thread(lv_volumes.find, c, "local", "copy") is not None
+    await asyncio.to_thread(store.update, store.paths.volume("local", "base"),
+                            volumes.mark_deleted)
+    assert await volume_state(store, "local", "base", None) is None
+    assert store.exists(store.paths.volume("local", "base")) is None
+    assert await asyncio.to_thread(lv_volumes.find, c, "local", "base") is None
+    assert await asyncio.to_thread(lv_volumes.find, c, "local", "copy") is not None

@@ -1,0 +1,147 @@
+"""`NodeVolumes`: the volumes this node holds (issue #15) — those whose `spec.node` names
+it — made, described and deleted in libvirt, one volume per key of ONE work queue.
+
+For each volume of this node, level-triggered: asked to be deleted → the image goes from
+libvirt, then the volume's znodes (version-checked); its pool not usable here → status
+`pending` with the pool's reason, looked at again later; the image missing → made (empty,
+or a copy of the source volume); then status `ready` with path, capacity, allocation.
+Status is written only when it changes (a version-checked update). A libvirt refusal
+that retrying cannot change (the image cannot be made as asked) is `failed` with the
+reason, once, until the volume changes. Watch callbacks only enqueue. Made by
+`reconciler.daemon.NodeDaemon` beside `NodePools` (whose state it reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from reconciler.libvirt import volumes as lv
+from reconciler.libvirt.connection import Connection
+from reconciler.libvirt.interface import HypervisorError
+from reconciler.runtime.controller import Controller
+from reconciler.runtime.workqueue import Result, brief
+from reconciler.storage.nodepools import PoolState
+from store import txn
+from store import volumes as vols
+from store.client import Store
+from store.codec import Doc
+from store.errors import Conflict, NotFound
+from store.informer import Change, Informer
+
+log = logging.getLogger(__name__)
+
+LOOK_AGAIN = 10.0  # seconds: a pool not usable yet, a transient libvirt failure
+
+
+class NodeVolumes:
+    """The volumes of one node (see the module doc)."""
+
+    def __init__(self, store: Store, node: str, *, connection: Connection,
+                 pools: Mapping[str, PoolState]) -> None:
+        self.store = store
+        self.node = node
+        self.connection = connection
+        self.pools = pools  # NodePools.state: whether each pool is usable here
+        self.informer = Informer(store, store.paths.volumes)
+        self.queue = Controller("volume", self._reconcile, node=node, workers=2)
+        self._failed: dict[str, int] = {}  # volume -> the generation that failed for good
+
+    async def start(self) -> None:
+        self.queue.bind(asyncio.get_running_loop())
+        self.informer.subscribe(self._on_change)
+        self.informer.on_synced(self.resync)
+        await asyncio.to_thread(self.informer.start)
+        self.queue.start()
+        self.resync()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await asyncio.to_thread(self.informer.stop)
+
+    def resync(self) -> None:
+        folder = self.store.paths.volumes
+        self.queue.enqueue(*(f"{pool}/{name}" for pool in self.informer.children(folder)
+                             for name in self.informer.children(f"{folder}/{pool}")))
+
+    def _on_change(self, change: Change) -> None:
+        parts = self.store.paths.split(change.path)
+        if len(parts) == 3 and parts[0] == "volumes":  # the document, not its status
+            self.queue.enqueue(f"{parts[1]}/{parts[2]}")
+
+    # --- one volume --------------------------------------------------------------------
+
+    async def _reconcile(self, key: str) -> Result:
+        pool, name = key.split("/", 1)
+        found = self.informer.get(self.store.paths.volume(pool, name))
+        if found is None or not found.doc:
+            return Result.done()
+        vol = vols.read_volume(pool, name, found.doc)
+        if vol.node != self.node:
+            return Result.done()
+        if vol.deleting:
+            return await self._delete(vol)
+        state = self.pools.get(pool)
+        if state is None or not state.usable:
+            why = state.reason if state is not None else "not known here yet"
+            await self._status(vol, vols.status_doc(vols.PENDING, node=self.node,
+                                                    reason=f"pool {pool}: {why}"))
+            return Result.after(LOOK_AGAIN)
+        if self._failed.get(key) == vol.generation:
+            return Result.done()  # failed for good: until the volume changes
+        return await self._make(vol)
+
+    async def _make(self, vol: vols.Volume) -> Result:
+        c = self.connection
+        try:
+            info = await asyncio.to_thread(lv.find, c, vol.pool, vol.name)
+            if info is None:
+                await asyncio.to_thread(lv.create, c, vol.pool, vol.name, size=vol.size,
+                                        fmt=vol.format, source=vol.source)
+                info = await asyncio.to_thread(lv.find, c, vol.pool, vol.name)
+        except HypervisorError as e:
+            reason = brief(e)
+            if not e.permanent:
+                log.warning("volume %s: %s", vol.key, reason)
+                return Result.after(LOOK_AGAIN)
+            self._failed[vol.key] = vol.generation
+            await self._status(vol, vols.status_doc(vols.FAILED, node=self.node,
+                                                    reason=reason))
+            return Result.done()
+        if info is None:
+            return Result.after(LOOK_AGAIN)
+        await self._status(vol, vols.status_doc(
+            vols.READY, node=self.node, path=info.path, capacity=info.capacity,
+            allocation=info.allocation))
+        return Result.done()
+
+    async def _status(self, vol: vols.Volume, doc: Doc) -> None:
+        def modify(old: Doc) -> Doc | None:
+            same = {k: v for k, v in old.items() if k != "since"} == \
+                {k: v for k, v in doc.items() if k != "since"}
+            return None if same else doc
+
+        try:
+            await asyncio.to_thread(self.store.update,
+                                    self.store.paths.volume_status(vol.pool, vol.name), modify)
+        except NotFound:
+            pass  # deleted meanwhile
+
+    async def _delete(self, vol: vols.Volume) -> Result:
+        try:
+            await asyncio.to_thread(lv.delete, self.connection, vol.pool, vol.name)
+        except HypervisorError as e:
+            log.warning("volume %s: not deleted yet: %s", vol.key, brief(e))
+            return Result.after(LOOK_AGAIN)
+        path = self.store.paths.volume(vol.pool, vol.name)
+        try:
+            tree = await asyncio.to_thread(txn.read_subtree, self.store, path)
+            await asyncio.to_thread(txn.commit, self.store, txn.delete_subtree_ops(tree))
+        except NotFound:
+            pass
+        except Conflict:
+            return Result.after(0.0)  # written meanwhile: look again
+        self._failed.pop(vol.key, None)
+        log.info("volume %s deleted", vol.key)
+        return Result.done()

@@ -1,0 +1,149 @@
+"""`/volume` and `/volume/{pool}/{vol}` (issue #15): list (by pool and node), create, show
+and delete volumes. A new volume is written with its `status` (`pending`); the node that
+holds it makes the image in libvirt and says `ready` (or `failed`, and why).
+
+Where a volume lives: a local pool's volume on the node the request names, else on the
+usable node (node status `pools`) with the most free space that fits it; a shared or rbd
+pool's volume is made by such a node too and reachable from all. No node where it fits is
+a 507, a node where the pool is not usable a 422; nothing is written then. Delete marks
+the volume; its node removes the image, then the volume (`store.volumes`). Reading needs
+`viewer`, writing `operator`. Called through the route table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields
+
+from schemas.names import Name
+from schemas.volumes import VolumeSchema
+from server.access import Ctx, reading, writing
+from server.audit import note_object
+from server.cache import render
+from server.errors import ApiError, conflict, not_found
+from server.http import json_response, load_body, load_query, path_name
+from store import volumes
+from store.codec import Doc
+from store.errors import AlreadyExists, NotFound
+from store.model import Node
+from store.objects import new_object
+from store.txn import commit
+
+_VOLUME = VolumeSchema()
+
+
+class VolumeQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    pool = Name(load_default=None)
+    node = Name(load_default=None)
+
+
+class VolumeObject(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+
+_QUERY = VolumeQuery()
+
+
+def _key(request: web.Request) -> str:
+    return f"{path_name(request, 'pool')}/{path_name(request, 'vol')}"
+
+
+async def list_volumes(request: web.Request) -> web.Response:
+    c = reading(request)
+    query = load_query(request, _QUERY)
+    items = [render(c.cache, ("Volume", key)) for key in c.cache.docs.names("Volume")]
+    items = [v for v in items if v and query["pool"] in (None, v["spec"]["pool"])
+             and query["node"] in (None, v["spec"].get("node"))]
+    return json_response({"items": items, "count": len(items)})
+
+
+async def get_volume(request: web.Request) -> web.Response:
+    c = reading(request)
+    key = _key(request)
+    if c.cache.docs.get("Volume", key) is None:
+        raise not_found("Volume", key)
+    return json_response(render(c.cache, ("Volume", key)))
+
+
+def _free(node: Node, pool: str) -> int | None:
+    """Bytes free in `pool` on `node`, or None when the pool is not usable there."""
+    status = node.status_doc or {}
+    entry = (status.get("pools") or {}).get(pool)
+    usable = node.alive and status.get("daemonState") == "run"
+    return int(entry["available"]) if usable and entry and entry.get("usable") else None
+
+
+def _place(c: Ctx, spec: dict[str, Any]) -> str:
+    """The node the volume is made on (see the module doc)."""
+    pool, size, wanted = spec["pool"], spec["size"], spec.get("node")
+    free = {n.name: f for n in c.cache.all_nodes() if (f := _free(n, pool)) is not None}
+    if wanted is not None:
+        if wanted not in free:
+            raise ValidationError({"spec": {"node": [
+                f"Pool {pool!r} is not usable on node {wanted!r}."]}})
+        fits = free[wanted] >= size
+        return wanted if fits else _full(pool, size, {wanted: free[wanted]})
+    room = {name: f for name, f in free.items() if f >= size}
+    if not room:
+        return _full(pool, size, free)
+    return min(room, key=lambda name: (-room[name], name))
+
+
+def _full(pool: str, size: int, free: dict[str, int]) -> str:
+    most = max(free.values(), default=0)
+    raise ApiError(507, "insufficient_storage", f"no node has {size} bytes free in pool "
+                   f"{pool!r} (the most: {most})", details={"spec": {"size": [
+                       f"More than any node has free in pool {pool!r} ({most} bytes)."]}})
+
+
+def _check_source(c: Ctx, spec: dict[str, Any]) -> None:
+    source = (spec.get("source") or {}).get("volume")
+    if source is not None and c.cache.docs.get("Volume", f"{spec['pool']}/{source}") is None:
+        raise ValidationError({"spec": {"source": {"volume": [
+            f"Pool {spec['pool']!r} has no volume {source!r}."]}}})
+
+
+async def create_volume(request: web.Request) -> web.Response:
+    c = writing(request)
+    doc: Doc = new_object(await load_body(request, _VOLUME))
+    spec, name = doc["spec"], doc["metadata"]["name"]
+    if c.cache.docs.get("Pool", spec["pool"]) is None:
+        raise ValidationError({"spec": {"pool": [f"No pool {spec['pool']!r}."]}})
+    _check_source(c, spec)
+    spec["node"] = _place(c, spec)
+    note_object(request, f"volume/{spec['pool']}/{name}")
+    try:
+        await asyncio.to_thread(commit, c.store, volumes.create_ops(c.store, spec["pool"],
+                                                                    name, doc))
+    except AlreadyExists:
+        raise conflict(f"Pool {spec['pool']!r} has a volume {name!r} already") from None
+    except NotFound:
+        raise conflict(f"Pool {spec['pool']!r} was removed meanwhile") from None
+    key = f"{spec['pool']}/{name}"
+    await c.cache.wait_for(("Volume", key), lambda: c.cache.docs.get("Volume", key) and
+                           c.cache.docs.get("Volume", f"{key}/status"), timeout=10.0)
+    return json_response(render(c.cache, ("Volume", key)), status=201)
+
+
+async def delete_volume(request: web.Request) -> web.Response:
+    c = writing(request)
+    pool, name = path_name(request, "pool"), path_name(request, "vol")
+    try:
+        await asyncio.to_thread(c.store.update, c.store.paths.volume(pool, name),
+                                volumes.mark_deleted)
+    except NotFound:
+        raise not_found("Volume", f"{pool}/{name}") from None
+    return json_response({"pool": pool, "name": name, "deleting": True}, status=202)
+
+
+class VolumeDeleting(Schema):
+    pool = fields.String(required=True)
+    name = fields.String(required=True)
+    deleting = fields.Boolean(required=True)

@@ -1,0 +1,90 @@
+"""Volumes through herd-api against a real ZooKeeper (issue #15): a volume is placed on
+the usable node with the most room in its pool (or the one named), refused with 507 when
+no node has room and 422 when the pool or the source is unknown or the pool is not
+usable on the named node, nothing written then; deletion is a mark the volume's node
+acts on. Nodes are played by the test (their status `pools`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from store.client import Store
+from tests.integration.test_api import Api, api_server
+from tests.integration.test_api_pools import pool
+
+GiB = 1 << 30
+
+
+def volume(name: str, size: Any = "1G", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "herd/v1", "kind": "Volume", "metadata": {"name": name},
+            "spec": {"pool": "local", "size": size, **spec}}
+
+
+async def play_node(api: Api, store: Store, name: str, *, free: int,
+                    usable: bool = True) -> None:
+    """A node with pool `local` usable and `free` bytes free (as its daemon would say)."""
+    store.ensure(store.paths.node(name), {"apiVersion": "herd/v1", "kind": "Node",
+                                          "metadata": {"name": name}, "spec": {}})
+    store.ensure(store.paths.node_status(name))
+    store.update(store.paths.node_status(name), lambda d: {**d, "daemonState": "run", "pools": {
+        "local": {"usable": usable, "reason": "" if usable else "build failed: no",
+                  "capacity": 100 * GiB, "allocation": 0, "available": free}}})
+    store.ensure(store.paths.node_alive(name), {"pid": 1})
+
+
+@pytest_asyncio.fixture
+async def api(zk_hosts: str, zk_root: str, tmp_path: Path,
+              store: Store) -> AsyncIterator[Api]:
+    async with api_server(zk_hosts, zk_root, tmp_path) as a:
+        assert (await a.post("/pool", pool("local")))[0] == 201
+        await play_node(a, store, "hv1", free=5 * GiB)
+        await play_node(a, store, "hv2", free=8 * GiB)
+        await play_node(a, store, "hv3", free=50 * GiB, usable=False)
+        yield a
+
+
+async def test_a_volume_goes_where_it_fits_best(api: Api, store: Store) -> None:
+    status, body = await api.post("/volume", volume("v1", "2G"))
+    assert status == 201, body
+    assert body["spec"]["node"] == "hv2" and body["spec"]["size"] == 2 * GiB
+    assert body["status"]["state"] == "pending"
+    status, body = await api.post("/volume", volume("v2", 6 * GiB, node="hv2"))
+    assert status == 201 and body["spec"]["node"] == "hv2"
+    listed = (await api.get("/volume?node=hv2"))[1]["items"]
+    assert [v["metadata"]["name"] for v in listed] == ["v1", "v2"]
+    assert store.get(store.paths.volume_status("local", "v1")).doc["state"] == "pending"
+    status, body = await api.call("DELETE", "/volume/local/v1")
+    assert status == 202
+    assert store.get(store.paths.volume("local", "v1")).doc["deletion"]["requested"] > 0
+    assert (await api.get("/volume/local/v1"))[1]["deletion"] is not None
+
+
+@pytest.mark.parametrize(("doc", "code", "field"), [
+    (volume("big", "9G"), 507, "size"),
+    (volume("x", "1G", node="hv3"), 422, "node"),
+    (volume("x", "1G", pool="nosuch"), 422, "pool"),
+    (volume("x", "1G", source={"volume": "nosuch"}), 422, "source"),
+    (volume("x", 0), 422, "size"),
+    (volume("x", "lots"), 422, "size"),
+    (volume("x", "1G", format="vmdk"), 422, "format"),
+    (volume("a/b", "1G"), 422, "metadata"),
+])
+async def test_refusals_name_the_field_and_write_nothing(
+        api: Api, store: Store, doc: dict[str, Any], code: int, field: str) -> None:
+    status, body = await api.post("/volume", doc)
+    assert status == code, body
+    details = body["error"]["details"]
+    assert field in details.get("spec", details)
+    assert store.children(store.paths.volume_pool("local")) == []
+
+
+async def test_a_pool_with_volumes_cannot_be_removed(api: Api, store: Store) -> None:
+    assert (await api.post("/volume", volume("v1")))[0] == 201
+    status, body = await api.call("DELETE", "/pool/local")
+    assert status == 409 and "has volumes" in body["error"]["message"]
+    assert store.exists(store.paths.pool("local")) is not None
