@@ -24,7 +24,7 @@ _PREFIXES = {QEMU_NS: "qemu"}
 # Character device types that touch nothing of the host but libvirt's own pty or SPICE.
 SAFE_CHARDEVS = frozenset({"pty", "spicevmc", "spiceport", "null", "vc", "qemu-vdagent",
                            "dbus"})
-DISK_TYPES = frozenset({"file", "block", "dir"})
+DISK_TYPES = frozenset({"file", "block", "dir", "volume"})  # volume: of a Herd pool
 INTERFACE_TYPES = frozenset({"network", "bridge", "user"})
 GRAPHICS_TYPES = frozenset({"vnc", "spice", "rdp", "egl-headless", "dbus"})
 AUDIO_TYPES = frozenset({"none", "spice", "dbus"})
@@ -149,8 +149,9 @@ def _disk(r: Rules, disk: Element, where: str) -> None:
         kind = element.get("type", "file" if element is disk else None)
         if element.tag in ("disk", "backingStore", "dataStore", "mirror") and \
                 kind is not None and kind not in DISK_TYPES:
-            r.refuse(at, f"disks of type {kind[:40]} are refused until Herd has storage "
-                         "pools", "disk-sources")
+            r.refuse(at, f"disks of type {kind[:40]} are refused: use a volume of a Herd "
+                         "pool (type='volume') or a file below the allowed storage paths",
+                     "disk-sources")
         if element.tag in ("source", "mirror"):
             for attr in _SOURCE_PATHS:
                 if element.get(attr):

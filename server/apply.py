@@ -27,11 +27,12 @@ from schemas.operations import ApplyRequest
 from schemas.xmlpolicy import XmlPolicy
 from server.access import SETTLE_TIMEOUT, Ctx, commit, writing, xml_check
 from server.audit import note_object
+from server.claims import claim_clash
 from server.errors import ApiError, conflict
 from server.http import json_response, read_json, validated
 from server.network import applynet
 from server.objects import XmlCheck, check_node_in_limits, check_node_known, strip_read_only
-from store import macs, networks, txn, vms
+from store import attachments, macs, networks, txn, vms
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
@@ -106,8 +107,9 @@ def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
         return
     plan.ops.append(txn.Set(path, new, current.version))
     if key[0] == "VM":  # its NICs' MACs move with the XML (store.macs)
-        plan.ops += macs.change_ops(store, key[1], current.doc.get("spec", {}).get("xml"),
-                                    new.get("spec", {}).get("xml"))
+        old_xml, new_xml = current.doc.get("spec", {}).get("xml"), new["spec"].get("xml")
+        plan.ops += [*macs.change_ops(store, key[1], old_xml, new_xml),
+                     *attachments.change_ops(store, key[1], old_xml, new_xml)]
     plan.written[key] = new
     plan.results.append({**result, "action": "configured", "changes": changes(current.doc, new)})
 
@@ -172,14 +174,13 @@ async def apply(request: web.Request) -> web.Response:
         return json_response({"dry_run": True, "results": plan.results})
     try:
         await commit(c.store, plan.ops)
-    except AlreadyExists as e:
-        clash = macs.is_mac_clash(c.store.paths, e)
+    except (AlreadyExists, NotFound) as e:
+        clash = claim_clash(c, e, field=("objects",))
         if clash is not None:
-            raise ApiError(422, "duplicate_mac", f"MAC {clash} is used by another VM: each NIC "
-                           "in the cluster needs its own", details={"mac": [clash]}) from None
+            raise clash from None
         raise conflict(f"an object changed while being applied; nothing was written ({e})") \
             from None
-    except (Conflict, NotFound) as e:
+    except Conflict as e:
         raise conflict(f"an object changed while being applied; nothing was written ({e})") \
             from None
     versions = await _settle(c, plan.written)

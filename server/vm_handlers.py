@@ -43,6 +43,7 @@ from server.access import (
     xml_check,
 )
 from server.audit import note_object
+from server.claims import claim_clash
 from server.deadline import deadline_left
 from server.errors import ApiError, bad_request, conflict, not_found
 from server.http import dumps, json_response, load_body, load_query, path_name, raw_json
@@ -55,7 +56,7 @@ from server.objects import (
     strip_read_only,
 )
 from server.views import vm_meta, vm_object
-from store import macs, txn, vms
+from store import attachments, macs, txn, vms
 from store.client import Versioned
 from store.errors import AlreadyExists, NotFound, StoreError
 from store.model import VM, read_vm
@@ -144,8 +145,8 @@ async def define_vm(request: web.Request) -> web.Response:
     note_object(request, f"vm/{name}")
     try:
         await commit_grouped(c, vms.define_ops(c.store.paths, vm))
-    except AlreadyExists as e:
-        raise mac_clash(c, e, field=("xml",)) or conflict(f"VM {name!r} exists already") \
+    except (AlreadyExists, NotFound) as e:
+        raise claim_clash(c, e, field=("xml",)) or conflict(f"VM {name!r} exists already") \
             from None
     rec = await settled_vm(c, name, complete)
     return json_response(vm_object(rec), status=201)
@@ -158,10 +159,9 @@ async def _patch(c: Ctx, name: str, patch: dict[str, Any], *,
     try:
         result = await asyncio.to_thread(macs.update_vm, c.store, name,
                                          lambda doc: patch_vm(doc, patch, xml_check=check))
-    except NotFound:
-        raise not_found("VM", name) from None
-    except AlreadyExists as e:
-        raise mac_clash(c, e, field=("xml",)) or e from None
+    except (AlreadyExists, NotFound) as e:
+        raise claim_clash(c, e, field=("xml",)) or (
+            not_found("VM", name) if isinstance(e, NotFound) else e) from None
     return await settled_vm(c, name, lambda rec: rec.mzxid >= result.mzxid)
 
 
@@ -207,8 +207,11 @@ async def replace(request: web.Request) -> web.Response:
                                          lambda doc: replace_vm_checked(doc, vm, check),
                                          expect_mzxid=expect)
     except AlreadyExists as e:
-        raise mac_clash(c, e, field=("spec", "xml")) or e from None
-    except NotFound:
+        raise claim_clash(c, e, field=("spec", "xml")) or e from None
+    except NotFound as e:
+        clash = claim_clash(c, e, field=("spec", "xml"))
+        if clash is not None:
+            raise clash from None
         if expect is not None:
             raise conflict(f"VM {name!r} no longer exists (resourceVersion {expect})") from None
         xml = check.admit(vm["spec"]["xml"], vm=name, field=("spec", "xml"))
@@ -221,8 +224,8 @@ async def _create_by_put(c: Ctx, vm: dict[str, Any]) -> web.Response:
     name = vm["metadata"]["name"]
     try:
         await commit_grouped(c, vms.define_ops(c.store.paths, new_object(vm)))
-    except AlreadyExists as e:
-        raise mac_clash(c, e, field=("spec", "xml")) or conflict(
+    except (AlreadyExists, NotFound) as e:
+        raise claim_clash(c, e, field=("spec", "xml")) or conflict(
             f"VM {name!r} was created meanwhile; GET it and retry") from None
     rec = await settled_vm(c, name, complete)
     return json_response(vm_object(rec), status=201)
@@ -251,7 +254,8 @@ async def delete_vm(request: web.Request) -> web.Response:
     if not query["force"]:
         _refuse_delete(tree, c, name)
     xml = tree[c.store.paths.vm(name)].doc.get("spec", {}).get("xml")
-    releases = await asyncio.to_thread(macs.release_ops, c.store, name, xml)
+    releases = [*await asyncio.to_thread(macs.release_ops, c.store, name, xml),
+                *await asyncio.to_thread(attachments.release_ops, c.store, name, xml)]
     try:
         await commit(c.store, [*txn.delete_subtree_ops(tree), *releases])
     except (NotFound, AlreadyExists) as e:
@@ -283,15 +287,3 @@ async def rename(request: web.Request) -> web.Response:
     await settled_gone(c, "VM", name)
     rec = await settled_vm(c, new, complete)
     return json_response(vm_object(rec))
-
-
-def mac_clash(c: Ctx, error: StoreError, *, field: tuple[str, ...]) -> ApiError | None:
-    """A 422 `duplicate_mac` when `error` is a MAC another VM holds (`store.macs`)."""
-    mac = macs.is_mac_clash(c.store.paths, error)
-    if mac is None:
-        return None
-    message = f"MAC {mac} is used by another VM: each NIC in the cluster needs its own"
-    details: dict[str, Any] = {field[-1]: [message]}
-    for key in reversed(field[:-1]):
-        details = {key: details}
-    return ApiError(422, "duplicate_mac", message, details=details)

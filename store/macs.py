@@ -8,8 +8,9 @@ however concurrent their writes (the API's cache check only says it earlier and 
 - `change_ops(store, name, old, new)`: an XML change: creates of the added MACs, deletes
   of the removed ones (only the VM's own entries, version-checked; reads them);
 - `release_ops` (delete a VM) and `move_ops` (rename it), which read too;
-- `update_vm(store, name, modify)`: `Store.update` of a VM's document with its MAC changes
-  in the same transaction, retried on a version conflict.
+- `update_vm(store, name, modify)`: `Store.update` of a VM's document with its MAC (and
+  volume attachment: `store.attachments`) changes in the same transaction, retried on a
+  version conflict.
 VMs stored before the registry have no entries: their MACs are guarded by the cache check
 alone. Blocking. Used by `store.vms`, `server.vm_handlers` and `server.apply`.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from marshmallow import ValidationError
 
 from schemas.domainnics import macs_of
-from store import txn
+from store import attachments, txn
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, StoreError
@@ -87,7 +88,9 @@ def update_vm(store: Store, name: str, modify: Callable[[Doc], Doc | None], *,
         if new is None or new == current.doc:
             return current
         old_xml, new_xml = (d.get("spec", {}).get("xml") for d in (current.doc, new))
-        ops = change_ops(store, name, old_xml, new_xml) if old_xml != new_xml else []
+        ops = [*change_ops(store, name, old_xml, new_xml),
+               *attachments.change_ops(store, name, old_xml, new_xml)] \
+            if old_xml != new_xml else []
         try:
             txn.commit(store, [txn.Set(path, new, current.version), *ops])
         except Conflict:

@@ -84,6 +84,9 @@ class Paths:
     def volume_status(self, pool: str, name: str) -> str:
         return self._join("volumes", pool, name, "status")
 
+    def volume_attachment(self, pool: str, name: str) -> str:
+        return self._join("volumes", pool, name, "attachment")
+
     @property
     def macs(self) -> str:
         return self._join("macs")

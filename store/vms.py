@@ -10,7 +10,7 @@ server (define, apply, rename), the benchmarks and tests.
 from __future__ import annotations
 
 from schemas.domainxml import rename_domain_xml
-from store import macs, txn
+from store import attachments, macs, txn
 from store.client import Store
 from store.codec import Doc
 from store.paths import Paths
@@ -30,13 +30,14 @@ def initial_status() -> Doc:
 
 
 def define_ops(paths: Paths, vm: Doc) -> list[txn.Op]:
-    """The creates of a new VM: object, placement, status and its NICs' MACs
-    (`store.macs`), for one transaction."""
+    """The creates of a new VM: object, placement, status, its NICs' MACs (`store.macs`)
+    and its volumes' attachments (`store.attachments`), for one transaction."""
     name = vm["metadata"]["name"]
     return [txn.Create(paths.vm(name), vm),
             txn.Create(paths.vm_placement(name), initial_placement(vm)),
             txn.Create(paths.vm_status(name), initial_status()),
-            *macs.claim_ops(paths, name, vm.get("spec", {}).get("xml"))]
+            *macs.claim_ops(paths, name, vm.get("spec", {}).get("xml")),
+            *attachments.claim_ops(paths, name, vm.get("spec", {}).get("xml"))]
 
 
 def _renamer(old: str, new: str) -> txn.Rewrite:
@@ -55,4 +56,5 @@ def rename_vm(store: Store, old: str, new: str) -> txn.CommitResult:
     in one transaction."""
     xml = store.get(store.paths.vm(old)).doc.get("spec", {}).get("xml")
     return txn.rename_vm(store, old, new, rewrite=_renamer(old, new),
-                         extra=macs.move_ops(store, old, new, xml))
+                         extra=[*macs.move_ops(store, old, new, xml),
+                                *attachments.move_ops(store, old, new, xml)])

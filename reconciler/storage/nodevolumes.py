@@ -129,6 +129,12 @@ class NodeVolumes:
             pass  # deleted meanwhile
 
     async def _delete(self, vol: vols.Volume) -> Result:
+        attached = self.informer.get(self.store.paths.volume_attachment(vol.pool, vol.name))
+        if attached is not None:  # attached after the mark: keep it, say why
+            await self._status(vol, vols.status_doc(
+                vols.READY, node=self.node, reason=f"not deleted: attached to VM "
+                f"{attached.doc.get('vm')}"))
+            return Result.after(LOOK_AGAIN)
         try:
             await asyncio.to_thread(lv.delete, self.connection, vol.pool, vol.name)
         except HypervisorError as e:

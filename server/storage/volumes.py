@@ -135,6 +135,10 @@ async def create_volume(request: web.Request) -> web.Response:
 async def delete_volume(request: web.Request) -> web.Response:
     c = writing(request)
     pool, name = path_name(request, "pool"), path_name(request, "vol")
+    attached = c.cache.docs.get("Volume", f"{pool}/{name}/attachment")
+    if attached is not None:
+        raise conflict(f"Volume {pool}/{name} is attached to VM {attached.doc.get('vm')!r}: "
+                       "remove it from the VM first", vm=attached.doc.get("vm"))
     try:
         await asyncio.to_thread(c.store.update, c.store.paths.volume(pool, name),
                                 volumes.mark_deleted)

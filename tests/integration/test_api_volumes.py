@@ -88,3 +88,35 @@ async def test_a_pool_with_volumes_cannot_be_removed(api: Api, store: Store) -> 
     status, body = await api.call("DELETE", "/pool/local")
     assert status == 409 and "has volumes" in body["error"]["message"]
     assert store.exists(store.paths.pool("local")) is not None
+
+
+def disk_vm(name: str, *volumes: str, shareable: bool = False) -> str:
+    disks = "".join(
+        f"<disk type='volume' device='disk'><source pool='local' volume='{v}'/>"
+        f"<target dev='vd{chr(97 + i)}' bus='virtio'/>{'<shareable/>' if shareable else ''}"
+        "</disk>" for i, v in enumerate(volumes))
+    return (f"<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory>"
+            f"<devices>{disks}</devices></domain>")
+
+
+async def test_a_vm_attaches_its_volumes_alone_unless_shareable(api: Api, store: Store) -> None:
+    for name in ("d1", "d2"):
+        assert (await api.post("/volume", volume(name)))[0] == 201
+    status, body = await api.post("/vm", {"xml": disk_vm("a", "d1")})
+    assert status == 201, body
+    assert store.get(store.paths.volume_attachment("local", "d1")).doc == {"vm": "a"}
+    status, body = await api.post("/vm", {"xml": disk_vm("b", "d1")})
+    assert status == 409 and body["error"]["code"] == "volume_attached"
+    status, body = await api.post("/vm", {"xml": disk_vm("b", "nosuch")})
+    assert status == 422 and body["error"]["code"] == "unknown_volume"
+    assert store.exists(store.paths.vm("b")) is None
+    status, body = await api.post("/vm", {"xml": disk_vm("s1", "d2", shareable=True)})
+    assert status == 201 and (await api.post("/vm", {"xml": disk_vm("s2", "d2",
+                                                                        shareable=True)}))[0] == 201
+    assert (await api.call("DELETE", "/volume/local/d1"))[0] == 409  # attached
+    status, body = await api.post("/vm/s1", {"xml": disk_vm("s1", "d1")})
+    assert status == 409 and body["error"]["code"] == "volume_attached"  # an XML change too
+    assert store.exists(store.paths.volume_attachment("local", "d2")) is None  # shared
+    assert (await api.call("DELETE", "/vm/a"))[0] == 200
+    assert store.exists(store.paths.volume_attachment("local", "d1")) is None
+    assert (await api.call("DELETE", "/volume/local/d1"))[0] == 202

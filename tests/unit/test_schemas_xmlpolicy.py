@@ -55,10 +55,10 @@ REFUSED = [
     (domain("<disk type='file'/><disk type='block'><source dev='/dev/sda'/></disk>"),
      "devices/disk[2]/source: host path /dev/sda is outside", "disk-sources"),
     (domain("<disk type='network'><source protocol='rbd' name='pool/img'/></disk>"),
-     "devices/disk: disks of type network are refused until Herd has storage pools",
+     "devices/disk: disks of type network are refused: use a volume of a Herd pool",
      "disk-sources"),
-    (domain("<disk type='volume'><source pool='default' volume='v'/></disk>"),
-     "devices/disk: disks of type volume", "disk-sources"),
+    (domain("<disk type='nvme'><source type='pci'/></disk>"),
+     "devices/disk: disks of type nvme", "disk-sources"),
     (domain("<disk type='file'><source file='/var/lib/herd/a.qcow2'/>"
             "<backingStore type='file'><source file='/etc/shadow'/></backingStore></disk>"),
      "devices/disk/backingStore/source: host path /etc/shadow", "disk-sources"),
