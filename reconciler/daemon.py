@@ -45,6 +45,8 @@ from store.client import Store
 from store.errors import Unavailable
 from store.informer import Change, Informer
 from store.layout import ensure_layout
+from store.placement import pins_of
+from store.volumes import home_of
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ class NodeDaemon:
         self.pools = self._pools(config)
         self.volumes = NodeVolumes(self.store, self.name, connection=self.pools.connection,
                                    pools=self.pools.state) if self.pools is not None else None
+        if self.coordinator is not None and self.pools is not None and self.volumes:
+            self.coordinator.state.pins = self._pins
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,6 +152,13 @@ class NodeDaemon:
                           keys=config.ceph_secrets, changed=lambda: self.publisher.changed())
         self.registration.pools = found.report
         return found
+
+    def _pins(self, xml: str | None) -> tuple[str, ...]:
+        """The nodes `xml`'s volumes on local pools tie a VM to (the primary's placement)."""
+        assert self.pools is not None and self.volumes is not None
+        volume, pool = self.volumes.informer.get, self.pools.informer.get
+        return pins_of(xml, lambda key: home_of(key, volume=volume, pool=pool,
+                                                paths=self.store.paths))
 
     def _net_changed(self) -> None:
         """A network's state here changed: publish it; its gateway may follow."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +37,8 @@ from store import txn
 from store.codec import Doc
 from store.errors import Conflict, NotFound
 from store.model import VM
-from store.placement import NodeView, effective_selector, refusal, select
+from store.placement import NodeView, VMNeeds, effective_selector, pins_of, refusal, select
+from store.volumes import home_of
 from vocabulary import DesiredState, VMState
 
 # One instance each: building a schema costs more than a load.
@@ -146,9 +148,17 @@ def _views(c: Ctx) -> dict[str, NodeView]:
     return {n.name: n.view for n in c.cache.all_nodes()}
 
 
+def needs_of(c: Ctx, rec: VM) -> VMNeeds:
+    """The VM's needs with the nodes its volumes on local pools tie it to."""
+    informers = c.cache.docs.informers
+    pins = pins_of(rec.xml, lambda key: home_of(
+        key, volume=informers["Volume"].get, pool=informers["Pool"].get, paths=c.store.paths))
+    return replace(rec.needs, pins=pins)
+
+
 def _target(c: Ctx, rec: VM, data: dict[str, Any]) -> str:
     """The node the action moves the VM to (400/409 when there is none)."""
-    needs, views, last = rec.needs, _views(c), rec.last_node
+    needs, views, last = needs_of(c, rec), _views(c), rec.last_node
     if data["action"] == "migrate" and last and not data["force"]:
         raise conflict(f"VM {rec.name!r} is migrated already (from {last}); unmigrate it "
                        "first, or force")

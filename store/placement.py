@@ -6,6 +6,7 @@ targets), which is why they live in `store` and not in the daemon.
 
 - Candidates: nodes alive, daemonState `run`, domainState `ready`, inside the VM's
   `limits` (empty = all), with every network the VM names up (node status `networks`),
+  the node of its volumes on local pools when it has any (`pins_of`),
   not excluded (e.g. the node it is leaving), and where it fits:
   its memory <= the node's free memory, or, for the `memprov` selector, <= the memory not
   yet provisioned to VMs.
@@ -18,10 +19,11 @@ targets), which is why they live in `store` and not in the daemon.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from schemas.domaindisks import volume_keys
 from vocabulary import Selector
 
 # The selectors that pick a node by themselves (`none` defers to the cluster default).
@@ -76,6 +78,7 @@ class VMNeeds:
     limits: tuple[str, ...] = ()
     selector: str = "none"
     networks: tuple[str, ...] = ()  # the networks its NICs name
+    pins: tuple[str, ...] = ()  # the nodes of its volumes on local pools (`pins_of`)
 
 
 def effective_selector(vm: VMNeeds, default: str) -> str:
@@ -98,6 +101,9 @@ def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = ""
         return f"node {node.name!r} is not running (daemonState {node.daemon_state or 'unknown'})"
     if node.domain_state != "ready":
         return f"node {node.name!r} is not ready (domainState {node.domain_state})"
+    if vm.pins and (len(set(vm.pins)) > 1 or node.name != vm.pins[0]):
+        where = " and ".join(sorted(set(vm.pins)))
+        return f"its volumes on local pools live on {where}, not on {node.name!r}"
     missing = [n for n in vm.networks if n not in node.networks]
     if missing:
         return f"network {missing[0]!r} is not up on node {node.name!r}"
@@ -139,3 +145,10 @@ class Planner:
         if target is not None:
             self.nodes[target] = self.nodes[target].with_vm(vm.memory_mib, vm.vcpus)
         return target
+
+
+def pins_of(xml: object, home: Callable[[str], str | None]) -> tuple[str, ...]:
+    """The nodes the VM's disks tie it to: `home(pool/volume)` answers the node of a
+    volume on a local pool (None: a shared or rbd pool's, reachable from any node)."""
+    return tuple(sorted({node for key in sorted(volume_keys(xml))
+                         if (node := home(key)) is not None}))

@@ -13,14 +13,15 @@ libvirt and then the znodes (version-checked). Blocking. Used by `server.storage
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from store import txn
-from store.client import Store
+from store.client import Store, Versioned
 from store.codec import Doc
 from store.objects import generation
+from store.paths import Paths
 
 PENDING, READY, FAILED = "pending", "ready", "failed"
 
@@ -64,3 +65,18 @@ def status_doc(state: str, *, reason: str = "", node: str | None = None,
                path: str | None = None, allocation: int = 0, capacity: int = 0) -> Doc:
     return {"state": state, "reason": reason[:256], "node": node, "path": path,
             "allocation": allocation, "capacity": capacity, "since": time.time()}
+
+
+Getter = Callable[[str], Versioned | None]
+
+
+def home_of(key: str, *, volume: Getter, pool: Getter, paths: Paths) -> str | None:
+    """The node a volume (`pool/name`) lives on when its pool is local (None: a shared or
+    rbd pool's, an unknown one's); `volume` and `pool` read documents by path."""
+    pool_name, _, name = key.partition("/")
+    found_pool = pool(paths.pool(pool_name))
+    if found_pool is None or found_pool.doc.get("spec", {}).get("type") != "local":
+        return None
+    found = volume(paths.volume(pool_name, name))
+    node = found.doc.get("spec", {}).get("node") if found is not None else None
+    return node if isinstance(node, str) else None

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from reconciler.cluster.fencing import Fencer
@@ -57,6 +58,9 @@ class ClusterState:
                  cluster: Informer) -> None:
         self.store, self.vms, self.nodes, self.cluster = store, vms, nodes, cluster
         self._needs: dict[str, tuple[int, VMNeeds]] = {}
+        # The nodes a VM's XML ties it to (its volumes on local pools); set by the daemon
+        # when it keeps storage (`store.placement.pins_of`).
+        self.pins: Callable[[str | None], tuple[str, ...]] = lambda _xml: ()
 
     def setting(self, key: str, default: Any) -> Any:
         doc = self.cluster.get(self.store.paths.config)
@@ -86,7 +90,7 @@ class ClusterState:
         cached = self._needs.get(vm.name)
         if cached is not None and cached[0] == vm.mzxid:
             return cached[1]
-        needs = vm.needs
+        needs = replace(vm.needs, pins=self.pins(vm.xml))
         self._needs[vm.name] = (vm.mzxid, needs)
         return needs
 

@@ -144,6 +144,13 @@ async def delete_volume(request: web.Request) -> web.Response:
                                 volumes.mark_deleted)
     except NotFound:
         raise not_found("Volume", f"{pool}/{name}") from None
+    key = f"{pool}/{name}"
+
+    def marked() -> bool | None:
+        found = c.cache.docs.get("Volume", key)
+        return True if found is None or found.doc.get("deletion") else None
+
+    await c.cache.wait_for(("Volume", key), marked, timeout=10.0)  # read your writes
     return json_response({"pool": pool, "name": name, "deleting": True}, status=202)
 
 

@@ -31,9 +31,12 @@ async def play_node(api: Api, store: Store, name: str, *, free: int,
     store.ensure(store.paths.node(name), {"apiVersion": "herd/v1", "kind": "Node",
                                           "metadata": {"name": name}, "spec": {}})
     store.ensure(store.paths.node_status(name))
-    store.update(store.paths.node_status(name), lambda d: {**d, "daemonState": "run", "pools": {
-        "local": {"usable": usable, "reason": "" if usable else "build failed: no",
-                  "capacity": 100 * GiB, "allocation": 0, "available": free}}})
+    pools = {"local": {"usable": usable, "reason": "" if usable else "build failed: no",
+                       "capacity": 100 * GiB, "allocation": 0, "available": free}}
+    resources = {"memTotal": 32768, "memFree": 32768, "vcpuTotal": 8}
+    store.update(store.paths.node_status(name), lambda d: {
+        **d, "daemonState": "run", "domainState": "ready", "resources": resources,
+        "pools": pools})
     store.ensure(store.paths.node_alive(name), {"pid": 1})
 
 
@@ -120,3 +123,13 @@ async def test_a_vm_attaches_its_volumes_alone_unless_shareable(api: Api, store:
     assert (await api.call("DELETE", "/vm/a"))[0] == 200
     assert store.exists(store.paths.volume_attachment("local", "d1")) is None
     assert (await api.call("DELETE", "/volume/local/d1"))[0] == 202
+
+
+async def test_a_vm_with_a_local_volume_moves_only_to_its_node(api: Api, store: Store) -> None:
+    status, body = await api.post("/volume", volume("home", node="hv2"))
+    assert status == 201
+    assert (await api.post("/vm", {"xml": disk_vm("pinned", "home")}))[0] == 201
+    status, body = await api.post("/vm/pinned/node", {"action": "move", "node": "hv1"})
+    assert status == 400 and "volumes on local pools live on hv2" in body["error"]["message"]
+    status, body = await api.post("/vm/pinned/node", {"action": "move"})  # the selector
+    assert status == 200 and body["node"] == "hv2", body

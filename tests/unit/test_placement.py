@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from store.placement import NodeView, Planner, VMNeeds, refusal, select
+from store.placement import NodeView, Planner, VMNeeds, pins_of, refusal, select
 
 
 def node(name: str, **kw: object) -> NodeView:
@@ -85,3 +85,18 @@ def test_a_vm_goes_only_where_its_networks_are_up() -> None:
     up = NodeView.from_status("n", {"daemonState": "run", "domainState": "ready", "networks": {
         "web": {"up": True}, "db": {"up": False, "reason": "x"}}}, alive=True)
     assert up.networks == frozenset({"web"})
+
+
+def test_a_vm_with_local_volumes_goes_only_to_their_node() -> None:
+    xml = ("<domain type='kvm'><name>a</name><devices><disk type='volume'><source "
+           "pool='local' volume='v1'/></disk><disk type='volume'><source pool='nfs' "
+           "volume='v2'/></disk></devices></domain>")
+    homes = {"local/v1": "b"}
+    pins = pins_of(xml, homes.get)
+    assert pins == ("b",)
+    vm = VMNeeds("a", 512, 1, pins=pins)
+    assert select(vm, [node("a", mem_free=1 << 30), node("b")], default="mem") == "b"
+    assert refusal(vm, node("a"), selector="mem") == \
+        "its volumes on local pools live on b, not on 'a'"
+    split = VMNeeds("a", 512, 1, pins=("a", "b"))
+    assert select(split, [node("a"), node("b")], default="mem") is None
