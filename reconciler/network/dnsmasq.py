@@ -3,8 +3,10 @@
 `GatewaySpec` is one managed network as the primary serves it (addresses, DHCP pools, domain,
 upstream nameservers, reservations, run directory); building one validates it and raises
 `GatewayConfigError` naming the field. From a spec this module builds dnsmasq's argv
-(`dnsmasq_argv`), the `ip addr` commands that put the gateway addresses on the bridge
-(`addr_argv`), and the contents of the two reservation files (`reservation_files`). `Lease` is
+(`dnsmasq_argv`: DNS and DHCP, bound to the gateway addresses), the argv of the second,
+DNS-less dnsmasq that sends a network with `ipv6` its router advertisements (`ra_argv`), the
+`ip addr` commands that put the gateway addresses on the bridge (`addr_argv`), and the
+contents of the two reservation files (`reservation_files`). `Lease` is
 one DHCPv4 lease with dnsmasq's leasefile line format (`Lease.line`, `parse_lease_line`,
 `leasefile_text`), which its `--dhcp-script ... init` must print.
 
@@ -28,6 +30,7 @@ DNSMASQ = "/usr/sbin/dnsmasq"
 MIN_LEASE_TIME = 120  # dnsmasq silently raises shorter leases to 2 minutes: refuse them instead
 SOCKET_NAME = "lease.sock"
 PID_NAME = "dnsmasq.pid"
+RA_PID_NAME = "dnsmasq-ra.pid"  # the router advertisement instance (`ra_argv`)
 DHCP_HOSTS_DIR = "dhcp-hosts"  # --dhcp-hostsdir: mac,ip,hostname lines
 DNS_HOSTS_DIR = "dns-hosts"  # --hostsdir: "ip hostname" lines (reservation names in DNS)
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
@@ -109,9 +112,9 @@ class AddressPlan:
         gateway = _ip(f"{where}.gateway", self.gateway)
         if gateway not in net or gateway in (net.network_address, net.broadcast_address):
             raise _fail(f"{where}.gateway", f"{gateway} is not a host address of {net}")
+        if version == 6 and net.prefixlen != 64:  # dnsmasq refuses RA on any other length
+            raise _fail(f"{where}.network", f"a /64 (router advertisements, SLAAC): {net}")
         pool = self.dhcp
-        if pool is not None and version == 6 and net.prefixlen < 64:
-            raise _fail(f"{where}.network", f"DHCPv6 needs a prefix of /64 or longer: {net}")
         if pool is not None:
             _check_pool(f"{where}.dhcp", pool, net=net, gateway=gateway)
             pool = DhcpPool(str(ipaddress.ip_address(pool.start)),
@@ -186,6 +189,10 @@ class GatewaySpec:
         return str(PurePosixPath(self.run_dir) / PID_NAME)
 
     @property
+    def ra_pid_file(self) -> str:
+        return str(PurePosixPath(self.run_dir) / RA_PID_NAME)
+
+    @property
     def gateways(self) -> tuple[AddressPlan, ...]:
         return (self.ipv4,) if self.ipv6 is None else (self.ipv4, self.ipv6)
 
@@ -247,11 +254,32 @@ def dnsmasq_argv(spec: GatewaySpec, *, lease_script: str, dnsmasq: str = DNSMASQ
     argv += _dhcp_range(spec.ipv4)
     argv += [f"--dhcp-option=option:router,{spec.ipv4.gateway}",
              f"--dhcp-option=option:dns-server,{spec.ipv4.gateway}"]
-    if spec.ipv6 is not None:  # no --enable-ra: dnsmasq 2.90 sends RAs only on an --interface
+    if spec.ipv6 is not None:  # no --enable-ra here: dnsmasq sends RAs only on an --interface
         argv += [*_dhcp_range(spec.ipv6),
                  f"--dhcp-option=option6:dns-server,[{spec.ipv6.gateway}]"]
     argv += ["--leasefile-ro", f"--dhcp-script={lease_script}"]
     return argv
+
+
+def ra_argv(spec: GatewaySpec, *, dnsmasq: str = DNSMASQ) -> list[str]:
+    """The second dnsmasq of a network with `ipv6`: router advertisements on the bridge and
+    nothing else. dnsmasq 2.90 advertises only on an interface named by `--interface`, which
+    the main instance must never be given; this one may, as it opens no DNS socket
+    (`--port=0`) and no DHCP one (no IPv4 range; `ra-only` is not DHCPv6). It advertises the
+    prefix for SLAAC (A flag, M and O clear), the gateway's link-local address as the default
+    router, and the gateway as resolver (RDNSS) and the domain as search list (DNSSL). The
+    prefix's lifetimes are the network's lease time (dnsmasq raises them to 30 min at least)."""
+    v6 = spec.ipv6
+    if v6 is None:
+        raise _fail("ipv6", "router advertisements need an IPv6 network")
+    pool = v6.dhcp or spec.ipv4.dhcp
+    lifetime = f",{pool.lease_time}" if pool is not None else ""
+    return [dnsmasq, "--conf-file=/dev/null", "--keep-in-foreground", "--log-facility=-",
+            f"--pid-file={spec.ra_pid_file}", "--port=0", f"--interface={spec.bridge}",
+            "--bind-interfaces", "--no-resolv", "--no-hosts", "--leasefile-ro", "--enable-ra",
+            "--quiet-ra", f"--dhcp-range={v6.net.network_address},ra-only,{v6.prefixlen}{lifetime}",
+            f"--dhcp-option=option6:dns-server,[{v6.gateway}]",
+            f"--dhcp-option=option6:domain-search,{spec.domain}"]
 
 
 def addr_argv(spec: GatewaySpec, plan: AddressPlan, *, verb: str,

@@ -3,24 +3,20 @@
 The primary's network controller (herd-node) holds one `Gateway` per managed network while
 it is primary. `start()` puts the gateway address(es) on the network's bridge (made elsewhere;
 in `netns` if given, as on the dev cluster's namespace hosts), opens the `LeaseChannel` and
-starts dnsmasq (`reconciler.network.dnsmasq.dnsmasq_argv`) as a supervised child. `update()`
-applies new reservations in place (SIGHUP when one went away or changed), restarts for
-anything else. `stop()` ends dnsmasq (SIGTERM, SIGKILL after `grace`; also one an earlier
-herd-node left) and removes the addresses: when it returns nothing on this node answers DHCP
-or DNS for the network. docs/networks-gateway.md says why and what was checked.
-
-Supervision: dnsmasq is ready when it logs "started" (its sockets are bound by then). One
-that dies after that is restarted after a capped exponential backoff (reset by a long run);
-one that exits at start with a configuration, network (address in use) or file error is a
-permanent failure: reported once (log and `on_failure(reason)`), state FAILED, no retry
-until the next `start()` or `update()`. A failed lease-init (the daemon could not read the
-leases) is retried with the backoff, its reason reported once.
+starts dnsmasq (`reconciler.network.dnsmasq.dnsmasq_argv`: DNS and DHCP on the gateway
+addresses) as a supervised child; for a network with `ipv6`, also a second, DNS-less dnsmasq
+that sends router advertisements on the bridge (`ra_argv`). `update()` applies new
+reservations in place (SIGHUP when one went away or changed), restarts for anything else.
+`stop()` ends both dnsmasq (SIGTERM, SIGKILL after `grace`; also those an earlier herd-node
+left, found by their pid files) and removes the addresses: when it returns nothing on this
+node answers DHCP, DNS or router solicitations for the network. Supervision (readiness,
+backoff, permanent failures reported once): `reconciler.network.supervise`.
+docs/networks-gateway.md says why and what was checked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ipaddress
 import logging
@@ -29,7 +25,6 @@ import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from reconciler.network.dnsmasq import (
     DHCP_HOSTS_DIR,
@@ -39,43 +34,42 @@ from reconciler.network.dnsmasq import (
     Lease,
     addr_argv,
     dnsmasq_argv,
+    ra_argv,
     reservation_files,
 )
 from reconciler.network.leasechannel import LeaseCallback, LeaseChannel, LeasesProvider
 from reconciler.network.leasescript import SOCKET_ENV
+from reconciler.network.supervise import (
+    SEVERITY,
+    Backoff,
+    State,
+    Supervised,
+    Timing,
+    end_stranger,
+    stale_pid,
+)
+
+__all__ = ["Backoff", "Gateway", "GatewayError", "GatewayState", "GatewayStatus"]
 
 log = logging.getLogger(__name__)
 
-READY_LINE = "started, version"
-PERMANENT_EXITS = frozenset({1, 2, 3, 4, 5})  # dnsmasq: config, network, file, memory, misc
 _ABSENT = ("address not found", "cannot assign requested address", "cannot find device",
            "does not exist", "no such file or directory")  # address, bridge, namespace: gone
 
 
-class GatewayState(StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKOFF = "backoff"  # dnsmasq died; restarting after a delay
-    FAILED = "failed"  # a permanent start failure: waits for start() or update()
+GatewayState = State  # the worst state of its dnsmasq processes
 
 
 @dataclass(frozen=True)
 class GatewayStatus:
-    state: GatewayState
+    """`pid` is the main dnsmasq's, `ra_pid` the router advertisement instance's; `reason`
+    says what the process in the worst state said; `restarts` counts both."""
+
+    state: State
     pid: int | None = None
     restarts: int = 0
     reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delays between restarts of a dnsmasq that died: initial, doubled up to cap; a run of
-    `stable` seconds or more starts again from initial."""
-
-    initial: float = 0.5
-    cap: float = 30.0
-    stable: float = 60.0
+    ra_pid: int | None = None
 
 
 class GatewayError(Exception):
@@ -127,45 +121,6 @@ def _sync_run_dir(spec: GatewaySpec) -> bool:
     return forgotten or any(changed)
 
 
-def _stale_pid(spec: GatewaySpec) -> int | None:
-    """The PID of a dnsmasq a previous herd-node left running for this network, if any."""
-    try:
-        with open(spec.pid_file) as f:
-            pid = int(f.read().strip() or 0)
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read().split(b"\0")
-    except (OSError, ValueError):
-        return None
-    mine = f"--pid-file={spec.pid_file}".encode()
-    return pid if pid > 0 and mine in cmdline else None
-
-
-async def _end_stranger(pid: int, *, grace: float) -> None:
-    """SIGTERM a process that is not our child, wait for its end (pidfd), then SIGKILL."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    gone = loop.create_future()
-
-    def exited() -> None:
-        if not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(fd, exited)
-    try:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(gone), grace)
-                return
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
 class Gateway:
     """The gateway of one managed network on this node (see the module's docstring)."""
 
@@ -180,18 +135,16 @@ class Gateway:
         self._lease_script = lease_script
         self._netns = netns
         self._dnsmasq = dnsmasq
-        self._backoff = backoff or Backoff()
-        self._grace = grace
-        self._ready_timeout = ready_timeout
+        self._timing = Timing(backoff or Backoff(), grace=grace, ready=ready_timeout)
         self._on_failure = on_failure
-        self._status = GatewayStatus(GatewayState.STOPPED)
-        self._reported: str | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._setup_failure: str | None = None
+        self._setup_reported: str | None = None
         self._channel: LeaseChannel | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._settled = asyncio.Event()  # the current start attempt came to an outcome
-        self._wake = asyncio.Event()  # stop() interrupts a backoff
-        self._stopping = False
+        self._main = Supervised("dnsmasq", argv=self.argv, network=spec.name,
+                                timing=self._timing, report=self._report,
+                                env=lambda: {SOCKET_ENV: self._spec.socket_path},
+                                on_ready=self._main_ready)
+        self._ra: Supervised | None = None  # made at start() for a network with ipv6
         self._hup_pending = False
 
     @property
@@ -200,21 +153,44 @@ class Gateway:
 
     @property
     def status(self) -> GatewayStatus:
-        return self._status
+        """The worst state of its processes (or of its set-up), with that one's reason."""
+        if self._setup_failure is not None:
+            return GatewayStatus(State.FAILED, restarts=self._main.status.restarts,
+                                 reason=self._setup_failure)
+        main = self._main.status
+        ra = self._ra.status if self._ra is not None else None
+        worst = main if ra is None or SEVERITY[main.state] >= SEVERITY[ra.state] else ra
+        return GatewayStatus(worst.state, pid=main.pid, reason=worst.reason,
+                             restarts=main.restarts + (ra.restarts if ra else 0),
+                             ra_pid=ra.pid if ra else None)
 
     def argv(self) -> list[str]:
         """The command that runs this gateway's dnsmasq (in the namespace if any)."""
-        argv = dnsmasq_argv(self._spec, lease_script=self._lease_script, dnsmasq=self._dnsmasq)
+        return self._in_netns(dnsmasq_argv(self._spec, lease_script=self._lease_script,
+                                           dnsmasq=self._dnsmasq))
+
+    def ra_argv(self) -> list[str]:
+        """The command that runs its router advertisement dnsmasq (a network with ipv6)."""
+        return self._in_netns(ra_argv(self._spec, dnsmasq=self._dnsmasq))
+
+    def _in_netns(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self._netns, *argv] if self._netns else argv
 
+    def _daemons(self) -> list[Supervised]:
+        return [self._main] + ([self._ra] if self._ra is not None else [])
+
     async def start(self) -> GatewayStatus:
-        """Addresses, lease channel, dnsmasq; returns once dnsmasq is ready or has failed."""
-        if self._supervisor is not None and not self._supervisor.done():
-            return self._status
+        """Addresses, lease channel, dnsmasq (both, with ipv6); returns once they are ready
+        or have failed."""
+        if self._setup_failure is None and all(d.active for d in self._daemons()):
+            return self.status
         await self.stop()  # a clean slate: a failed attempt's or an earlier daemon's leftovers
-        self._stopping = False
-        self._wake.clear()
-        self._settled.clear()
+        if self._spec.ipv6 is None:
+            self._ra = None
+        elif self._ra is None:
+            self._ra = Supervised("dnsmasq (router advertisements)", argv=self.ra_argv,
+                                  network=self._spec.name, timing=self._timing,
+                                  report=self._report)
         try:
             _sync_run_dir(self._spec)
             await self._addresses("replace")
@@ -222,57 +198,53 @@ class Gateway:
                                          on_lease=self._on_lease, leases=self._init_leases)
             await self._channel.start()
         except (OSError, GatewayError) as e:
-            self._fail(f"cannot set up the gateway: {e}")
-            return self._status
-        self._supervisor = asyncio.create_task(self._supervise(),
-                                               name=f"gateway-{self._spec.name}")
-        await self._settled.wait()
-        return self._status
+            self._setup_failure = reason = f"cannot set up the gateway: {e}"
+            if reason != self._setup_reported:
+                self._setup_reported = reason
+                self._report(reason)
+            return self.status
+        await asyncio.gather(*(d.start() for d in self._daemons()))
+        return self.status
 
     async def stop(self) -> None:
-        """dnsmasq ended (ours, or one an earlier herd-node left: see the pid file), channel
-        closed, gateway addresses removed. Idempotent; safe on a gateway never started."""
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            self._stopping = True
-            self._wake.set()
-            self._signal(signal.SIGTERM)
-            done, _ = await asyncio.wait({task}, timeout=self._grace)
-            if not done:
-                log.warning("network %s: dnsmasq ignored SIGTERM; SIGKILL", self._spec.name)
-                self._signal(signal.SIGKILL)
-            await task
+        """Both dnsmasq ended (ours, or those an earlier herd-node left: see the pid files),
+        channel closed, gateway addresses removed. Idempotent; safe on a gateway never
+        started."""
+        await asyncio.gather(*(d.stop() for d in self._daemons()))
         if self._channel is not None:
             await self._channel.stop()
             self._channel = None
-        stale = _stale_pid(self._spec)
-        if stale is not None:
-            log.warning("network %s: ending dnsmasq %d left by an earlier herd-node",
-                        self._spec.name, stale)
-            await _end_stranger(stale, grace=self._grace)
+        pid_files = (self._spec.pid_file, self._spec.ra_pid_file)
+        for pid_file in pid_files:
+            stale = stale_pid(pid_file)
+            if stale is not None:
+                log.warning("network %s: ending dnsmasq %d left by an earlier herd-node",
+                            self._spec.name, stale)
+                await end_stranger(stale, grace=self._timing.grace)
         try:
             await self._addresses("del")
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._spec.pid_file)
-            self._status = GatewayStatus(GatewayState.STOPPED, restarts=self._status.restarts)
+            for pid_file in pid_files:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(pid_file)
+            self._setup_failure = None
 
     async def update(self, spec: GatewaySpec) -> GatewayStatus:
         """Apply a new spec: reservations in place, anything else by a restart."""
         old = self._spec
         if spec == old:
-            return self._status
+            return self.status
         if spec.with_reservations(()) != old.with_reservations(()):
-            running = self._status.state is not GatewayState.STOPPED
+            running = self.status.state is not State.STOPPED
             await self.stop()
             self._spec = spec
-            return await self.start() if running else self._status
+            return await self.start() if running else self.status
         self._spec = spec
         if _sync_run_dir(spec):  # new files: dnsmasq's inotify reads them
             self._hup_pending = True  # dnsmasq only forgets or changes an entry on SIGHUP
-            if self._status.state is GatewayState.RUNNING:
+            if self._main.status.state is State.RUNNING:
                 self._hup()
-        return self._status
+        return self.status
 
     async def _init_leases(self) -> Sequence[Lease]:
         net = self._spec.ipv4.net
@@ -284,117 +256,18 @@ class Gateway:
             if rc != 0 and not (verb == "del" and any(s in err.lower() for s in _ABSENT)):
                 raise GatewayError(f"ip addr {verb} {plan.gateway} dev {self._spec.bridge}: {err}")
 
-    def _signal(self, sig: int) -> None:
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-
     def _hup(self) -> None:
         self._hup_pending = False
-        self._signal(signal.SIGHUP)  # only once RUNNING: before its handler, it would kill
+        self._main.signal(signal.SIGHUP)  # only once RUNNING: before its handler, it would kill
 
-    def _fail(self, reason: str, *, state: GatewayState = GatewayState.FAILED) -> None:
-        self._status = GatewayStatus(state, restarts=self._status.restarts, reason=reason)
-        self._settled.set()
-        if reason != self._reported:
-            self._reported = reason
-            log.error("network %s: gateway: %s", self._spec.name, reason)
-            if self._on_failure is not None:
-                self._on_failure(reason)
-
-    async def _supervise(self) -> None:
-        delay = self._backoff.initial
-        loop = asyncio.get_running_loop()
-        try:
-            while not self._stopping:
-                began = loop.time()
-                ready, reason, permanent = await self._run_once()
-                if self._stopping:
-                    break
-                if permanent:
-                    self._fail(reason)
-                    return
-                if ready and loop.time() - began >= self._backoff.stable:
-                    delay = self._backoff.initial
-                self._fail(f"{reason}; restart in {delay:g} s" if ready else reason,
-                           state=GatewayState.BACKOFF)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                delay = min(delay * 2, self._backoff.cap)
-                self._status = GatewayStatus(GatewayState.BACKOFF,
-                                             restarts=self._status.restarts + 1,
-                                             reason=self._status.reason)
-        except Exception as e:  # a bug here must not leave dnsmasq unsupervised silently
-            log.exception("network %s: gateway supervisor failed", self._spec.name)
-            self._fail(f"supervisor failed: {e}")
-        finally:
-            self._settled.set()
-
-    async def _run_once(self) -> tuple[bool, str, bool]:
-        """One life of dnsmasq: (became ready, why it ended, a permanent start failure)."""
-        env = {**os.environ, SOCKET_ENV: self._spec.socket_path}
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
-        self._proc = proc
-        self._status = GatewayStatus(GatewayState.STARTING, pid=proc.pid,
-                                     restarts=self._status.restarts, reason=self._status.reason)
-        tail: collections.deque[str] = collections.deque(maxlen=4)
-        ready = asyncio.Event()
-        assert proc.stderr is not None
-        reader = asyncio.create_task(self._read_log(proc.stderr, tail=tail, ready=ready))
-        try:
-            if self._stopping:
-                proc.terminate()
-            if await self._until_ready(proc, ready):
-                self._ready(proc)
-            rc = await proc.wait()
-        finally:
-            self._proc = None
-            if proc.returncode is None:  # cancelled: never leave dnsmasq behind
-                proc.kill()
-                await proc.wait()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reader), 1.0)
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-        said = f": {tail[-1]}" if tail else ""
-        if not ready.is_set():
-            return False, f"dnsmasq exited with {rc} at start{said}", rc in PERMANENT_EXITS
-        return True, f"dnsmasq exited with {rc}{said}", False
-
-    async def _until_ready(self, proc: asyncio.subprocess.Process, ready: asyncio.Event) -> bool:
-        waits = {asyncio.ensure_future(ready.wait()), asyncio.ensure_future(proc.wait())}
-        try:
-            await asyncio.wait(waits, timeout=self._ready_timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
-        if not ready.is_set() and proc.returncode is None:
-            log.error("network %s: dnsmasq not ready after %g s; killing it",
-                      self._spec.name, self._ready_timeout)
-            proc.kill()
-        return ready.is_set()
-
-    def _ready(self, proc: asyncio.subprocess.Process) -> None:
-        self._status = GatewayStatus(GatewayState.RUNNING, pid=proc.pid,
-                                     restarts=self._status.restarts)
-        self._reported = None
-        self._settled.set()
-        log.info("network %s: dnsmasq %d serving", self._spec.name, proc.pid)
+    def _main_ready(self) -> None:
+        self._setup_reported = None
         if self._hup_pending:
             self._hup()
 
-    async def _read_log(self, stream: asyncio.StreamReader, *, tail: collections.deque[str],
-                        ready: asyncio.Event) -> None:
-        async for raw in stream:
-            line = raw.decode(errors="replace").rstrip()
-            if not line:
-                continue
-            tail.append(line)
-            log.info("network %s: %s", self._spec.name, line)
-            if READY_LINE in line:
-                ready.set()
+    def _report(self, reason: str) -> None:
+        """A failure, reported once: each `Supervised` reports a reason once, start() a
+        set-up failure once until dnsmasq was ready again."""
+        log.error("network %s: gateway: %s", self._spec.name, reason)
+        if self._on_failure is not None:
+            self._on_failure(reason)

@@ -17,6 +17,7 @@ from reconciler.network.dnsmasq import (
     dnsmasq_argv,
     leasefile_text,
     parse_lease_line,
+    ra_argv,
     reservation_files,
 )
 from reconciler.network.leasechannel import LeaseAction, event_from_message
@@ -66,8 +67,42 @@ def test_ipv6_adds_its_address_and_range() -> None:
     assert {"--dhcp-range=fd00:100::100,fd00:100::1ff,64,3600",
             "--dhcp-option=option6:dns-server,[fd00:100::1]"} <= set(argv)
     # dnsmasq 2.90 sends router advertisements only on an --interface (radv.c checks the
-    # interface by name), which Herd never gives: see docs/networks-gateway.md
+    # interface by name), which this DNS-serving instance must never be given: the RAs come
+    # from a second instance (ra_argv, below; docs/networks-gateway.md)
     assert "--enable-ra" not in argv
+
+
+def test_router_advertisements_come_from_a_dns_less_instance_on_the_bridge() -> None:
+    argv = ra_argv(spec(ipv6=V6))
+    assert argv[0] == "/usr/sbin/dnsmasq"
+    # no DNS socket (port 0), so it may name the bridge: the only way to have RAs sent
+    assert {"--port=0", "--interface=brweb", "--bind-interfaces", "--enable-ra",
+            "--conf-file=/dev/null", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+            "--leasefile-ro", "--pid-file=/run/herd/networks/web/dnsmasq-ra.pid"} <= set(argv)
+    # RA only, for SLAAC (no DHCPv6 here: the main instance serves the pool), lifetimes from
+    # the lease time; the gateway as resolver (RDNSS) and the domain to search (DNSSL)
+    assert [a for a in argv if a.startswith("--dhcp-range=")] == [
+        "--dhcp-range=fd00:100::,ra-only,64,3600"]
+    assert {"--dhcp-option=option6:dns-server,[fd00:100::1]",
+            "--dhcp-option=option6:domain-search,web.herd.internal"} <= set(argv)
+    # nothing of DHCPv4, DNS or leases
+    assert not [a for a in argv if a.startswith(
+        ("--listen-address", "--server", "--domain=", "--local", "--dhcp-script",
+         "--dhcp-host", "--hostsdir", "--dhcp-authoritative", "--dhcp-option=option:"))]
+    assert not [a for a in argv if "10.100.0." in a]
+    slaac_only = ra_argv(spec(ipv6=AddressPlan("fd00:100::/64", "fd00:100::1")))
+    assert "--dhcp-range=fd00:100::,ra-only,64,3600" in slaac_only  # IPv4's lease time
+    with pytest.raises(GatewayConfigError, match=r"^ipv6:"):
+        ra_argv(spec())
+
+
+def test_only_the_router_advertisement_instance_names_an_interface() -> None:
+    main = dnsmasq_argv(spec(ipv6=V6), lease_script=SCRIPT)
+    ra = ra_argv(spec(ipv6=V6))
+    assert not [a for a in main if a.startswith(("--interface", "-i", "--port"))]
+    assert [a for a in ra if a.startswith(("--interface", "-i"))] == ["--interface=brweb"]
+    assert "--enable-ra" not in main and "--enable-ra" in ra
+    assert spec(ipv6=V6).pid_file != spec(ipv6=V6).ra_pid_file
 
 
 def test_ip_addr_commands() -> None:
@@ -152,6 +187,8 @@ BAD = [
     ({"ipv6": AddressPlan("10.0.0.0/24", "10.0.0.1")}, "ipv6.network"),
     ({"ipv6": AddressPlan("fd00::/48", "fd00::1", DhcpPool("fd00::100", "fd00::1ff", 600))},
      "ipv6.network"),
+    ({"ipv6": AddressPlan("fd00::/48", "fd00::1")}, "ipv6.network"),  # RA (SLAAC): a /64
+    ({"ipv6": AddressPlan("fd00::/96", "fd00::1")}, "ipv6.network"),
     ({"nameservers": ("dns.example",)}, "nameservers[0]"),
     ({"run_dir": "run/web"}, "run_dir"),
     ({"run_dir": "/run/my networks/web"}, "run_dir"),
