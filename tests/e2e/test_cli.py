@@ -326,3 +326,18 @@ def test_networks_reservations_rules_and_get_yaml_applies_back(
     herdctl("vm", "remove", "cli-nic")
     assert herdctl("network", "remove", "cli-web").stdout.strip() == "network/cli-web removed"
     assert "cli-web" not in herdctl("network", "list").stdout
+
+
+def test_pools_and_volumes_from_the_cli(herdctl: Herdctl) -> None:
+    herdctl("pool", "add", "cli-local", "--type", "local", "--path",
+            "/var/lib/herd/pools/cli-local")
+    assert "cli-local" in herdctl("pool", "list").stdout
+    bad = herdctl("pool", "add", "cli-bad", "--type", "local", "--path", "rel", code=1)
+    assert "path" in bad.stderr
+    node = herdctl.json("pool", "info", "cli-local")["nodes"]
+    assert set(node) == {"hv1", "hv2", "hv3"}
+    made = herdctl("volume", "create", "cli-local", "cli-v1", "--size", "64M").stdout
+    assert made.startswith("volume/cli-local/cli-v1 created on hv")
+    [vol] = herdctl.json("volume", "list", "--pool", "cli-local")
+    assert vol["spec"]["size"] == 64 << 20
+    herdctl("volume", "remove", "cli-local", "cli-v1")
