@@ -6,7 +6,8 @@ the attachment's path: `clash_of`); a volume that does not exist fails it too (`
 the create has no parent). A `<shareable/>` disk claims nothing: several VMs may use it.
 
 `claim_ops` (pure, in `store.vms.define_ops`), `change_ops`, `release_ops` and `move_ops`
-(which read the current attachments) as in `store.macs`. Blocking. Used by `store.vms`,
+(which read the current attachments) as in `store.macs`; the claims are
+`store.registry`'s. Blocking. Used by `store.vms`,
 `store.macs.update_vm`, `server.vm_handlers` and `server.apply`.
 """
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 from marshmallow import ValidationError
 
 from schemas.domaindisks import volume_disks
-from store import txn
-from store.client import Store, Versioned
+from store import registry, txn
+from store.client import Store
 from store.errors import AlreadyExists, NotFound, StoreError
 from store.paths import Paths
 
@@ -40,29 +41,21 @@ def clash_of(paths: Paths, error: StoreError) -> str | None:
     return None
 
 
+def _paths(paths: Paths, xml: object) -> set[str]:
+    return {paths.volume_attachment(p, v) for p, v in _claimed(xml)}
+
+
 def claim_ops(paths: Paths, vm: str, xml: object) -> list[txn.Op]:
-    return [txn.Create(paths.volume_attachment(p, v), {"vm": vm})
-            for p, v in sorted(_claimed(xml))]
-
-
-def _own(store: Store, vm: str, keys: set[tuple[str, str]]) -> dict[str, Versioned]:
-    found = store.get_many(store.paths.volume_attachment(p, v) for p, v in sorted(keys))
-    return {path: x for path, x in found.items() if x.doc.get("vm") == vm}
+    return registry.claim_ops(_paths(paths, xml), vm)
 
 
 def change_ops(store: Store, vm: str, old: object, new: object) -> list[txn.Op]:
-    before, after = _claimed(old), _claimed(new)
-    ops: list[txn.Op] = [txn.Create(store.paths.volume_attachment(p, v), {"vm": vm})
-                         for p, v in sorted(after - before)]
-    own = _own(store, vm, before - after)
-    return ops + [txn.Delete(path, x.version) for path, x in sorted(own.items())]
+    return registry.change_ops(store, vm, _paths(store.paths, old), _paths(store.paths, new))
 
 
 def release_ops(store: Store, vm: str, xml: object) -> list[txn.Op]:
-    own = _own(store, vm, _claimed(xml))
-    return [txn.Delete(path, x.version) for path, x in sorted(own.items())]
+    return registry.release_ops(store, vm, _paths(store.paths, xml))
 
 
 def move_ops(store: Store, old: str, new: str, xml: object) -> list[txn.Op]:
-    own = _own(store, old, _claimed(xml))
-    return [txn.Set(path, {"vm": new}, x.version) for path, x in sorted(own.items())]
+    return registry.move_ops(store, old, new, _paths(store.paths, xml))

@@ -11,8 +11,9 @@ however concurrent their writes (the API's cache check only says it earlier and 
 - `update_vm(store, name, modify)`: `Store.update` of a VM's document with its MAC (and
   volume attachment: `store.attachments`) changes in the same transaction, retried on a
   version conflict.
-VMs stored before the registry have no entries: their MACs are guarded by the cache check
-alone. Blocking. Used by `store.vms`, `server.vm_handlers` and `server.apply`.
+The claims themselves are `store.registry`'s (shared with volume attachments). VMs stored
+before the registry have no entries: their MACs are guarded by the cache check alone.
+Blocking. Used by `store.vms`, `server.vm_handlers` and `server.apply`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from marshmallow import ValidationError
 
 from schemas.domainnics import macs_of
-from store import attachments, txn
+from store import attachments, registry, txn
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, StoreError
@@ -47,32 +48,24 @@ def is_mac_clash(paths: Paths, error: StoreError) -> str | None:
         text.startswith(prefix) else None
 
 
+def _paths(paths: Paths, xml: object) -> set[str]:
+    return {paths.mac(mac) for mac in _macs(xml)}
+
+
 def claim_ops(paths: Paths, name: str, xml: object) -> list[txn.Op]:
-    return [txn.Create(paths.mac(mac), {"vm": name}) for mac in sorted(_macs(xml))]
-
-
-def _own(store: Store, name: str, macs: set[str]) -> dict[str, Versioned]:
-    """The registry entries of `macs` that are `name`'s."""
-    found = store.get_many(store.paths.mac(m) for m in sorted(macs))
-    return {path: v for path, v in found.items() if v.doc.get("vm") == name}
+    return registry.claim_ops(_paths(paths, xml), name)
 
 
 def change_ops(store: Store, name: str, old: object, new: object) -> list[txn.Op]:
-    before, after = _macs(old), _macs(new)
-    ops: list[txn.Op] = [txn.Create(store.paths.mac(m), {"vm": name})
-                         for m in sorted(after - before)]
-    own = _own(store, name, before - after)
-    return ops + [txn.Delete(path, v.version) for path, v in sorted(own.items())]
+    return registry.change_ops(store, name, _paths(store.paths, old), _paths(store.paths, new))
 
 
 def release_ops(store: Store, name: str, xml: object) -> list[txn.Op]:
-    own = _own(store, name, _macs(xml))
-    return [txn.Delete(path, v.version) for path, v in sorted(own.items())]
+    return registry.release_ops(store, name, _paths(store.paths, xml))
 
 
 def move_ops(store: Store, old: str, new: str, xml: object) -> list[txn.Op]:
-    own = _own(store, old, _macs(xml))
-    return [txn.Set(path, {"vm": new}, v.version) for path, v in sorted(own.items())]
+    return registry.move_ops(store, old, new, _paths(store.paths, xml))
 
 
 def update_vm(store: Store, name: str, modify: Callable[[Doc], Doc | None], *,

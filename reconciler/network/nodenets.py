@@ -16,13 +16,12 @@ config has `networks: true`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.network.netreconcile import NetworkReconciler
-from reconciler.runtime.controller import Controller
+from reconciler.runtime.watched import WatchedQueue
 from reconciler.runtime.workqueue import Result
 from statemachine.netplan import LinkSpec, NetworkUp
 from store.client import Store
@@ -55,24 +54,19 @@ class NodeNetworks:
         self.nodes = nodes
         self.reconciler = reconciler
         self.changed = changed
-        self.informer = Informer(store, store.paths.networks)
-        self.queue = Controller("network", self._reconcile, node=settings.name, workers=1)
+        self.watch = WatchedQueue(store, store.paths.networks, name="network",
+                                  node=settings.name, reconcile=self._reconcile)
+        self.informer, self.queue = self.watch.informer, self.watch.queue
         self.status: dict[str, NetworkUp] = {}
         self.gateway: dict[str, str] = {}  # networks whose gateway runs here: its state
         self._peers: tuple[str, ...] = ()
 
     async def start(self) -> None:
-        self.queue.bind(asyncio.get_running_loop())
-        self.informer.subscribe(self._on_network)
-        self.informer.on_synced(self.resync)
         self.nodes.subscribe(self._on_node)
-        await asyncio.to_thread(self.informer.start)
-        self.queue.start()
-        self.resync()
+        await self.watch.start(self._on_network, self.resync)
 
     async def stop(self) -> None:
-        await self.queue.stop()
-        await asyncio.to_thread(self.informer.stop)
+        await self.watch.stop()
 
     def resync(self) -> None:
         """Every network again, then a collection (any thread)."""

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from reconciler.libvirt import pools as lv
 from reconciler.libvirt.connection import Connection
 from reconciler.libvirt.interface import HypervisorError
-from reconciler.runtime.controller import Controller
+from reconciler.runtime.watched import WatchedQueue
 from reconciler.runtime.workqueue import Result, brief
 from statemachine.poolplan import PoolAction, PoolSpec, PoolStep, plan_pool, plan_removal
 from store.client import Store
 from store.codec import Doc
-from store.informer import Change, Informer
+from store.informer import Change
 from store.pools import Pool, read_pool
 
 log = logging.getLogger(__name__)
@@ -56,21 +56,16 @@ class NodePools:
         self.connection = connection
         self.keys = dict(keys)  # cephx keys by name (the node's config: ceph_secrets)
         self.changed = changed
-        self.informer = Informer(store, store.paths.pools)
-        self.queue = Controller("pool", self._reconcile, node=node, workers=1)
+        self.watch = WatchedQueue(store, store.paths.pools, name="pool", node=node,
+                                  reconcile=self._reconcile)
+        self.informer, self.queue = self.watch.informer, self.watch.queue
         self.state: dict[str, PoolState] = {}
 
     async def start(self) -> None:
-        self.queue.bind(asyncio.get_running_loop())
-        self.informer.subscribe(self._on_change)
-        self.informer.on_synced(self.resync)
-        await asyncio.to_thread(self.informer.start)
-        self.queue.start()
-        self.resync()
+        await self.watch.start(self._on_change, self.resync)
 
     async def stop(self) -> None:
-        await self.queue.stop()
-        await asyncio.to_thread(self.informer.stop)
+        await self.watch.stop()
 
     def resync(self) -> None:
         self.queue.enqueue(*self.names(), COLLECT)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from reconciler.libvirt import volumes as lv
 from reconciler.libvirt.connection import Connection
 from reconciler.libvirt.interface import HypervisorError
-from reconciler.runtime.controller import Controller
+from reconciler.runtime.watched import WatchedQueue
 from reconciler.runtime.workqueue import Result, brief
 from reconciler.storage.nodepools import PoolState
 from store import txn
@@ -28,7 +28,7 @@ from store import volumes as vols
 from store.client import Store
 from store.codec import Doc
 from store.errors import Conflict, NotFound
-from store.informer import Change, Informer
+from store.informer import Change
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,16 @@ class NodeVolumes:
         self.node = node
         self.connection = connection
         self.pools = pools  # NodePools.state: whether each pool is usable here
-        self.informer = Informer(store, store.paths.volumes)
-        self.queue = Controller("volume", self._reconcile, node=node, workers=2)
+        self.watch = WatchedQueue(store, store.paths.volumes, name="volume", node=node,
+                                  reconcile=self._reconcile, workers=2)
+        self.informer, self.queue = self.watch.informer, self.watch.queue
         self._failed: dict[str, int] = {}  # volume -> the generation that failed for good
 
     async def start(self) -> None:
-        self.queue.bind(asyncio.get_running_loop())
-        self.informer.subscribe(self._on_change)
-        self.informer.on_synced(self.resync)
-        await asyncio.to_thread(self.informer.start)
-        self.queue.start()
-        self.resync()
+        await self.watch.start(self._on_change, self.resync)
 
     async def stop(self) -> None:
-        await self.queue.stop()
-        await asyncio.to_thread(self.informer.stop)
+        await self.watch.stop()
 
     def resync(self) -> None:
         folder = self.store.paths.volumes
