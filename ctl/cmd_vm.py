@@ -16,9 +16,11 @@ from typing import Any
 
 import click
 
+from ctl.client import ApiError
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width, wait_option
 from ctl.output import FORMATS, pairs, render, to_json, to_yaml
 from ctl.views import EVENT_COLUMNS, VM_COLUMNS, limits_text, selector_text, vm_info
+from schemas.domaindisks import volume_keys
 from schemas.names import is_valid_name
 from vocabulary import MigrationMethod, Selector, StateVerb, VMState
 
@@ -165,7 +167,22 @@ def info(ctl: Ctl, name: str, *, fmt: str) -> None:
     if fmt != "text":
         emit(to_json(vm) if fmt == "json" else to_yaml(vm))
         return
-    emit(vm_info(vm, defaults=ctl.client.get("/status").get("config", {})))
+    disks = volume_keys(vm["spec"].get("xml")) if isinstance(vm.get("spec"), dict) else set()
+    volumes = [_volume(ctl, key) for key in sorted(disks)]
+    emit(vm_info(vm, defaults=ctl.client.get("/status").get("config", {}), volumes=volumes))
+
+
+def _volume(ctl: Ctl, key: str) -> dict[str, Any]:
+    """The volume as the API has it (a missing one: its name and state `missing`)."""
+    try:
+        found: dict[str, Any] = ctl.client.get(f"/volume/{key}")
+        return found
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        pool, _, name = key.partition("/")
+        return {"metadata": {"name": name}, "spec": {"pool": pool}, "status": {
+            "state": "missing"}}
 
 
 def _state_result(name: str, view: dict[str, Any], *, verb: str, waited: bool) -> str:
@@ -254,8 +271,11 @@ def rename(ctl: Ctl, old: str, *, new: str) -> None:
 @vm_group.command("remove")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="remove it even if it runs")
+@click.option("--delete-volumes", is_flag=True,
+              help="delete the volumes it holds alone too (else they stay, detached)")
 @pass_ctl
-def remove(ctl: Ctl, name: str, *, force: bool) -> None:
+def remove(ctl: Ctl, name: str, *, force: bool, delete_volumes: bool) -> None:
     """Remove a VM (it must be stopped, unless --force)."""
-    ctl.client.call("DELETE", f"/vm/{name}", query={"force": True} if force else None)
-    emit(f"vm/{name} removed")
+    ctl.client.call("DELETE", f"/vm/{name}", query={"force": force or None,
+                                                    "delete_volumes": delete_volumes or None})
+    emit(f"vm/{name} removed" + (" with its volumes" if delete_volumes else ""))

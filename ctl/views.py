@@ -140,9 +140,21 @@ def _timeout_text(vm: dict[str, Any], defaults: dict[str, Any]) -> str:
     return f"cluster default ({cluster}s)" if cluster else "cluster default"
 
 
+def volume_line(volume: dict[str, Any]) -> str:
+    """One volume of a VM: `pool/name  10.0G qcow2 on hv1, ready (allocation 1.2G)`."""
+    spec, status = volume.get("spec") or {}, volume.get("status") or {}
+    def gib(n: Any) -> str:
+        return f"{n / (1 << 30):.1f}G" if isinstance(n, int) else "?"
+    return (f"{spec.get('pool')}/{_d(volume, 'metadata', 'name')}  {gib(spec.get('size'))} "
+            f"{spec.get('format')} on {spec.get('node') or '-'}, {status.get('state') or '?'}"
+            f" (allocation {gib(status.get('allocation'))})")
+
+
 def vm_info(vm: dict[str, Any], *, now: float | None = None,
-            defaults: dict[str, Any] | None = None) -> str:
-    """The `vm info` block; `defaults` are the cluster's (GET /status `config`)."""
+            defaults: dict[str, Any] | None = None,
+            volumes: list[dict[str, Any]] | None = None) -> str:
+    """The `vm info` block; `defaults` are the cluster's (GET /status `config`), `volumes`
+    the VM's volumes as GET /volume answers them."""
     defaults = defaults or {}
     meta = _d(vm, "spec", "meta") or {}
     placed = _d(vm, "placement", "node")
@@ -171,6 +183,8 @@ def vm_info(vm: dict[str, Any], *, now: float | None = None,
         items.append(("Autorestart pending", f"on {_d(vm, 'placement', 'home')} when ready"))
     if generation is not None and observed is not None and observed < generation:
         items.append(("Spec", f"generation {generation}, node has seen {observed}"))
+    if volumes:
+        items.append(("Volumes", "\n".join(volume_line(v) for v in volumes)))
     return pairs(items)
 
 

@@ -241,12 +241,19 @@ class VMListQuery(HerdSchema):
 
 
 class DeleteQuery(HerdSchema):
-    """Query string of DELETE /vm/{vm}."""
+    """Query string of DELETE /network/{net}."""
 
     class Meta:
         unknown = RAISE
 
     force = QueryBool(load_default=False)
+
+
+class VMDeleteQuery(DeleteQuery):
+    """Query string of DELETE /vm/{vm}: `delete_volumes` deletes the volumes the VM holds
+    alone (not its `<shareable/>` ones) in the same transaction."""
+
+    delete_volumes = QueryBool(load_default=False)
 
 
 class ErrorSchema(HerdSchema):

@@ -15,6 +15,7 @@ from schemas.operations import (
     ApplyRequest,
     DeleteQuery,
     NodeDomainStateRequest,
+    VMDeleteQuery,
     VMListQuery,
     VMNodeRequest,
     VMRenameRequest,
@@ -71,7 +72,7 @@ _ROUTES: tuple[Route, ...] = (
        "metadata.resourceVersion, when given, must be current", VMObject, body=VMSchema,
        errors=(*WRITE, 404)),
     _r("DELETE", "/vm/{vm}", vm_handlers.delete_vm, "Delete a stopped VM (any VM with force)",
-       DeleteResult, query=DeleteQuery, errors=(*WRITE, 404)),
+       DeleteResult, query=VMDeleteQuery, errors=(*WRITE, 404)),
     _r("GET", "/vm/{vm}/meta", vm_handlers.get_meta, "A VM's metadata", VMMetaView,
        errors=(*READ, 404, 422)),
     _r("POST", "/vm/{vm}/meta", vm_handlers.modify_meta, "Modify metadata (only the fields "

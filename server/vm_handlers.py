@@ -15,8 +15,8 @@ from aiohttp import web
 from marshmallow import ValidationError
 
 from schemas.operations import (
-    DeleteQuery,
     NameFilter,
+    VMDeleteQuery,
     VMListQuery,
     VMRenameRequest,
     compile_limit,
@@ -63,7 +63,7 @@ from store.model import VM, read_vm
 from store.objects import new_object
 
 # One instance each: building a schema costs more than a load.
-_DELETE_QUERY = DeleteQuery()
+_DELETE_QUERY = VMDeleteQuery()
 _VM_DEFINE_REQUEST = VMDefineRequest()
 _VM_LIST_QUERY = VMListQuery()
 _VM_META_REQUEST = VMMetaRequest()
@@ -256,6 +256,8 @@ async def delete_vm(request: web.Request) -> web.Response:
     xml = tree[c.store.paths.vm(name)].doc.get("spec", {}).get("xml")
     releases = [*await asyncio.to_thread(macs.release_ops, c.store, name, xml),
                 *await asyncio.to_thread(attachments.release_ops, c.store, name, xml)]
+    if query["delete_volumes"]:
+        releases += await asyncio.to_thread(attachments.deletion_ops, c.store, name, xml)
     try:
         await commit(c.store, [*txn.delete_subtree_ops(tree), *releases])
     except (NotFound, AlreadyExists) as e:

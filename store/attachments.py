@@ -16,7 +16,7 @@ from __future__ import annotations
 from marshmallow import ValidationError
 
 from schemas.domaindisks import volume_disks
-from store import registry, txn
+from store import registry, txn, volumes
 from store.client import Store
 from store.errors import AlreadyExists, NotFound, StoreError
 from store.paths import Paths
@@ -59,3 +59,16 @@ def release_ops(store: Store, vm: str, xml: object) -> list[txn.Op]:
 
 def move_ops(store: Store, old: str, new: str, xml: object) -> list[txn.Op]:
     return registry.move_ops(store, old, new, _paths(store.paths, xml))
+
+
+def deletion_ops(store: Store, vm: str, xml: object) -> list[txn.Op]:
+    """Marks for deletion (`store.volumes`) of the volumes `vm` holds alone, each set with
+    the version read (for `vm remove --delete-volumes`, in the VM's own transaction)."""
+    claimed = sorted(_claimed(xml))
+    found = store.get_many(store.paths.volume_attachment(p, v) for p, v in claimed)
+    held = [(p, v) for p, v in claimed
+            if (x := found.get(store.paths.volume_attachment(p, v))) is not None
+            and x.doc.get("vm") == vm]
+    docs = store.get_many(store.paths.volume(p, v) for p, v in held)
+    return [txn.Set(path, marked, x.version) for path, x in sorted(docs.items())
+            if (marked := volumes.mark_deleted(x.doc)) is not None]

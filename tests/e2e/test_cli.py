@@ -340,4 +340,14 @@ def test_pools_and_volumes_from_the_cli(herdctl: Herdctl) -> None:
     assert made.startswith("volume/cli-local/cli-v1 created on hv")
     [vol] = herdctl.json("volume", "list", "--pool", "cli-local")
     assert vol["spec"]["size"] == 64 << 20
-    herdctl("volume", "remove", "cli-local", "cli-v1")
+    xml = XML.format(name="cli-disk").replace(
+        "</domain>", "<devices><disk type='volume' device='disk'><source pool='cli-local' "
+                     "volume='cli-v1'/><target dev='vda' bus='virtio'/></disk></devices>"
+                     "</domain>")
+    herdctl("vm", "define", "-", input=xml)
+    assert "cli-local/cli-v1  0.1G qcow2 on hv" in herdctl("vm", "info", "cli-disk").stdout
+    assert "attached" in herdctl("volume", "remove", "cli-local", "cli-v1", code=1).stderr
+    assert herdctl("vm", "remove", "cli-disk", "--delete-volumes").stdout.strip() == \
+        "vm/cli-disk removed with its volumes"
+    [gone] = herdctl.json("volume", "list", "--pool", "cli-local") or [{"deletion": True}]
+    assert gone.get("deletion")

@@ -133,3 +133,21 @@ async def test_a_vm_with_a_local_volume_moves_only_to_its_node(api: Api, store: 
     assert status == 400 and "volumes on local pools live on hv2" in body["error"]["message"]
     status, body = await api.post("/vm/pinned/node", {"action": "move"})  # the selector
     assert status == 200 and body["node"] == "hv2", body
+
+
+async def test_remove_with_delete_volumes_takes_the_vms_own_volumes(
+        api: Api, store: Store) -> None:
+    for name in ("own", "kept", "shared"):
+        assert (await api.post("/volume", volume(name)))[0] == 201
+    xml = disk_vm("w", "own").replace("</devices>", disk_vm("x", "shared", shareable=True)
+                                      .split("<devices>")[1].split("</devices>")[0]
+                                      .replace("vda", "vdz") + "</devices>")
+    assert (await api.post("/vm", {"xml": xml}))[0] == 201, xml
+    assert (await api.post("/vm", {"xml": disk_vm("k", "kept")}))[0] == 201
+    status, _ = await api.call("DELETE", "/vm/w?delete_volumes=true")
+    assert status == 200
+    assert store.get(store.paths.volume("local", "own")).doc.get("deletion")
+    assert not store.get(store.paths.volume("local", "shared")).doc.get("deletion")
+    assert store.exists(store.paths.volume_attachment("local", "own")) is None
+    assert (await api.call("DELETE", "/vm/k"))[0] == 200  # without: the volume stays
+    assert not store.get(store.paths.volume("local", "kept")).doc.get("deletion")
