@@ -11,6 +11,11 @@ to lifecycle events and sampling every 50 ms, for the whole module.
   shutdown-and-start, method live fails and is retried until it can migrate live.
 - The stubborn guest (SeaBIOS ignores ACPI): shutdown forced at the timeout; a shutdown
   aborted by start, and by migrate (it migrates live and keeps running).
+- A managed network: a TCG guest on another host than the primary boots iPXE and leases
+  its reserved address from the primary's dnsmasq over the VXLAN (issue #14).
+- A local storage pool: a qcow2 volume made in one host's own directory; a guest with it is
+  placed on that host, runs there, cannot be moved away; removed with its volume, the
+  image goes (issue #15).
 - kill -9 of a node's herd-node: its guests keep running on that host (a daemon crash is
   no host crash) and the restarted daemon adopts them; a node that stops answering is
   fenced (the agent powers the host off: its guests, libvirtd and herd-node die) and its
@@ -25,13 +30,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from ctl.client import Client
+from ctl.client import ApiError, Client
 from ctl.dev import state
-from ctl.dev.guest import pxe_guest_xml
+from ctl.dev.guest import guest_xml, pxe_guest_xml
 from ctl.dev.qemu import HostsUnavailable, QemuHosts, probe
 from tests.support import hostwatch
 from tests.support.qemucluster import HERDCTL, WAIT, Cluster, one_continuous_run
@@ -222,6 +228,49 @@ def test_a_guest_boots_from_a_managed_network_and_gets_its_reserved_address(
     assert lease["ip"] == "10.160.0.10" and lease["hostname"] == "pxe1"
     cluster.delete("pxe1")
     cluster.ctl("network", "remove", "lan")
+
+
+# --- storage: a local pool, a qcow2 volume, a guest pinned to its volume's host -------------
+
+def test_a_guest_with_a_local_volume_runs_only_where_the_volume_is(cluster: Cluster) -> None:
+    cluster.ctl("pool", "add", "local", "--type", "local", "--path",
+                "/var/lib/libvirt/herd-pools/local")  # /var/lib/libvirt: each host's own
+    for node in NODES:
+        cluster.until(node, lambda n: ((n["status"] or {}).get("pools") or {})
+                      .get("local", {}).get("usable") is True, kind="Node")
+    cluster.ctl("volume", "create", "local", "vol1", "--size", "256M", "--node", "hv3")
+    volume_until(cluster, "vol1", lambda v: (v.get("status") or {}).get("state") == "ready")
+    image = cluster.hosts["hv3"].dir / "lib" / "herd-pools" / "local" / "vol1"
+    assert image.exists() and not (cluster.hosts["hv1"].dir / "lib" / "herd-pools" /
+                                   "local" / "vol1").exists()  # the host's own directory
+    xml = guest_xml("disk1").replace(
+        "<memballoon model='none'/>", "<memballoon model='none'/><disk type='volume' "
+        "device='disk'><driver name='qemu' type='qcow2'/><source pool='local' "
+        "volume='vol1'/><target dev='vda' bus='virtio'/></disk>")
+    cluster.client.post("/vm", {"xml": xml})  # no node: the scheduler follows the volume
+    cluster.state("disk1", "start")
+    assert cluster.vm("disk1")["status"]["node"] == "hv3"
+    assert "disk1" in cluster.hosts["hv3"].guest_pids()
+    with pytest.raises(ApiError, match="volumes on local pools live on hv3"):
+        cluster.client.post("/vm/disk1/node", {"action": "move", "node": "hv1"})
+    cluster.state("disk1", "stop")
+    since = cluster.client.get("/vm")["resourceVersion"]  # events from here are replayed
+    cluster.client.call("DELETE", "/vm/disk1", query={"delete_volumes": "true"})
+    volume_until(cluster, "vol1", lambda v: v.get("type") == "DELETED", since=since)
+    assert not image.exists()
+    cluster.ctl("pool", "remove", "local")
+
+
+def volume_until(cluster: Cluster, name: str, check: Callable[[dict[str, Any]], bool], *,
+                 since: str | None = None) -> None:
+    """Follow the Volume events of `local/<name>` (GET /watch; from resourceVersion `since`
+    when given, else from what exists now) until `check(event)`, where an event is the
+    object (with `type`: ADDED, MODIFIED, DELETED)."""
+    for event in cluster.client.watch(timeout=WAIT, kind="Volume", resourceVersion=since):
+        if event.get("name") == f"local/{name}" and check(
+                {**(event.get("object") or {}), "type": event.get("type")}):
+            return
+    raise AssertionError(f"volume local/{name} never got there")
 
 
 # --- daemon crash, host failure --------------------------------------------------------------
