@@ -24,11 +24,12 @@ from server.http import json_response, load_body, load_query, path_name, read_js
 from server.network.writes import cached_network, write_network
 from server.responses import DocList, DocObject
 from server.views import network_object
-from store import networks
+from store import networks, txn
 from store.client import Versioned
 from store.codec import Doc
-from store.errors import Conflict, NotFound
-from store.objects import generation, new_object, stored_metadata
+from store.errors import NotFound
+from store.objects import new_object, with_spec
+from store.siblings import Siblings, write_serialized
 
 _CREATE = NetworkCreateRequest()
 _MODIFY = NetworkModifyRequest()
@@ -70,13 +71,13 @@ async def create_network(request: web.Request) -> web.Response:
     return json_response(network_object(await write_network(c, name, change)), status=201)
 
 
-def with_spec_changes(current: Versioned | None, name: str, changes: dict[str, Any]) -> Doc:
-    """The stored document with spec keys changed and its generation moved on."""
+def with_spec_changes(current: Versioned | None, name: str,
+                      changes: dict[str, Any]) -> Doc | None:
+    """The stored network with spec keys changed (`store.objects.with_spec`: generation
+    moved on; None when nothing changes); 404 when it is gone."""
     if current is None:
         raise not_found("Network", name)
-    spec = {**current.doc.get("spec", {}), **changes}
-    meta = stored_metadata(current.doc.get("metadata", {}), generation(current.doc) + 1)
-    return {**current.doc, "metadata": meta, "spec": spec}
+    return with_spec(current.doc, **changes)
 
 
 async def modify_network(request: web.Request) -> web.Response:
@@ -86,13 +87,8 @@ async def modify_network(request: web.Request) -> web.Response:
     loaded = validated(_MODIFY, raw)
     changes = {key: loaded[key] for key in raw}  # only what the body gives
 
-    def change(current: Versioned | None) -> Doc | None:
-        if current is not None and all(current.doc["spec"].get(k) == v
-                                       for k, v in changes.items()):
-            return None
-        return with_spec_changes(current, name, changes)
-
-    return json_response(network_object(await write_network(c, name, change)))
+    return json_response(network_object(await write_network(
+        c, name, lambda current: with_spec_changes(current, name, changes))))
 
 
 def vms_naming(c: Ctx, network: str) -> list[str]:
@@ -117,16 +113,12 @@ async def delete_network(request: web.Request) -> web.Response:
 
 
 async def _delete(c: Ctx, name: str) -> None:
-    for _attempt in range(5):
-        seen = await asyncio.to_thread(networks.read_all, c.store)
+    def plan(seen: Siblings) -> list[txn.Op]:
         if name not in seen.docs:
             raise not_found("Network", name)
-        try:
-            ops = await asyncio.to_thread(networks.delete_ops, c.store, name)
-            await asyncio.to_thread(networks.commit_change, c.store, seen, ops)
-            return
-        except NotFound:
-            raise not_found("Network", name) from None
-        except Conflict:
-            continue
-    raise conflict(f"Network {name!r}: other network writes kept interfering; retry")
+        return networks.delete_ops(c.store, name)
+
+    try:
+        await asyncio.to_thread(write_serialized, c.store, c.store.paths.networks, plan)
+    except NotFound:
+        raise not_found("Network", name) from None

@@ -24,7 +24,7 @@ from server.audit import note_object
 from server.errors import ApiError, conflict, not_found
 from server.http import json_response, load_body, path_name
 from server.network.handlers import with_spec_changes
-from server.network.writes import cached_network, spec_of, write_network
+from server.network.writes import cached_network, write_network
 from store import networks
 from store.client import Versioned
 from store.codec import Doc
@@ -52,12 +52,13 @@ def _items(items: list[Any]) -> web.Response:
 
 async def list_reservations(request: web.Request) -> web.Response:
     c = reading(request)
-    return _items(spec_of(cached_network(c, path_name(request, "net"))).get("reservations", []))
+    spec = cached_network(c, path_name(request, "net")).doc.get("spec", {})
+    return _items(spec.get("reservations", []))
 
 
 async def list_rules(request: web.Request) -> web.Response:
     c = reading(request)
-    rules = spec_of(cached_network(c, path_name(request, "net"))).get("acl", [])
+    rules = cached_network(c, path_name(request, "net")).doc.get("spec", {}).get("acl", [])
     return _items(sorted(rules, key=lambda r: (r["direction"], r["order"], r["name"])))
 
 
@@ -94,8 +95,8 @@ async def add_rule(request: web.Request) -> web.Response:
 async def _append(c: Ctx, name: str, key: str, entry: dict[str, Any], *,
                   same: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Add `entry` to the network's list `key` (409 if one like it is there)."""
-    def change(current: Versioned | None) -> Doc:
-        listed = spec_of(current).get(key, []) if current is not None else []
+    def change(current: Versioned | None) -> Doc | None:
+        listed = current.doc.get("spec", {}).get(key, []) if current is not None else []
         if any(same(item) for item in listed):
             raise conflict(f"Network {name!r} has that {key[:-1] if key != 'acl' else 'rule'} "
                            "already: remove it first")
@@ -125,8 +126,8 @@ async def remove_rule(request: web.Request) -> web.Response:
 
 async def _remove(c: Ctx, name: str, key: str, match: Callable[[dict[str, Any]], bool], *,
                   what: str) -> None:
-    def change(current: Versioned | None) -> Doc:
-        listed = spec_of(current).get(key, []) if current is not None else []
+    def change(current: Versioned | None) -> Doc | None:
+        listed = current.doc.get("spec", {}).get(key, []) if current is not None else []
         kept = [item for item in listed if not match(item)]
         if current is not None and len(kept) == len(listed):
             raise ApiError(404, "not_found", f"Network {name!r} has no {what}")

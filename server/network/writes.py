@@ -13,7 +13,7 @@ and `server.network.parts`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import ValidationError
@@ -99,7 +99,3 @@ def cached_network(c: Ctx, name: str) -> Versioned:
         raise not_found("Network", name)
     return found
 
-
-def spec_of(found: Versioned | Mapping[str, Any]) -> dict[str, Any]:
-    doc = found.doc if isinstance(found, Versioned) else found
-    return dict(doc.get("spec", {}))

@@ -22,14 +22,13 @@ from server.http import json_response, load_body, path_name
 from server.responses import DocList as PoolList
 from server.responses import DocObject as PoolObject
 from server.views import doc_object
-from store import pools
+from store import pools, txn
 from store.client import Versioned
 from store.codec import Doc
-from store.errors import AlreadyExists, Conflict, NotFound, Refused
+from store.errors import AlreadyExists, Refused
 from store.objects import new_object
-from store.siblings import commit_with
+from store.siblings import Siblings, write_serialized
 
-ATTEMPTS = 5
 _POOL = PoolSchema()
 __all__ = ["PoolList", "PoolObject"]
 
@@ -69,22 +68,18 @@ async def create_pool(request: web.Request) -> web.Response:
 
 
 async def _write(c: Ctx, name: str, doc: Doc) -> None:
-    for _attempt in range(ATTEMPTS):
-        seen = await asyncio.to_thread(pools.read_all, c.store)
+    def plan(seen: Siblings) -> list[txn.Op]:
         if name in seen.docs:
             raise conflict(f"Pool {name!r} exists already")
         clashes = pool_conflicts(name, doc["spec"], seen.specs())
         if clashes:
             raise ValidationError({"spec": clashes})
-        try:
-            await asyncio.to_thread(commit_with, c.store, seen,
-                                    pools.create_ops(c.store, name, doc))
-            return
-        except Conflict:
-            continue
-        except AlreadyExists:
-            raise conflict(f"Pool {name!r} exists already") from None
-    raise conflict(f"Pool {name!r}: other pool writes kept interfering; retry")
+        return pools.create_ops(c.store, name, doc)
+
+    try:
+        await asyncio.to_thread(write_serialized, c.store, c.store.paths.pools, plan)
+    except AlreadyExists:
+        raise conflict(f"Pool {name!r} exists already") from None
 
 
 async def _settled(c: Ctx, name: str) -> Versioned:
@@ -98,20 +93,16 @@ async def _settled(c: Ctx, name: str) -> Versioned:
 async def delete_pool(request: web.Request) -> web.Response:
     c = writing(request)
     name = path_name(request, "pool")
-    for _attempt in range(ATTEMPTS):
-        seen = await asyncio.to_thread(pools.read_all, c.store)
+
+    def plan(seen: Siblings) -> list[txn.Op]:
         current = seen.docs.get(name)
         if current is None:
             raise not_found("Pool", name)
-        try:
-            await asyncio.to_thread(commit_with, c.store, seen,
-                                    pools.delete_ops(c.store, name, version=current.version))
-            break
-        except Refused:
-            raise conflict(f"Pool {name!r} has volumes: delete them first") from None
-        except (Conflict, NotFound):
-            continue
-    else:
-        raise conflict(f"Pool {name!r}: other pool writes kept interfering; retry")
+        return pools.delete_ops(c.store, name, version=current.version)
+
+    try:
+        await asyncio.to_thread(write_serialized, c.store, c.store.paths.pools, plan)
+    except Refused:
+        raise conflict(f"Pool {name!r} has volumes: delete them first") from None
     await settled_gone(c, "Pool", name)
     return json_response({"name": name, "deleted": True})

@@ -14,7 +14,8 @@ import pytest
 import pytest_asyncio
 
 from store.client import Store
-from tests.integration.test_api import Api, api_server
+from tests.integration.test_api import Api, api_server, seen
+from tests.integration.test_api import play_node as play
 from tests.integration.test_api_pools import pool
 
 GiB = 1 << 30
@@ -27,17 +28,14 @@ def volume(name: str, size: Any = "1G", **spec: Any) -> dict[str, Any]:
 
 async def play_node(api: Api, store: Store, name: str, *, free: int,
                     usable: bool = True) -> None:
-    """A node with pool `local` usable and `free` bytes free (as its daemon would say)."""
-    store.ensure(store.paths.node(name), {"apiVersion": "herd/v1", "kind": "Node",
-                                          "metadata": {"name": name}, "spec": {}})
-    store.ensure(store.paths.node_status(name))
+    """A node (`test_api.play_node`) with pool `local` usable and `free` bytes free, as its
+    daemon would say, once the server has seen it."""
+    await play(api, store, name, mem_free=32768)
     pools = {"local": {"usable": usable, "reason": "" if usable else "build failed: no",
                        "capacity": 100 * GiB, "allocation": 0, "available": free}}
-    resources = {"memTotal": 32768, "memFree": 32768, "vcpuTotal": 8}
-    store.update(store.paths.node_status(name), lambda d: {
-        **d, "daemonState": "run", "domainState": "ready", "resources": resources,
-        "pools": pools})
-    store.ensure(store.paths.node_alive(name), {"pid": 1})
+    path = store.paths.node_status(name)
+    written = store.update(path, lambda d: {**d, "pools": pools})
+    await seen(api, path, written.mzxid)
 
 
 @pytest_asyncio.fixture
