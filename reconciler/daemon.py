@@ -149,7 +149,7 @@ class NodeDaemon:
         if not isinstance(self.hv, LibvirtHypervisor):
             return None
         found = NodePools(self.store, self.name, connection=self.hv.connection,
-                          keys=config.ceph_secrets, changed=lambda: self.publisher.changed())
+                          keys=config.ceph_secrets, changed=self._pools_changed)
         self.registration.pools = found.report
         return found
 
@@ -159,6 +159,13 @@ class NodeDaemon:
         volume, pool = self.volumes.informer.get, self.pools.informer.get
         return pins_of(xml, lambda key: home_of(key, volume=volume, pool=pool,
                                                 paths=self.store.paths))
+
+    def _pools_changed(self) -> None:
+        """A pool's state here changed: publish it; volumes waiting for it look again."""
+        self.publisher.changed()
+        volumes = self.volumes  # made right after the pools; this runs only once started
+        if volumes is not None:
+            volumes.resync()
 
     def _net_changed(self) -> None:
         """A network's state here changed: publish it; its gateway may follow."""

@@ -118,6 +118,9 @@ class NodeNetworks:
         parts = self.store.paths.split(change.path)
         if len(parts) < 2 or parts[0] != "nodes" or parts[-1] not in ("status", parts[1]):
             return
+        if len(parts) == 3 and change.old is not None and change.new is not None and \
+                change.old.doc.get("address") == change.new.doc.get("address"):
+            return  # a heartbeat: the peers are as they were (no scan of every node)
         peers = self._peer_addresses()
         if peers != self._peers:
             self._peers = peers

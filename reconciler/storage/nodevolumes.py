@@ -32,7 +32,7 @@ from store.informer import Change
 
 log = logging.getLogger(__name__)
 
-LOOK_AGAIN = 10.0  # seconds: a pool not usable yet, a transient libvirt failure
+LOOK_AGAIN = 10.0  # seconds: a transient libvirt failure (a pool becoming usable: resync)
 
 
 class NodeVolumes:
