@@ -2,9 +2,7 @@
 daemons with networks on, networks written to ZooKeeper, the hand-made alternatives (the
 links by `ip`/`bridge` commands, a plain dnsmasq) and a DHCP probe inside a guest.
 
-- `Lab`: network namespaces named `<prefix>-<node>`, an underlay (`u0`, 10.77.0.N/24, on a
-  bridge of a "switch" namespace, as tests/integration/test_network_links.py makes it) and
-  guests plugged into a bridge. `close()` kills what still runs in them, then deletes them.
+- the lab of network namespaces is `tests.support.nodelab` (shared with the tests).
 - `Bench`: the ZooKeeper, scratch and run directories every scenario shares.
 - `RunRoot`: a fresh /run/herd-bench-XXXX (0755: dnsmasq reads its run dir as `nobody`).
 - `Daemons`: in-process herd-node daemons (`tests.support.daemons.RunningDaemon`), all
@@ -22,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +41,10 @@ from store.objects import new_object
 from tests.support.daemons import RunningDaemon
 from tests.support.dhcpclient import ROOT
 from tests.support.libvirt_nodes import write_node_file
+from tests.support.nodelab import ADDRESS, Lab, sh
 from tests.support.waits import wait_doc
 from tests.support.zkserver import ZooKeeperCluster
 
-ADDRESS = {node: f"10.77.0.{i}" for i, node in enumerate("abc", start=1)}
 ZERO_MAC = "00:00:00:00:00:00"
 READY_LINE = "started, version"  # what dnsmasq logs once its sockets are bound
 
@@ -78,65 +75,6 @@ def spread(samples: Sequence[float]) -> dict[str, float]:
             "max_ms": round(max(ms), 1), "n": len(ms)}
 
 
-def sh(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
-    return done.stdout
-
-
-# --- namespaces -------------------------------------------------------------------------------
-
-@dataclass
-class Lab:
-    prefix: str
-    made: list[str] = field(default_factory=list)
-
-    def ns(self, node: str) -> str:
-        return f"{self.prefix}-{node}"
-
-    def add_ns(self, name: str) -> str:
-        sh("ip", "netns", "add", name)
-        self.made.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def underlay(self, nodes: tuple[str, ...]) -> None:
-        """A switch namespace and one namespace per node with `u0` on the switch."""
-        switch = self.add_ns(self.ns("sw"))
-        sh("ip", "-n", switch, "link", "add", "sw", "type", "bridge")
-        sh("ip", "-n", switch, "link", "set", "sw", "up")
-        for node in nodes:
-            ns = self.add_ns(self.ns(node))
-            sh("ip", "-n", switch, "link", "add", f"p{node}", "type", "veth", "peer", "name",
-               "u0", "netns", ns)
-            sh("ip", "-n", switch, "link", "set", f"p{node}", "master", "sw", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{ADDRESS[node]}/24", "dev", "u0")
-            sh("ip", "-n", ns, "link", "set", "u0", "up")
-
-    def plug(self, host: str, bridge: str) -> str:
-        """A guest namespace whose address-less `eth0` is a port of `bridge` in `host`."""
-        guest = self.add_ns(f"{self.prefix}-g{len(self.made)}")
-        port = f"gp{len(self.made)}"
-        sh("ip", "-n", host, "link", "add", port, "type", "veth", "peer", "name", "eth0",
-           "netns", guest)
-        sh("ip", "-n", host, "link", "set", port, "master", bridge, "up")
-        sh("ip", "-n", guest, "link", "set", "eth0", "up")
-        return guest
-
-    def close(self) -> None:
-        """Every process left in the lab's namespaces killed (by pid), the namespaces gone."""
-        for name in reversed(self.made):
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                                  text=True, timeout=10, check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), 9)
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10,
-                           check=False)
-        self.made.clear()
-
-
 class RunRoot:
     """A run directory under /run that dnsmasq (as `nobody`) can read; removed by close()."""
 
@@ -161,18 +99,6 @@ def node_config(lab: Lab, node: str, *, hosts: str, root: str, workdir: Path, ru
         log_level="WARNING", networks=True, netns=lab.ns(node), bridge_device="u0",
         run_dir=str(run_dir / node),
         fence={"default": {"agent": "command", "command": fence}} if fence else {})
-
-
-def fence_agent(lab: Lab, nodes: tuple[str, ...], workdir: Path) -> Path:
-    """Pulls a lab node's plug (SIGKILL to everything in its namespace); appends the
-    wall-clock time it ran to `<workdir>/fenced`."""
-    script = workdir / "fence"
-    cases = "".join(f"  hv-{n}) ns={lab.ns(n)} ;;\n" for n in nodes)
-    script.write_text(f"#!/bin/sh\ncase \"$HERD_NODE\" in\n{cases}  *) exit 1 ;;\nesac\n"
-                      "ip netns pids \"$ns\" | xargs -r kill -9\n"
-                      f"date +%s.%N >> {workdir}/fenced\n")
-    script.chmod(0o755)
-    return script
 
 
 class Daemons(dict[str, RunningDaemon]):

@@ -41,20 +41,16 @@ from typing import Any
 
 from bench.common import save, zookeeper
 from bench.netlab import (
-    ADDRESS,
     Bench,
     Daemons,
-    Lab,
     PlainDnsmasq,
     Probe,
     RunRoot,
     define_network,
-    fence_agent,
     native_commands,
     network_doc,
     node_config,
     run_native,
-    sh,
     spread,
     stamped,
     tag,
@@ -66,6 +62,8 @@ from reconciler.network.leasechannel import LeaseEvent
 from store.client import Store
 from store.codec import Doc
 from tests.support.dhcpclient import request_lease
+from tests.support.nodelab import ADDRESS, Lab, fence_agent, sh
+from tests.support.nodelab import fenced as fenced_at
 
 NODES = ("a", "b", "c")
 GW_NODES = ("a", "b")
@@ -190,7 +188,7 @@ async def dhcp_times(bench: Bench, requests: int) -> dict[str, Any]:
         for bridge in ("br0", "br1"):
             sh("ip", "-n", host, "link", "add", bridge, "type", "bridge")
             sh("ip", "-n", host, "link", "set", bridge, "up")
-        guests = {"herd": lab.plug(host, "br0"), "plain": lab.plug(host, "br1")}
+        guests = {"herd": lab.plug("gw", "br0"), "plain": lab.plug("gw", "br1")}
         gateway = herd_gateway(host, bench.run_root)
         stack.push_async_callback(gateway.stop)
         if (status := await gateway.start()).state is not GatewayState.RUNNING:
@@ -235,7 +233,7 @@ async def start_gateways(bench: Bench, lab: Lab, store: Store, root: str, workdi
                          daemons: Daemons) -> str:
     """Two coordinators, the network with a DHCP range: which node is its gateway."""
     store.update(store.paths.config, lambda d: {**d, "fenceTimeout": 1.0})
-    fence = str(fence_agent(lab, GW_NODES, workdir))
+    fence = str(fence_agent(lab, GW_NODES, workdir / "fence"))
     for n in GW_NODES:
         await daemons.start(n, node_config(lab, n, hosts=bench.zk.dsn, root=root,
                                            workdir=workdir, run_dir=bench.run_root / root[1:],
@@ -261,7 +259,7 @@ async def gateway_cluster(bench: Bench) -> AsyncIterator[GwCluster]:
         first = await start_gateways(bench, lab, store, root, workdir, daemons)
         other = GW_NODES[1 - GW_NODES.index(first)]
         # the guest on the other node: DHCP crosses the VXLAN
-        guest = await asyncio.to_thread(lab.plug, lab.ns(other), f"hbr{GW_VNI}")
+        guest = await asyncio.to_thread(lab.plug, other, f"hbr{GW_VNI}")
         answer = await request_lease(guest, DYNAMIC, timeout=8.0)  # dnsmasq pings first
         if answer is None:
             raise RuntimeError("no first lease through the gateway")
@@ -292,7 +290,7 @@ async def failover(bench: Bench, kind: str) -> dict[str, Any]:
         out = {"kind": kind, "gap_s": round(back.answered - start, 3),
                "client_outage_s": round(back.answered - back.last_answer, 3)}
         if fenced is not None:
-            agent = float((c.workdir / "fenced").read_text().split()[-1]) - wall
+            agent = fenced_at(c.workdir / "fence")[-1][1] - wall
             out |= {"fenced_s": round(await fenced - start, 3), "agent_ran_s": round(agent, 3)}
         return out
 

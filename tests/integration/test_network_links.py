@@ -1,7 +1,7 @@
 """Client networks on real links: `NetworkReconciler` with `Links` in network namespaces
 and `LibvirtNetworks` on libvirt's test driver.
 
-The lab (one per test, names unique per run, deleted in teardown whatever happens): three
+The lab (`tests.support.nodelab`, one per test, deleted in teardown whatever happens): three
 "node" namespaces, each with a veth `u0` (10.77.0.N/24, MTU 1500) on a bridge in a
 "switch" namespace: the underlay. Each node has a libvirt of its own (a test-driver node
 file). Guests are namespaces with a veth on a Herd bridge; they reach each other across
@@ -11,13 +11,9 @@ the world itself: `ip -j -d link show`, `bridge -j fdb show`, what libvirt lists
 
 from __future__ import annotations
 
-import asyncio
-import json
 import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,103 +26,10 @@ from reconciler.network.links import Links
 from reconciler.network.netreconcile import BLOCKED_LOOK, NetworkReconciler
 from statemachine.netplan import LinkSpec, libvirt_uuid
 from tests.support.libvirt_nodes import write_node_file
+from tests.support.nodelab import ADDRESS, NODES, Lab, lab, sh
 from vocabulary import NetworkKind
 
-NODES = ("a", "b", "c")
-ADDRESS = {node: f"10.77.0.{i}" for i, node in enumerate(NODES, start=1)}
-ZERO = "00:00:00:00:00:00"
-
-# One ICMP echo with DF set (like `ping -c1 -W2 -M do -s SIZE DST`): exit 0 on the reply.
-PING = r"""
-import os, socket, struct, sys, time
-dst, size = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO: never fragment
-ident, payload = os.getpid() & 0xFFFF, bytes(size)
-def csum(b):
-    t = sum(struct.unpack("!%dH" % (len(b) // 2), b + b"\0" * (len(b) % 2)))
-    t = (t >> 16) + (t & 0xFFFF)
-    return ~(t + (t >> 16)) & 0xFFFF
-head = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
-s.sendto(struct.pack("!BBHHH", 8, 0, csum(head + payload), ident, 1) + payload, (dst, 0))
-deadline = time.monotonic() + 2
-while (left := deadline - time.monotonic()) > 0:
-    s.settimeout(left)
-    try:
-        data, (src, _) = s.recvfrom(65535)
-    except socket.timeout:
-        break
-    kind, _, _, rid, _ = struct.unpack("!BBHHH", data[(data[0] & 15) * 4:][:8])
-    if kind == 0 and rid == ident and src == dst:
-        sys.exit(0)
-sys.exit(1)
-"""
-
-
-def sh(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    assert done.returncode == 0, f"{' '.join(argv)}: {done.stderr.strip()}"
-    return done.stdout
-
-
-@dataclass
-class Lab:
-    prefix: str
-    made: list[str] = field(default_factory=list)  # namespaces, deleted in teardown
-
-    def ns(self, node: str) -> str:
-        return f"{self.prefix}-{node}"
-
-    def add_ns(self, name: str) -> str:
-        sh("ip", "netns", "add", name)
-        self.made.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def links(self, node: str) -> dict[str, dict[str, Any]]:
-        doc = json.loads(sh("ip", "-n", self.ns(node), "-j", "-d", "link", "show"))
-        return {link["ifname"]: link for link in doc}
-
-    def flood(self, node: str, dev: str) -> set[str]:
-        doc = json.loads(sh("bridge", "-n", self.ns(node), "-j", "fdb", "show"))
-        return {e["dst"] for e in doc if e.get("ifname") == dev and e["mac"] == ZERO}
-
-    def guest(self, node: str, bridge: str, address: str, *, mtu: int = 1450) -> str:
-        """A guest namespace with `eth0` (address/24) plugged into `bridge` of `node`."""
-        name = self.add_ns(f"{self.prefix}-g{len(self.made)}")
-        port = f"gp{len(self.made)}"
-        sh("ip", "-n", self.ns(node), "link", "add", port, "mtu", str(mtu), "type", "veth",
-           "peer", "name", "eth0", "netns", name)
-        sh("ip", "-n", self.ns(node), "link", "set", port, "master", bridge, "up")
-        sh("ip", "-n", name, "link", "set", "eth0", "mtu", str(mtu), "up")
-        sh("ip", "-n", name, "addr", "add", f"{address}/24", "dev", "eth0")
-        return name
-
-    async def ping(self, guest: str, address: str, *, size: int = 56) -> bool:
-        proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", guest, sys.executable, "-c", PING, address, str(size),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        return await proc.wait() == 0
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    made = Lab(prefix=f"hx{uuid.uuid4().hex[:6]}")
-    try:
-        switch = made.add_ns(made.ns("sw"))
-        sh("ip", "-n", switch, "link", "add", "sw", "type", "bridge")
-        sh("ip", "-n", switch, "link", "set", "sw", "up")
-        for node in NODES:
-            ns = made.add_ns(made.ns(node))
-            sh("ip", "-n", switch, "link", "add", f"p{node}", "type", "veth", "peer", "name",
-               "u0", "netns", ns)
-            sh("ip", "-n", switch, "link", "set", f"p{node}", "master", "sw", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{ADDRESS[node]}/24", "dev", "u0")
-            sh("ip", "-n", ns, "link", "set", "u0", "up")
-        yield made
-    finally:
-        for name in reversed(made.made):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+__all__ = ["lab"]  # the fixture, used by name
 
 
 @pytest.fixture

@@ -25,11 +25,11 @@ import pytest
 
 from reconciler.config import NodeConfig
 from store.client import Store
-from tests.integration.test_network_links import ADDRESS, Lab, lab, sh
 from tests.integration.test_node_networks import network_doc, put_network
 from tests.support.daemons import RunningDaemon
 from tests.support.dhcpclient import request_lease
 from tests.support.libvirt_nodes import write_node_file
+from tests.support.nodelab import ADDRESS, Lab, fence_agent, fenced, lab, sh
 from tests.support.waits import wait_doc
 
 __all__ = ["lab"]  # the fixture, used by name
@@ -40,17 +40,6 @@ RESERVED = ("52:54:00:45:00:01", "10.45.0.10")
 DYNAMIC = "52:54:00:45:00:02"
 IPV4 = {"network": "10.45.0.0/24", "gateway": "10.45.0.1",
         "dhcp": {"start": "10.45.0.100", "end": "10.45.0.150", "leaseTime": 600}}
-
-
-def fence_agent(lab: Lab, tmp_path: Path) -> str:
-    """Pulls the plug of a lab node: every process in its namespace, SIGKILL."""
-    script = tmp_path / "fence"
-    cases = "".join(f"  hv-{n}) ns={lab.ns(n)} ;;\n" for n in NODES)
-    script.write_text(f"#!/bin/sh\ncase \"$HERD_NODE\" in\n{cases}  *) exit 1 ;;\nesac\n"
-                      "ip netns pids \"$ns\" | xargs -r kill -9\n"
-                      f"echo \"$HERD_NODE\" >> {tmp_path}/fenced\n")
-    script.chmod(0o755)
-    return str(script)
 
 
 @pytest.fixture
@@ -71,7 +60,8 @@ def config(lab: Lab, node: str, *, zk_hosts: str, zk_root: str, tmp_path: Path,
         address=ADDRESS[node], initial_domain_state="ready", status_interval=0.5,
         resync_interval=30.0, workers=2, log_level="INFO", networks=True,
         netns=lab.ns(node), bridge_device="u0", run_dir=str(run_root / node),
-        fence={"default": {"agent": "command", "command": fence_agent(lab, tmp_path)}})
+        fence={"default": {"agent": "command", "command": str(
+            fence_agent(lab, NODES, tmp_path / "fence"))}})
 
 
 @pytest.fixture
@@ -94,17 +84,6 @@ async def cluster(lab: Lab, zk_hosts: str, zk_root: str, store: Store, tmp_path:
             if daemon.daemon is not None:
                 await daemon.stop()
             await daemon.close()
-
-
-def client(lab: Lab, node: str) -> str:
-    """A guest namespace with an address-less eth0 on `node`'s bridge of the network."""
-    name = lab.add_ns(f"{lab.prefix}-c{len(lab.made)}")
-    port = f"cp{len(lab.made)}"
-    sh("ip", "-n", lab.ns(node), "link", "add", port, "type", "veth", "peer", "name", "eth0",
-       "netns", name)
-    sh("ip", "-n", lab.ns(node), "link", "set", port, "master", f"hbr{VNI}", "up")
-    sh("ip", "-n", name, "link", "set", "eth0", "up")
-    return name
 
 
 async def gateway_on(store: Store, *, among: tuple[str, ...] = NODES,
@@ -142,7 +121,7 @@ async def test_the_gateway_moves_with_the_primary_and_keeps_the_leases(
         cluster: dict[str, RunningDaemon], lab: Lab, store: Store) -> None:
     first = await gateway_on(store)
     other = "b" if first == "a" else "a"
-    guest = client(lab, other)  # DHCP crosses the VXLAN to the primary's bridge
+    guest = lab.plug(other, f"hbr{VNI}")  # DHCP crosses the VXLAN to the primary's bridge
     assert (await lease(guest, RESERVED[0]))[0] == RESERVED[1]
     leased, _ = await lease(guest, DYNAMIC)
     assert leased.startswith("10.45.0.1")
@@ -161,14 +140,14 @@ async def test_a_crashed_primarys_gateway_is_taken_only_after_its_fence(
         cluster: dict[str, RunningDaemon], lab: Lab, store: Store, tmp_path: Path) -> None:
     first = await gateway_on(store)
     other = "b" if first == "a" else "a"
-    guest = client(lab, other)
+    guest = lab.plug(other, f"hbr{VNI}")
     leased, _ = await lease(guest, DYNAMIC)
     await cluster[first].crash()
     assert await gateway_on(store, among=(other,)) == other
-    fenced = (tmp_path / "fenced").read_text().split()
-    assert fenced == [f"hv-{first}"]  # the fence came before the takeover
+    [(node, when)] = fenced(tmp_path / "fence")
+    assert node == f"hv-{first}"
     hold = store.get(store.paths.network_gateway("blue")).doc
-    assert hold["node"] == f"hv-{other}"
+    assert hold["node"] == f"hv-{other}" and hold["since"] > when  # taken after the fence
     assert (await lease(guest, DYNAMIC))[0] == leased
     assert sh("ip", "netns", "pids", lab.ns(first)).split() == []  # nothing of it answers
 

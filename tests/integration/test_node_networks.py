@@ -21,9 +21,9 @@ from reconciler.libvirt.networks import list_networks
 from store import networks
 from store.client import Store
 from store.objects import new_object
-from tests.integration.test_network_links import ADDRESS, Lab, lab
 from tests.support.daemons import RunningDaemon
 from tests.support.libvirt_nodes import write_node_file
+from tests.support.nodelab import ADDRESS, Lab, lab
 from tests.support.waits import wait_doc
 
 __all__ = ["lab"]  # the fixture, used by name
