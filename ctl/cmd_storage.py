@@ -1,6 +1,6 @@
-"""`herdctl pool list|info|add|remove` and `herdctl volume list|info|create|remove` (issue
-#15), over the REST API (`/pool`, `/volume`). Adding and removing pools needs an admin
-token, volumes an operator's. Commands get data from the API; `ctl.output` prints it.
+"""`herdctl pool list|info|add|remove` and `herdctl volume list|info|create|clone|resize|
+remove` (issue #15), over the REST API (`/pool`, `/volume`). Adding and removing pools
+needs an admin token, volumes an operator's. Commands get data from the API; `ctl.output` prints it.
 Registered by `ctl.main`.
 """
 
@@ -110,11 +110,13 @@ def volume_group() -> None:
 @volume_group.command("list")
 @click.option("--pool")
 @click.option("--node")
+@click.option("--vm", help="the volumes this VM's disks name")
 @output_option(*FORMATS, default="table")
 @pass_ctl
-def volume_list(ctl: Ctl, *, pool: str | None, node: str | None, fmt: str) -> None:
-    """List volumes (of a pool, on a node)."""
-    items = ctl.client.get("/volume", pool=pool, node=node)["items"]
+def volume_list(ctl: Ctl, *, pool: str | None, node: str | None, vm: str | None,
+                fmt: str) -> None:
+    """List volumes (of a pool, on a node, of a VM)."""
+    items = ctl.client.get("/volume", pool=pool, node=node, vm=vm)["items"]
     emit(render(items, fmt, columns=VOLUME_COLUMNS, kind="volume", width=term_width()))
 
 
@@ -150,6 +152,31 @@ def volume_create(ctl: Ctl, /, pool: str, name: str, *, size: str, fmt: str,
     made = ctl.client.post("/volume", {"apiVersion": "herd/v1", "kind": "Volume",
                                        "metadata": {"name": name}, "spec": spec})
     emit(f"volume/{pool}/{name} created on {made['spec'].get('node')}")
+
+
+@volume_group.command("resize")
+@click.argument("pool")
+@click.argument("name")
+@click.argument("size")
+@pass_ctl
+def volume_resize(ctl: Ctl, pool: str, name: str, size: str) -> None:
+    """Grow a volume to SIZE (bytes, or e.g. 20G); online when its VM runs."""
+    done = ctl.client.post(f"/volume/{pool}/{name}",
+                           {"size": int(size) if size.isdigit() else size})
+    emit(f"volume/{pool}/{name} resizing to {_gib(done['spec'].get('size'))}")
+
+
+@volume_group.command("clone")
+@click.argument("pool")
+@click.argument("name")
+@click.argument("new")
+@click.option("--node", help="shared and rbd pools: the node that makes the copy")
+@pass_ctl
+def volume_clone(ctl: Ctl, /, pool: str, name: str, new: str, *, node: str | None) -> None:
+    """Copy volume NAME into a new volume NEW of the same pool."""
+    body: dict[str, Any] = {"name": new, **({"node": node} if node is not None else {})}
+    made = ctl.client.post(f"/volume/{pool}/{name}/clone", body)
+    emit(f"volume/{pool}/{new} created on {made['spec'].get('node')} from {pool}/{name}")
 
 
 @volume_group.command("remove")

@@ -30,7 +30,8 @@ from ctl.errors import InputError, flatten
 from schemas.node import load_object
 
 SUFFIXES = (".yaml", ".yml", ".json")
-READ_ONLY = {"VM": ("placement", "status", "owner"), "Node": ("status", "alive", "primary")}
+READ_ONLY = {"VM": ("placement", "status", "owner"), "Node": ("status", "alive", "primary"),
+             "Pool": ("nodes",), "Volume": ("status", "deletion", "leftovers")}
 
 
 class ManifestError(InputError):
@@ -171,7 +172,10 @@ def _duplicates(docs: Sequence[Document]) -> list[str]:
     first: dict[tuple[str, str], Document] = {}
     out = []
     for doc in docs:
-        key = (str(doc.body["kind"]), str(doc.body["metadata"]["name"]))
+        name = str(doc.body["metadata"]["name"])
+        if doc.body["kind"] == "Volume":  # a volume's name is its pool's
+            name = f"{doc.body['spec']['pool']}/{name}"
+        key = (str(doc.body["kind"]), name)
         if key in first:
             other = first[key]
             out.append(f"{doc.source}:{doc.line}: {doc.label()}: also given in {other.source} "

@@ -2,8 +2,9 @@
 
 `NodeSchema` is /herd/nodes/<name> (written by the API and `apply`), `NodeStatusSchema`
 its /status child (written by the node daemon), `ClusterConfigSchema` /herd/config.
-`load_object` dispatches a document on its `kind` (VM, Node or Network): `server` uses it for
-PUT and apply, `ctl` for `apply -f` files, `store` to check what it reads.
+`load_object` dispatches a document on its `kind` (VM, Node, Network, Pool or Volume):
+`server` uses it for PUT and apply, `ctl` for `apply -f` files, `store` to check what it
+reads.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from schemas.common import (
 )
 from schemas.names import Name
 from schemas.network import NetworkSchema
+from schemas.storage import PoolSchema
 from schemas.vm import VMSchema
+from schemas.volumes import VolumeSchema
 from schemas.xmlpolicy import XmlPolicySchema
 from vocabulary import DaemonState, DesiredDomainState, DomainState, FenceMode, Kind, Selector
 
@@ -184,7 +187,9 @@ class ClusterConfigSchema(HerdSchema):
 
 
 OBJECT_SCHEMAS: dict[str, type[Schema]] = {Kind.VM.value: VMSchema, Kind.NODE.value: NodeSchema,
-                                           Kind.NETWORK.value: NetworkSchema}
+                                           Kind.NETWORK.value: NetworkSchema,
+                                           Kind.POOL.value: PoolSchema,
+                                           Kind.VOLUME.value: VolumeSchema}
 
 
 class ObjectSchema:

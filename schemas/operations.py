@@ -127,7 +127,8 @@ class ObjectField(fields.Field[dict[str, Any]]):
 
 
 def _object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
-    return obj["kind"], obj["metadata"]["name"]
+    name = obj["metadata"]["name"]
+    return obj["kind"], f"{obj['spec']['pool']}/{name}" if obj["kind"] == "Volume" else name
 
 
 class ApplyRequest(HerdSchema):

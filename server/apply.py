@@ -1,4 +1,5 @@
-"""`POST /apply`: a list of VMs, Nodes and Networks applied in ONE ZooKeeper transaction.
+"""`POST /apply`: a list of VMs, Nodes, Networks, Pools and Volumes applied in ONE
+ZooKeeper transaction.
 
 Planning reads every object's current znode from ZooKeeper (pipelined) and decides per
 object: `created` (a VM gets its placement and status znodes too), `configured` (a set
@@ -7,6 +8,9 @@ in an object must still be current (else 409). Every VM's new or changed XML mus
 the domain XML policy (`server.objects.XmlCheck`; 422 naming the object and the element).
 Networks follow the rules of `POST /network` (`server.network.applynet`): checked against
 every other network and by nft, with the parent's version check in the transaction.
+Pools and Volumes follow their handlers' rules (`server.storage.applystorage`: a volume
+is placed like a new one, and its size may only grow, as a resize). A Volume is named
+`<pool>/<name>` in the results.
 The commit is all-or-nothing: any object changed or created meanwhile fails the whole
 transaction (409) and nothing is written; a
 list too large for one transaction is refused (413) rather than split. `dry_run` answers
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -32,7 +37,8 @@ from server.errors import ApiError, conflict
 from server.http import json_response, read_json, validated
 from server.network import applynet
 from server.objects import XmlCheck, check_node_in_limits, check_node_known, strip_read_only
-from store import attachments, macs, networks, txn, vms
+from server.storage import applystorage as storage
+from store import attachments, macs, networks, pools, txn, vms, volumes
 from store.client import Store, Versioned
 from store.codec import Doc
 from store.errors import AlreadyExists, Conflict, NotFound
@@ -62,8 +68,37 @@ def changes(old: Any, new: Any, prefix: str = "") -> list[Doc]:
 
 def _path(store: Store, obj: Doc) -> str:
     name = obj["metadata"]["name"]
-    return {"VM": store.paths.vm, "Node": store.paths.node,
-            "Network": store.paths.network}[obj["kind"]](name)
+    if obj["kind"] == "Volume":
+        return store.paths.volume(obj["spec"]["pool"], name)
+    return {"VM": store.paths.vm, "Node": store.paths.node, "Network": store.paths.network,
+            "Pool": store.paths.pool}[obj["kind"]](name)
+
+
+def _creation(store: Store, obj: Doc, doc: Doc) -> list[txn.Op]:
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    if kind == "VM":
+        return vms.define_ops(store.paths, doc)
+    if kind == "Network":
+        return networks.create_ops(store, name, doc)
+    if kind == "Pool":
+        return pools.create_ops(store, name, doc)
+    if kind == "Volume":
+        return volumes.create_ops(store, obj["spec"]["pool"], name, doc)
+    return [txn.Create(_path(store, obj), doc)]
+
+
+def _replaced(seen: storage.StorageView, current: Versioned, obj: Doc, *, raw: Doc,
+              index: int) -> Doc | None:
+    kind = obj["kind"]
+    if kind == "VM":
+        return replace_vm(current.doc, obj)
+    if kind == "Network":
+        return replace_whole(current.doc, obj)
+    if kind == "Pool":
+        return storage.replaced_pool(current.doc, obj, index)
+    if kind == "Volume":
+        return storage.replaced_volume(seen, current.doc, obj, index)
+    return replace_node(current.doc, obj, raw)
 
 
 def _check_version(obj: Doc, current: Versioned | None, index: int) -> None:
@@ -88,20 +123,19 @@ def _check_xml(check: XmlCheck, obj: Doc, current: Versioned | None, index: int)
                                          old=old, field=("objects", index, "spec", "xml"))
 
 
-def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
-              current: Versioned | None) -> None:
-    key, path = (obj["kind"], obj["metadata"]["name"]), _path(store, obj)
+def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc, current: Versioned | None,
+              seen: storage.StorageView, index: int) -> None:
+    key, path = (obj["kind"], storage.key_of(obj)), _path(store, obj)
     result: Doc = {"kind": key[0], "name": key[1]}
     if current is None:
+        if key[0] == "Volume":
+            storage.check_new_volume(seen, obj, index)
         doc = new_object(obj)
-        plan.ops += {"VM": lambda: vms.define_ops(store.paths, doc),
-                     "Network": lambda: networks.create_ops(store, key[1], doc)}.get(
-                         key[0], lambda: [txn.Create(path, doc)])()
+        plan.ops += _creation(store, obj, doc)
         plan.written[key] = doc
         plan.results.append({**result, "action": "created", "changes": []})
         return
-    new = (replace_vm(current.doc, obj) if key[0] == "VM" else replace_whole(current.doc, obj)
-           if key[0] == "Network" else replace_node(current.doc, obj, raw))
+    new = _replaced(seen, current, obj, raw=raw, index=index)
     if new is None:
         plan.results.append({**result, "action": "unchanged", "changes": []})
         return
@@ -115,10 +149,12 @@ def _plan_one(store: Store, plan: Plan, *, obj: Doc, raw: Doc,
 
 
 def plan_apply(store: Store, objects: list[Doc], raw: list[Doc],
-               check: XmlCheck = DEFAULT_XML_CHECK) -> Plan:
+               check: XmlCheck = DEFAULT_XML_CHECK, *,
+               seen: storage.StorageView | None = None) -> Plan:
     """Read the objects' current state and plan the transaction (every VM's new or
     changed XML checked by `check`, by default the default policy; its node one the
-    cluster has or the same apply defines). Blocking."""
+    cluster has or the same apply defines; Pools and Volumes against `seen`, the cache's
+    storage read on the loop). Blocking."""
     nodes = {o["metadata"]["name"] for o in objects if o["kind"] == "Node"}
     nodes |= set(store.children(store.paths.nodes))
     for index, obj in enumerate(objects):
@@ -129,6 +165,7 @@ def plan_apply(store: Store, objects: list[Doc], raw: list[Doc],
             except ApiError as e:
                 raise ValidationError({"objects": {index: {"spec": e.details}}}) from None
     nets = applynet.prepare(store, objects)
+    pool_apply = storage.prepare_pools(store, objects)
     if check.nics is not None:  # VMs may name the networks this list makes
         check = replace(check, nics=replace(check.nics, network_exists=nets.names.__contains__))
     current = store.get_many([_path(store, o) for o in objects])
@@ -137,9 +174,12 @@ def plan_apply(store: Store, objects: list[Doc], raw: list[Doc],
         found = current.get(_path(store, obj))
         _check_version(obj, found, index)
         _check_xml(check, obj, found, index)
-        _plan_one(store, plan, obj=obj, raw=given, current=found)
+        _plan_one(store, plan, obj=obj, raw=given, current=found,
+                  seen=seen or storage.StorageView(), index=index)
     if any(r["kind"] == "Network" and r["action"] != "unchanged" for r in plan.results):
         plan.ops[:0] = nets.bump(store)
+    if any(r["kind"] == "Pool" and r["action"] != "unchanged" for r in plan.results):
+        plan.ops[:0] = pool_apply.bump(store)
     return plan
 
 
@@ -148,8 +188,8 @@ async def _settle(c: Ctx, written: dict[tuple[str, str], Doc]) -> dict[tuple[str
     versions: dict[tuple[str, str], str] = {}
     for (kind, name), doc in written.items():
         def check(kind: str = kind, name: str = name, doc: Doc = doc) -> str | None:
-            if kind == "Network":
-                found = c.cache.network(name)
+            if kind in ("Network", *storage.KINDS):
+                found = c.cache.docs.get(kind, name)
                 return str(found.mzxid) if found is not None and found.doc == doc else None
             rec = c.cache.vm(name) if kind == "VM" else c.cache.node(name)
             return str(rec.mzxid) if rec is not None and rec.spec_znode.doc == doc else None
@@ -166,8 +206,9 @@ async def apply(request: web.Request) -> web.Response:
         raw = {**raw, "objects": [strip_read_only(o) for o in raw["objects"]]}
     data = validated(_APPLY_REQUEST, raw)
     await applynet.check_rules(data["objects"])
-    plan = await asyncio.to_thread(plan_apply, c.store, data["objects"], raw["objects"],
-                                   xml_check(request))
+    seen = storage.view(c, data["objects"])
+    plan = await asyncio.to_thread(partial(plan_apply, seen=seen), c.store, data["objects"],
+                                   raw["objects"], xml_check(request))
     note_object(request, " ".join(f"{str(r['kind']).lower()}/{r['name']}"
                                   for r in plan.results))
     if data["dry_run"]:

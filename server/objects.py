@@ -31,7 +31,8 @@ from server.nics import NicCheck
 from store.codec import Doc
 from store.objects import generation, replace_vm, stored_metadata
 
-READ_ONLY = {"VM": ("placement", "status", "owner"), "Node": ("status", "alive", "primary")}
+READ_ONLY = {"VM": ("placement", "status", "owner"), "Node": ("status", "alive", "primary"),
+             "Pool": ("nodes",), "Volume": ("status", "deletion", "leftovers")}
 
 
 def strip_read_only(raw: Any) -> Any:

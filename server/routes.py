@@ -57,7 +57,7 @@ from server.responses import (
 )
 from server.route import READ, WRITE, RoleTable, Route, with_roles
 from server.route import api_route as _r
-from server.storage import pools, volumes
+from server.storage import pools, volumeops, volumes
 from vocabulary import Role
 
 _ROUTES: tuple[Route, ...] = (
@@ -143,12 +143,18 @@ _ROUTES: tuple[Route, ...] = (
        errors=(*READ, 404, 422)),
     _r("DELETE", "/pool/{pool}", pools.delete_pool, "Remove a storage pool (its data stays)",
        pools.PoolDeleted, errors=(*WRITE, 404)),
-    _r("GET", "/volume", volumes.list_volumes, "List volumes (by pool, node)",
+    _r("GET", "/volume", volumes.list_volumes, "List volumes (by pool, node, vm)",
        pools.PoolList, query=volumes.VolumeQuery, errors=(*READ, 422)),
     _r("POST", "/volume", volumes.create_volume, "Create a volume (where it fits)",
        volumes.VolumeObject, status=201, body=VolumeSchema, errors=(*WRITE, 507)),
     _r("GET", "/volume/{pool}/{vol}", volumes.get_volume, "One volume, with its status",
        volumes.VolumeObject, errors=(*READ, 404, 422)),
+    _r("POST", "/volume/{pool}/{vol}", volumeops.resize_volume, "Grow a volume (online "
+       "when its VM runs)", volumes.VolumeObject, body=volumeops.ResizeRequest,
+       errors=(*WRITE, 404, 507)),
+    _r("POST", "/volume/{pool}/{vol}/clone", volumeops.clone_volume, "Copy a volume into a "
+       "new one of the same pool", volumes.VolumeObject, status=201,
+       body=volumeops.CloneRequest, errors=(*WRITE, 404, 507)),
     _r("DELETE", "/volume/{pool}/{vol}", volumes.delete_volume, "Delete a volume (its node "
        "removes the image)", volumes.VolumeDeleting, status=202, errors=(*WRITE, 404)),
     _r("GET", "/token", tokens.list_tokens, "List API tokens (never their secrets)",
@@ -184,7 +190,8 @@ ROLES: RoleTable = {
     ("GET", "/pool"): VIEW, ("POST", "/pool"): ADMIN, ("GET", "/pool/{pool}"): VIEW,
     ("DELETE", "/pool/{pool}"): ADMIN,
     ("GET", "/volume"): VIEW, ("POST", "/volume"): OPER, ("GET", "/volume/{pool}/{vol}"): VIEW,
-    ("DELETE", "/volume/{pool}/{vol}"): OPER,
+    ("DELETE", "/volume/{pool}/{vol}"): OPER, ("POST", "/volume/{pool}/{vol}"): OPER,
+    ("POST", "/volume/{pool}/{vol}/clone"): OPER,
     ("GET", "/token"): ADMIN, ("POST", "/token"): ADMIN, ("DELETE", "/token/{token}"): ADMIN,
 }
 ROUTES: tuple[Route, ...] = with_roles(_ROUTES, ROLES)

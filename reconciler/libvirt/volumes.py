@@ -1,6 +1,9 @@
 """The blocking libvirt storage-volume verbs behind `reconciler.storage.nodevolumes`: find,
-create (empty, or a copy of another volume of the pool), delete. Each takes the node's
-`Connection` and runs in a worker thread; every libvirt failure comes out as
+create (empty, or a full copy of another volume of the pool: virStorageVolCreateXMLFrom,
+which for a directory pool runs `qemu-img convert` into the new volume's own format),
+delete, and growing (`reconciler.storage.resize`): offline (virStorageVolResize) or
+through the running domain whose disk names the volume (virDomainBlockResize). Each takes
+the node's `Connection` and runs in a worker thread; every libvirt failure comes out as
 `HypervisorError`. qcow2 images need `qemu-img` on the host (Debian's qemu-utils).
 """
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 import libvirt
+from defusedxml import ElementTree
 
 from reconciler.libvirt.connection import Connection, libvirt_call
 
@@ -62,3 +66,33 @@ def delete(c: Connection, pool: str, name: str) -> None:
         vol = _lookup(c, pool, name)
         if vol is not None:
             vol.delete(0)
+
+
+def resize(c: Connection, pool: str, name: str, *, size: int) -> None:
+    """Grow the volume's image to `size` bytes, offline (no guest may have it open)."""
+    with libvirt_call(f"cannot resize volume {pool}/{name} on {c.uri}"):
+        c.get().storagePoolLookupByName(pool).storageVolLookupByName(name).resize(size, 0)
+
+
+def running_disk(c: Connection, vm: str, pool: str, name: str) -> str | None:
+    """The target (`vda`) of the disk naming volume `pool/name` in domain `vm` when that
+    domain runs here; None when it does not run here or has no such disk."""
+    with libvirt_call(f"cannot look at the disks of {vm!r} on {c.uri}"):
+        dom = c.find(vm)
+        if dom is None or not dom.isActive():
+            return None
+        devices = ElementTree.fromstring(dom.XMLDesc(0)).find("devices")
+    for disk in devices.findall("disk") if devices is not None else []:
+        source, target = disk.find("source"), disk.find("target")
+        if disk.get("type") == "volume" and source is not None and target is not None \
+                and (source.get("pool"), source.get("volume")) == (pool, name):
+            return target.get("dev")
+    return None
+
+
+def block_resize(c: Connection, vm: str, target: str, *, size: int) -> None:
+    """Grow the disk `target` of the running domain `vm` to `size` bytes (the guest sees
+    the new size at once)."""
+    with libvirt_call(f"cannot resize disk {target} of {vm!r} on {c.uri}"):
+        dom = c.lookup(vm, "resize a disk of")
+        dom.blockResize(target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)

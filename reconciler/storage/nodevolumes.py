@@ -4,7 +4,9 @@ it — made, described and deleted in libvirt, one volume per key of ONE work qu
 For each volume of this node, level-triggered: asked to be deleted → the image goes from
 libvirt, then the volume's znodes (version-checked); its pool not usable here → status
 `pending` with the pool's reason, looked at again later; the image missing → made (empty,
-or a copy of the source volume); then status `ready` with path, capacity, allocation.
+or a copy of the source volume); its capacity below `size` → grown
+(`reconciler.storage.resize`, online when its VM runs here); then status `ready` with
+path, capacity, allocation.
 Status is written only when it changes (a version-checked update). A libvirt refusal
 that retrying cannot change (the image cannot be made as asked) is `failed` with the
 reason, once, until the volume changes. Watch callbacks only enqueue. Made by
@@ -22,6 +24,7 @@ from reconciler.libvirt.connection import Connection
 from reconciler.libvirt.interface import HypervisorError
 from reconciler.runtime.watched import WatchedQueue
 from reconciler.runtime.workqueue import Result, brief
+from reconciler.storage import resize
 from reconciler.storage.nodepools import PoolState
 from store import txn
 from store import volumes as vols
@@ -95,6 +98,10 @@ class NodeVolumes:
                 await asyncio.to_thread(lv.create, c, vol.pool, vol.name, size=vol.size,
                                         fmt=vol.format, source=vol.source)
                 info = await asyncio.to_thread(lv.find, c, vol.pool, vol.name)
+            if info is not None and info.capacity < vol.size:  # grown: storage.resize
+                held = self.informer.get(self.store.paths.volume_attachment(vol.pool, vol.name))
+                info = await resize.grow(c, self.store, vol, node=self.node,
+                                         vm=held.doc.get("vm") if held is not None else None)
         except HypervisorError as e:
             reason = brief(e)
             if not e.permanent:

@@ -1,6 +1,8 @@
-"""`/volume` and `/volume/{pool}/{vol}` (issue #15): list (by pool and node), create, show
-and delete volumes. A new volume is written with its `status` (`pending`); the node that
-holds it makes the image in libvirt and says `ready` (or `failed`, and why).
+"""`/volume` and `/volume/{pool}/{vol}` (issue #15): list (by pool, node, or the VM whose
+disks name them), create, show and delete volumes. A new volume is written with its
+`status` (`pending`); the node that holds it makes the image in libvirt and says `ready`
+(or `failed`, and why). `insert` is also the write of a clone (`server.storage.volumeops`)
+and `free_in`/`place`/`full` the room checks of resizes and of `apply`.
 
 Where a volume lives: a local pool's volume on the node the request names, else on the
 usable node (node status `pools`) with the most free space that fits it; a shared or rbd
@@ -18,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields
 
+from schemas.domaindisks import volume_keys
 from schemas.names import Name
 from schemas.volumes import VolumeSchema
 from server.access import Ctx, reading, writing
@@ -41,6 +44,7 @@ class VolumeQuery(Schema):
 
     pool = Name(load_default=None)
     node = Name(load_default=None)
+    vm = Name(load_default=None)  # the volumes the VM's disks name
 
 
 class VolumeObject(Schema):
@@ -58,7 +62,11 @@ def _key(request: web.Request) -> str:
 async def list_volumes(request: web.Request) -> web.Response:
     c = reading(request)
     query = load_query(request, _QUERY)
-    items = [render(c.cache, ("Volume", key)) for key in c.cache.docs.names("Volume")]
+    keys = c.cache.docs.names("Volume")
+    if query["vm"] is not None:
+        vm = c.cache.vm(query["vm"])
+        keys = sorted(set(keys) & volume_keys(vm.xml if vm is not None else None))
+    items = [render(c.cache, ("Volume", key)) for key in keys]
     items = [v for v in items if v and query["pool"] in (None, v["spec"]["pool"])
              and query["node"] in (None, v["spec"].get("node"))]
     return json_response({"items": items, "count": len(items)})
@@ -80,27 +88,36 @@ def _free(node: Node, pool: str) -> int | None:
     return int(entry["available"]) if usable and entry and entry.get("usable") else None
 
 
-def _place(c: Ctx, spec: dict[str, Any]) -> str:
-    """The node the volume is made on (see the module doc)."""
+def free_in(c: Ctx, pool: str) -> dict[str, int]:
+    """Bytes free in `pool` on every node where it is usable (`_free`)."""
+    return {n.name: f for n in c.cache.all_nodes() if (f := _free(n, pool)) is not None}
+
+
+def place(free: dict[str, int], spec: dict[str, Any]) -> str:
+    """The node the volume is made on (see the module doc), given `free_in` its pool."""
     pool, size, wanted = spec["pool"], spec["size"], spec.get("node")
-    free = {n.name: f for n in c.cache.all_nodes() if (f := _free(n, pool)) is not None}
     if wanted is not None:
         if wanted not in free:
             raise ValidationError({"spec": {"node": [
                 f"Pool {pool!r} is not usable on node {wanted!r}."]}})
         fits = free[wanted] >= size
-        return wanted if fits else _full(pool, size, {wanted: free[wanted]})
+        return wanted if fits else full(pool, size, {wanted: free[wanted]})
     room = {name: f for name, f in free.items() if f >= size}
     if not room:
-        return _full(pool, size, free)
+        return full(pool, size, free)
     return min(room, key=lambda name: (-room[name], name))
 
 
-def _full(pool: str, size: int, free: dict[str, int]) -> str:
+def full(pool: str, size: int, free: dict[str, int], *, field: tuple[str, ...] = ("spec",)
+         ) -> str:
+    """507: no node has `size` bytes free in `pool`; the details name `size` under `field`."""
     most = max(free.values(), default=0)
+    details: dict[str, Any] = {"size": [
+        f"More than any node has free in pool {pool!r} ({most} bytes)."]}
+    for key in reversed(field):
+        details = {key: details}
     raise ApiError(507, "insufficient_storage", f"no node has {size} bytes free in pool "
-                   f"{pool!r} (the most: {most})", details={"spec": {"size": [
-                       f"More than any node has free in pool {pool!r} ({most} bytes)."]}})
+                   f"{pool!r} (the most: {most})", details=details)
 
 
 def _check_source(c: Ctx, spec: dict[str, Any]) -> None:
@@ -113,11 +130,23 @@ def _check_source(c: Ctx, spec: dict[str, Any]) -> None:
 async def create_volume(request: web.Request) -> web.Response:
     c = writing(request)
     doc: Doc = new_object(await load_body(request, _VOLUME))
-    spec, name = doc["spec"], doc["metadata"]["name"]
+    return await insert(c, request, doc)
+
+
+def check_new(c: Ctx, doc: Doc) -> None:
+    """A new volume's pool and source must exist; its node is chosen (`place`)."""
+    spec = doc["spec"]
     if c.cache.docs.get("Pool", spec["pool"]) is None:
         raise ValidationError({"spec": {"pool": [f"No pool {spec['pool']!r}."]}})
     _check_source(c, spec)
-    spec["node"] = _place(c, spec)
+    spec["node"] = place(free_in(c, spec["pool"]), spec)
+
+
+async def insert(c: Ctx, request: web.Request, doc: Doc) -> web.Response:
+    """Write the new volume `doc` (checked by `check_new`) with its pending status; 201
+    once the cache shows both (POST /volume, and clones: `server.storage.volumeops`)."""
+    check_new(c, doc)
+    spec, name = doc["spec"], doc["metadata"]["name"]
     note_object(request, f"volume/{spec['pool']}/{name}")
     try:
         await asyncio.to_thread(commit, c.store, volumes.create_ops(c.store, spec["pool"],

@@ -150,9 +150,9 @@ def test_load_object_dispatches_on_kind() -> None:
     ("doc", "expected"),
     [
         ({**VM, "kind": "Pod"},
-         {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node, Network."]}),
+         {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node, Network, Pool, Volume."]}),
         ({**VM, "kind": ["VM"]},
-         {"kind": ["Unknown kind ['VM']; expected one of: VM, Node, Network."]}),
+         {"kind": ["Unknown kind ['VM']; expected one of: VM, Node, Network, Pool, Volume."]}),
         ({"metadata": {}}, {"apiVersion": ["Missing data for required field."],
                             "kind": ["Missing data for required field."]}),
         ({**VM, "apiVersion": "v1"}, {"apiVersion": [
