@@ -26,7 +26,7 @@ from reconciler.cluster.controllers import ClusterState
 from reconciler.cluster.coordinator import Coordinator
 from reconciler.cluster.fencing import Fencer
 from reconciler.config import NodeConfig
-from reconciler.libvirt import Hypervisor
+from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
 from reconciler.network.gateways import GatewaySettings, NodeGateways
@@ -45,8 +45,8 @@ from store.client import Store
 from store.errors import Unavailable
 from store.informer import Change, Informer
 from store.layout import ensure_layout
-from store.placement import pins_of
-from store.volumes import home_of
+from store.placement import VMNeeds, with_storage
+from store.volumes import local_volume
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class NodeDaemon:
             self.store, self.name, libvirt_uri=config.libvirt_uri,
             coordinator=config.coordinator, initial_domain_state=config.initial_domain_state,
             address=config.address, migration_uri=config.migration_uri)
+        self.registration.live_migration = self._live_migration
         self.reconciler = VMReconciler(
             self.name, self.store, vms=self.vms, hypervisor=self.hv,
             cluster_default=self.cluster_default, wake=self._enqueue,
@@ -108,7 +109,7 @@ class NodeDaemon:
         self.volumes = NodeVolumes(self.store, self.name, connection=self.pools.connection,
                                    pools=self.pools.state) if self.pools is not None else None
         if self.coordinator is not None and self.pools is not None and self.volumes:
-            self.coordinator.state.pins = self._pins
+            self.coordinator.state.storage = self._storage
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,12 +154,19 @@ class NodeDaemon:
         self.registration.pools = found.report
         return found
 
-    def _pins(self, xml: str | None) -> tuple[str, ...]:
-        """The nodes `xml`'s volumes on local pools tie a VM to (the primary's placement)."""
+    def _live_migration(self) -> bool:
+        """Whether libvirt here migrates live (False while it cannot be asked)."""
+        try:
+            return self.hv.live_migration_supported
+        except HypervisorError:
+            return False
+
+    def _storage(self, needs: VMNeeds, xml: str | None) -> VMNeeds:
+        """`needs` with what `xml`'s volumes on local pools ask of the primary's placement."""
         assert self.pools is not None and self.volumes is not None
         volume, pool = self.volumes.informer.get, self.pools.informer.get
-        return pins_of(xml, lambda key: home_of(key, volume=volume, pool=pool,
-                                                paths=self.store.paths))
+        return with_storage(needs, xml, lambda key: local_volume(
+            key, volume=volume, pool=pool, paths=self.store.paths))
 
     def _pools_changed(self) -> None:
         """A pool's state here changed: publish it; volumes waiting for it look again."""

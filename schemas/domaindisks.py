@@ -20,6 +20,7 @@ class VolumeDisk:
     pool: str
     volume: str
     shareable: bool
+    target: str = ""  # the guest's device name (`<target dev='vda'/>`)
 
     @property
     def key(self) -> str:
@@ -40,7 +41,9 @@ def _volume_disks(xml: str) -> tuple[VolumeDisk, ...]:
         if not (is_valid_name(pool) and is_valid_name(volume)):
             raise ValidationError(f"disk {index}: a volume disk needs <source pool='P' "
                                   "volume='V'/> naming a pool and a volume of Herd's")
-        found.append(VolumeDisk(pool, volume, disk.find("shareable") is not None))
+        target = disk.find("target")
+        found.append(VolumeDisk(pool, volume, disk.find("shareable") is not None,
+                                target.get("dev", "") if target is not None else ""))
     return tuple(found)
 
 

@@ -165,6 +165,8 @@ class NodeStatusSchema(HerdSchema):
                            load_default=dict)
     # The cluster's storage pools on this node (issue #15).
     pools = fields.Dict(keys=Name(), values=fields.Nested(PoolUpSchema), load_default=dict)
+    # Whether its libvirt driver migrates live (moving a VM with its local volumes needs it).
+    liveMigration = StrictBool(load_default=False)
 
 
 class ClusterConfigSchema(HerdSchema):

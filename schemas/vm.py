@@ -139,6 +139,11 @@ class MigrationSchema(HerdSchema):
     callMs = StrictInt(validate=non_negative())  # the libvirt call, start to return
     handedOver = StrictBool()  # the call returned: the guest runs on the target
     liveFailed = StrictBool()  # it failed (method any): moved by shutdown instead
+    # While a live migration runs, how far it got (bytes; the source samples libvirt's job).
+    diskCopied = StrictInt(validate=non_negative())  # local volumes copied along
+    diskTotal = StrictInt(validate=non_negative())
+    memoryCopied = StrictInt(validate=non_negative())
+    memoryTotal = StrictInt(validate=non_negative())
 
     @validates_schema
     def _distinct(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -37,8 +36,16 @@ from store import txn
 from store.codec import Doc
 from store.errors import Conflict, NotFound
 from store.model import VM
-from store.placement import NodeView, VMNeeds, effective_selector, pins_of, refusal, select
-from store.volumes import home_of
+from store.placement import (
+    NodeView,
+    VMNeeds,
+    carries_storage,
+    effective_selector,
+    refusal,
+    select,
+    with_storage,
+)
+from store.volumes import local_volume
 from vocabulary import DesiredState, VMState
 
 # One instance each: building a schema costs more than a load.
@@ -151,14 +158,16 @@ def _views(c: Ctx) -> dict[str, NodeView]:
 def needs_of(c: Ctx, rec: VM) -> VMNeeds:
     """The VM's needs with the nodes its volumes on local pools tie it to."""
     informers = c.cache.docs.informers
-    pins = pins_of(rec.xml, lambda key: home_of(
+    return with_storage(rec.needs, rec.xml, lambda key: local_volume(
         key, volume=informers["Volume"].get, pool=informers["Pool"].get, paths=c.store.paths))
-    return replace(rec.needs, pins=pins)
 
 
 def _target(c: Ctx, rec: VM, data: dict[str, Any]) -> str:
     """The node the action moves the VM to (400/409 when there is none)."""
     needs, views, last = needs_of(c, rec), _views(c), rec.last_node
+    running = rec.status_node if rec.state == VMState.RUNNING else None
+    carrying = carries_storage(needs, running_on=running, method=rec.migration_method.value,
+                               source=views.get(running or ""))
     if data["action"] == "migrate" and last and not data["force"]:
         raise conflict(f"VM {rec.name!r} is migrated already (from {last}); unmigrate it "
                        "first, or force")
@@ -167,20 +176,22 @@ def _target(c: Ctx, rec: VM, data: dict[str, Any]) -> str:
         if not last:
             raise conflict(f"VM {rec.name!r} is not migrated: it has no last node to return to")
         why = refusal(needs, views.get(last), selector=effective_selector(needs, default),
-                      name=last)
+                      name=last, carrying=carrying)
         if why is not None:
             raise conflict(f"VM {rec.name!r} cannot return to {last}: {why}")
         return str(last)
     node = data["node"]
     current = sorted(n for n in (rec.home, rec.status_node) if n)
     if node is None:
-        found = select(needs, views.values(), default=default, exclude=current)
+        found = select(needs, views.values(), default=default, exclude=current,
+                       carrying=carrying)
         if found is None:
             raise conflict(f"no valid target for VM {rec.name!r} (limits, readiness, memory)")
         return found
     if node == rec.home:
         raise conflict(f"VM {rec.name!r} is placed on {node} already")
-    why = refusal(needs, views.get(node), selector=effective_selector(needs, default), name=node)
+    why = refusal(needs, views.get(node), selector=effective_selector(needs, default),
+                  name=node, carrying=carrying)
     if why is not None:
         raise ApiError(400, "invalid_target", why, details={"node": [why]})
     return str(node)

@@ -20,7 +20,7 @@ from typing import Any
 from store.codec import Doc
 
 REPORTED = ("daemonState", "resources", "version", "libvirtUri", "address", "migrationUri",
-            "networks", "pools")
+            "networks", "pools", "liveMigration")
 
 
 def reported(old: Doc, report: Doc, *, seed_domain_state: str, now: float) -> Doc:

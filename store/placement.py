@@ -6,7 +6,9 @@ targets), which is why they live in `store` and not in the daemon.
 
 - Candidates: nodes alive, daemonState `run`, domainState `ready`, inside the VM's
   `limits` (empty = all), with every network the VM names up (node status `networks`),
-  the node of its volumes on local pools when it has any (`pins_of`),
+  the node of its volumes on local pools when it has any (`pins_of`) — unless it moves
+  live with its storage (`carrying`: it runs on that node and its migration copies the
+  volumes), when the target's pools must have room for them (node status `pools`),
   not excluded (e.g. the node it is leaving), and where it fits:
   its memory <= the node's free memory, or, for the `memprov` selector, <= the memory not
   yet provisioned to VMs.
@@ -20,7 +22,7 @@ targets), which is why they live in `store` and not in the daemon.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.domaindisks import volume_keys
@@ -45,6 +47,8 @@ class NodeView:
     load: float = 0.0
     vms: int = 0
     networks: frozenset[str] = frozenset()  # the networks up on the node
+    pool_free: Mapping[str, int] = field(default_factory=dict)  # usable pools: bytes free
+    live_migration: bool = False  # its libvirt driver can migrate live
 
     @classmethod
     def from_status(cls, name: str, status: Mapping[str, Any], *, alive: bool) -> NodeView:
@@ -55,17 +59,29 @@ class NodeView:
                    mem_prov=int(r.get("memProv", 0)), vcpu_alloc=int(r.get("vcpuAlloc", 0)),
                    load=float(r.get("load", 0.0)), vms=int(r.get("vms", 0)),
                    networks=frozenset(name for name, net in (status.get("networks") or {})
-                                      .items() if isinstance(net, Mapping) and net.get("up")))
+                                      .items() if isinstance(net, Mapping) and net.get("up")),
+                   pool_free=_pool_free(status), live_migration=bool(status.get("liveMigration")))
 
     @property
     def usable(self) -> bool:
         return self.alive and self.daemon_state == "run" and self.domain_state == "ready"
 
-    def with_vm(self, memory_mib: int, vcpus: int) -> NodeView:
-        """This node as it will be once the VM runs on it (for batch accounting)."""
+    def with_vm(self, memory_mib: int, vcpus: int, *,
+                carry: Sequence[tuple[str, int]] = ()) -> NodeView:
+        """This node as it will be once the VM runs on it (for batch accounting), with the
+        volumes it brings along (`carry`: pool, bytes)."""
+        free = dict(self.pool_free)
+        for pool, size in carry:
+            free[pool] = free.get(pool, 0) - size
         return replace(self, mem_free=self.mem_free - memory_mib,
                        mem_prov=self.mem_prov + memory_mib, vcpu_alloc=self.vcpu_alloc + vcpus,
-                       vms=self.vms + 1)
+                       vms=self.vms + 1, pool_free=free)
+
+
+def _pool_free(status: Mapping[str, Any]) -> dict[str, int]:
+    pools = status.get("pools") or {}
+    return {name: int(p.get("available", 0)) for name, p in pools.items()
+            if isinstance(p, Mapping) and p.get("usable")}
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,7 @@ class VMNeeds:
     selector: str = "none"
     networks: tuple[str, ...] = ()  # the networks its NICs name
     pins: tuple[str, ...] = ()  # the nodes of its volumes on local pools (`pins_of`)
+    carry: tuple[tuple[str, int], ...] = ()  # (pool, bytes) of those, per pool
 
 
 def effective_selector(vm: VMNeeds, default: str) -> str:
@@ -91,8 +108,10 @@ def fits(vm: VMNeeds, node: NodeView, selector: str) -> bool:
     return vm.memory_mib <= room
 
 
-def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = "") -> str | None:
-    """Why `node` cannot take `vm` (None: it can). The reason names the rule."""
+def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = "",
+            carrying: bool = False) -> str | None:
+    """Why `node` cannot take `vm` (None: it can). The reason names the rule. `carrying`:
+    the VM moves live from the node of its local volumes, and they go with it."""
     if node is None:
         return f"node {name!r} does not exist"
     if vm.limits and node.name not in vm.limits:
@@ -101,9 +120,9 @@ def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = ""
         return f"node {node.name!r} is not running (daemonState {node.daemon_state or 'unknown'})"
     if node.domain_state != "ready":
         return f"node {node.name!r} is not ready (domainState {node.domain_state})"
-    if vm.pins and (len(set(vm.pins)) > 1 or node.name != vm.pins[0]):
-        where = " and ".join(sorted(set(vm.pins)))
-        return f"its volumes on local pools live on {where}, not on {node.name!r}"
+    why = _storage_refusal(vm, node, carrying=carrying)
+    if why is not None:
+        return why
     missing = [n for n in vm.networks if n not in node.networks]
     if missing:
         return f"network {missing[0]!r} is not up on node {node.name!r}"
@@ -113,10 +132,28 @@ def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = ""
     return None
 
 
+def _storage_refusal(vm: VMNeeds, node: NodeView, *, carrying: bool) -> str | None:
+    """Pinned by local volumes: only their node, unless they are carried along to a node
+    whose pools have room for them."""
+    if not vm.pins or (len(set(vm.pins)) == 1 and node.name == vm.pins[0]):
+        return None
+    if not carrying or len(set(vm.pins)) > 1:
+        where = " and ".join(sorted(set(vm.pins)))
+        return f"its volumes on local pools live on {where}, not on {node.name!r}"
+    for pool, size in vm.carry:
+        free = node.pool_free.get(pool)
+        if free is None:
+            return f"pool {pool!r} of its volumes is not usable on node {node.name!r}"
+        if free < size:
+            return (f"its volumes need {size} bytes in pool {pool!r}; node {node.name!r} "
+                    f"has {free} free")
+    return None
+
+
 def candidates(vm: VMNeeds, nodes: Iterable[NodeView], *, selector: str,
-               exclude: Sequence[str] = ()) -> list[NodeView]:
+               exclude: Sequence[str] = (), carrying: bool = False) -> list[NodeView]:
     return [n for n in nodes if n.name not in exclude
-            and refusal(vm, n, selector=selector) is None]
+            and refusal(vm, n, selector=selector, carrying=carrying) is None]
 
 
 def _key(selector: str, node: NodeView) -> tuple[float, str]:
@@ -126,10 +163,10 @@ def _key(selector: str, node: NodeView) -> tuple[float, str]:
 
 
 def select(vm: VMNeeds, nodes: Iterable[NodeView], *, default: str,
-           exclude: Sequence[str] = ()) -> str | None:
+           exclude: Sequence[str] = (), carrying: bool = False) -> str | None:
     """The node `vm`'s selector picks, or None when no node is a valid target."""
     selector = effective_selector(vm, default)
-    found = candidates(vm, nodes, selector=selector, exclude=exclude)
+    found = candidates(vm, nodes, selector=selector, exclude=exclude, carrying=carrying)
     return min(found, key=lambda n: _key(selector, n)).name if found else None
 
 
@@ -140,10 +177,13 @@ class Planner:
         self.nodes = {n.name: n for n in nodes}
         self.default = default
 
-    def place(self, vm: VMNeeds, *, exclude: Sequence[str] = ()) -> str | None:
-        target = select(vm, self.nodes.values(), default=self.default, exclude=exclude)
+    def place(self, vm: VMNeeds, *, exclude: Sequence[str] = (),
+              carrying: bool = False) -> str | None:
+        target = select(vm, self.nodes.values(), default=self.default, exclude=exclude,
+                        carrying=carrying)
         if target is not None:
-            self.nodes[target] = self.nodes[target].with_vm(vm.memory_mib, vm.vcpus)
+            self.nodes[target] = self.nodes[target].with_vm(
+                vm.memory_mib, vm.vcpus, carry=vm.carry if carrying else ())
         return target
 
 
@@ -152,3 +192,31 @@ def pins_of(xml: object, home: Callable[[str], str | None]) -> tuple[str, ...]:
     volume on a local pool (None: a shared or rbd pool's, reachable from any node)."""
     return tuple(sorted({node for key in sorted(volume_keys(xml))
                          if (node := home(key)) is not None}))
+
+
+def carries_storage(vm: VMNeeds, *, running_on: str | None, method: str,
+                    source: NodeView | None) -> bool:
+    """Whether moving `vm` now takes its volumes on local pools along (live migration with
+    storage copy): they live on one node, the VM runs there, it may move live (method
+    `live` or `any`) and that node's driver migrates live. Otherwise the volumes pin it."""
+    return (len(set(vm.pins)) == 1 and running_on == vm.pins[0] and source is not None
+            and source.name == running_on and source.live_migration
+            and method in ("live", "any"))
+
+
+LocalVolume = Callable[[str], "tuple[str, int] | None"]
+
+
+def with_storage(vm: VMNeeds, xml: object, local: LocalVolume) -> VMNeeds:
+    """`vm` with the nodes its volumes on local pools tie it to (`pins`) and what moving
+    them takes (`carry`: bytes per pool); `local(pool/volume)` answers (node, bytes) of a
+    volume on a local pool, None for any other."""
+    nodes: set[str] = set()
+    sizes: dict[str, int] = {}
+    for key in sorted(volume_keys(xml)):
+        found = local(key)
+        if found is not None:
+            nodes.add(found[0])
+            pool = key.partition("/")[0]
+            sizes[pool] = sizes.get(pool, 0) + found[1]
+    return replace(vm, pins=tuple(sorted(nodes)), carry=tuple(sorted(sizes.items())))

@@ -89,6 +89,16 @@ def migrated_out(old: Doc, *, call_ms: int) -> Doc:
                                  "callMs": call_ms}}
 
 
+def migration_progress(old: Doc, *, disk: tuple[int, int], memory: tuple[int, int]) -> Doc:
+    """How far the running live migration got: (done, total) bytes of the disks copied
+    along and of the memory."""
+    moving = old.get("migration")
+    if not moving:
+        return old
+    return {**old, "migration": {**moving, "diskCopied": disk[0], "diskTotal": disk[1],
+                                 "memoryCopied": memory[0], "memoryTotal": memory[1]}}
+
+
 def live_failed(old: Doc, *, reason: str) -> Doc:
     """A live migration of method `any` failed: the next steps move the VM by shutdown."""
     return {**old, "reason": reason[:256],

@@ -17,6 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from marshmallow import ValidationError
+
+from schemas.domaindisks import VolumeDisk, volume_disks
 from store import txn
 from store.client import Store, Versioned
 from store.codec import Doc
@@ -36,6 +39,7 @@ class Volume:
     node: str | None
     source: str | None  # a volume of the same pool to copy
     deleting: bool
+    leftovers: tuple[str, ...] = ()  # nodes that still hold an old copy (moved live)
 
     @property
     def key(self) -> str:
@@ -47,7 +51,8 @@ def read_volume(pool: str, name: str, doc: Mapping[str, Any]) -> Volume:
     source = spec.get("source") or {}
     return Volume(pool=pool, name=name, generation=generation(doc), size=int(spec["size"]),
                   format=str(spec.get("format", "qcow2")), node=spec.get("node"),
-                  source=source.get("volume"), deleting=bool(doc.get("deletion")))
+                  source=source.get("volume"), deleting=bool(doc.get("deletion")),
+                  leftovers=tuple(doc.get("leftovers", ())))
 
 
 def create_ops(store: Store, pool: str, name: str, doc: Doc) -> list[txn.Op]:
@@ -73,10 +78,69 @@ Getter = Callable[[str], Versioned | None]
 def home_of(key: str, *, volume: Getter, pool: Getter, paths: Paths) -> str | None:
     """The node a volume (`pool/name`) lives on when its pool is local (None: a shared or
     rbd pool's, an unknown one's); `volume` and `pool` read documents by path."""
+    found = local_volume(key, volume=volume, pool=pool, paths=paths)
+    return found[0] if found is not None else None
+
+
+def local_volume(key: str, *, volume: Getter, pool: Getter,
+                 paths: Paths) -> tuple[str, int] | None:
+    """(node, size in bytes) of a volume (`pool/name`) on a local pool; None for a shared
+    or rbd pool's, or an unknown one's."""
     pool_name, _, name = key.partition("/")
     found_pool = pool(paths.pool(pool_name))
     if found_pool is None or found_pool.doc.get("spec", {}).get("type") != "local":
         return None
     found = volume(paths.volume(pool_name, name))
-    node = found.doc.get("spec", {}).get("node") if found is not None else None
-    return node if isinstance(node, str) else None
+    spec = found.doc.get("spec", {}) if found is not None else {}
+    node = spec.get("node")
+    return (node, int(spec.get("size", 0))) if isinstance(node, str) else None
+
+
+def local_disks(store: Store, xml: object, *,
+                node: str) -> list[tuple[VolumeDisk, Versioned]]:
+    """The disks of `xml` whose volumes live on `node`'s local pools, each with its volume
+    document as read now (for a live migration that copies them, and its hand-over)."""
+    disks = list(_disks(xml))
+    if not disks:
+        return []
+    pools = store.get_many({store.paths.pool(d.pool) for d in disks})
+    local = [d for d in disks if (p := pools.get(store.paths.pool(d.pool))) is not None
+             and p.doc.get("spec", {}).get("type") == "local"]
+    docs = store.get_many(store.paths.volume(d.pool, d.volume) for d in local)
+    return [(d, found) for d in local
+            if (found := docs.get(store.paths.volume(d.pool, d.volume))) is not None
+            and found.doc.get("spec", {}).get("node") == node]
+
+
+def handover_ops(store: Store, xml: object, *, source: str, target: str) -> list[txn.Op]:
+    """The volume documents' side of a live migration's hand-over (in the VM's status
+    transaction): each volume copied from `source` now lives on `target`, version-checked."""
+    return [txn.Set(store.paths.volume(d.pool, d.volume),
+                    moved_doc(found.doc, source=source, target=target), found.version)
+            for d, found in local_disks(store, xml, node=source)]
+
+
+def _disks(xml: object) -> tuple[VolumeDisk, ...]:
+    if not isinstance(xml, str):
+        return ()
+    try:
+        return volume_disks(xml)
+    except ValidationError:
+        return ()
+
+
+def moved_doc(doc: Doc, *, source: str, target: str) -> Doc:
+    """The volume document after its VM moved it live from `source` to `target`: the new
+    node, and `source` among the `leftovers` (nodes holding an old copy to delete)."""
+    leftovers = sorted({*doc.get("leftovers", ()), source} - {target})
+    return {**doc, "spec": {**doc.get("spec", {}), "node": target}, "leftovers": leftovers}
+
+
+def without_leftover(doc: Doc, node: str) -> Doc | None:
+    """The document with `node`'s old copy gone (None when it was not listed)."""
+    leftovers = list(doc.get("leftovers", ()))
+    if node not in leftovers:
+        return None
+    rest = [n for n in leftovers if n != node]
+    new = {k: v for k, v in doc.items() if k != "leftovers"}
+    return {**new, "leftovers": rest} if rest else new

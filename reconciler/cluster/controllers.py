@@ -26,7 +26,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 from reconciler.cluster.fencing import Fencer
@@ -38,7 +37,7 @@ from store.errors import Conflict
 from store.informer import Informer
 from store.model import VM, Node, read_node, read_vm
 from store.objects import node_patch, with_spec
-from store.placement import NodeView, Planner, VMNeeds
+from store.placement import NodeView, Planner, VMNeeds, carries_storage
 from vocabulary import DaemonState, DesiredDomainState, DesiredState, FenceMode, VMState
 
 log = logging.getLogger(__name__)
@@ -58,9 +57,10 @@ class ClusterState:
                  cluster: Informer) -> None:
         self.store, self.vms, self.nodes, self.cluster = store, vms, nodes, cluster
         self._needs: dict[str, tuple[int, VMNeeds]] = {}
-        # The nodes a VM's XML ties it to (its volumes on local pools); set by the daemon
-        # when it keeps storage (`store.placement.pins_of`).
-        self.pins: Callable[[str | None], tuple[str, ...]] = lambda _xml: ()
+        # A VM's needs with what its volumes on local pools ask of placement (the nodes
+        # they tie it to, the room to move them); set by the daemon when it keeps storage
+        # (`store.placement.with_storage`).
+        self.storage: Callable[[VMNeeds, str | None], VMNeeds] = lambda needs, _xml: needs
 
     def setting(self, key: str, default: Any) -> Any:
         doc = self.cluster.get(self.store.paths.config)
@@ -86,13 +86,13 @@ class ClusterState:
 
     def needs(self, vm: VM) -> VMNeeds:
         """`vm.needs`, parsed again only when the VM object changed (a pass over 1,000
-        VMs must not parse 1,000 domain XMLs)."""
+        VMs must not parse 1,000 domain XMLs), with its storage as it is now (a live
+        migration moves a volume, not the VM object)."""
         cached = self._needs.get(vm.name)
-        if cached is not None and cached[0] == vm.mzxid:
-            return cached[1]
-        needs = replace(vm.needs, pins=self.pins(vm.xml))
-        self._needs[vm.name] = (vm.mzxid, needs)
-        return needs
+        if cached is None or cached[0] != vm.mzxid:
+            cached = (vm.mzxid, vm.needs)
+            self._needs[vm.name] = cached
+        return self.storage(cached[1], vm.xml)
 
 
 class Controllers:
@@ -268,17 +268,26 @@ class Controllers:
         await self._settle_left_behind(node)
         return Result.done()
 
-    async def _moves_away(self, node: str, *, reason: str,
-                          lacking: str) -> list[tuple[VM, Doc]]:
+    async def _moves_away(self, node: str, *, reason: str, lacking: str,
+                          flushing: bool = False) -> list[tuple[VM, Doc]]:
         """New placements for the VMs placed on `node` that should run (temporarily: they
-        remember `lastNode`); the ones nothing fits are stopped, `lacking` the reason."""
+        remember `lastNode`); the ones nothing fits are stopped, `lacking` the reason. A
+        flush moves VMs with volumes on `node`'s local pools live with them (when they
+        can: `store.placement.carries_storage`); a recovery cannot (the disks are gone
+        with the host) and says so."""
         planner, moves = self._planner(), []
+        source = self.state.node(node).view if flushing else None
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
             if vm.home != node or vm.want != DesiredState.RUNNING:
                 continue
-            target = planner.place(self.state.needs(vm), exclude=[node])
+            needs = self.state.needs(vm)
+            running = vm.status_node if vm.state == VMState.RUNNING else None
+            carrying = carries_storage(needs, running_on=running, source=source,
+                                       method=vm.migration_method.value)
+            target = planner.place(needs, exclude=[node], carrying=carrying)
             if target is None:
-                await self._stop_for_lack(vm, node, lacking)
+                await self._stop_for_lack(vm, node, lacking if flushing or node not in
+                                          needs.pins else _disks_gone(node, vm.autorestart))
             else:
                 moves.append((vm, {"node": target, "reason": reason,
                                    "lastNode": vm.last_node or node}))
@@ -292,7 +301,7 @@ class Controllers:
             return Result.done()
         if state != "flushing":
             await self._set_domain_state(name, "flushing")
-        moves = await self._moves_away(name, reason=f"flush of {name}",
+        moves = await self._moves_away(name, reason=f"flush of {name}", flushing=True,
                                        lacking=f"no valid target during the flush of {name}")
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
@@ -331,6 +340,11 @@ class Controllers:
         await self._set_spec_and_placement(vm, placement, state="running")
         await self._event("autorestart", f"{vm.name} starts again on {node}", vm=vm.name,
                           node=node)
+
+
+def _disks_gone(node: str, autorestart: bool) -> str:
+    then = "; it starts again when that node is ready" if autorestart else ""
+    return f"not recovered: its volumes on local pools are on {node}, which was fenced{then}"
 
 
 async def _after(seconds: float) -> Result:

@@ -26,6 +26,7 @@ from reconciler.libvirt.interface import (
     DomainInfo,
     EventCallback,
     HypervisorError,
+    MigrationProgress,
     MigrationStats,
     NodeInfo,
     Usage,
@@ -121,14 +122,20 @@ class LibvirtHypervisor:
     # -- migration --
 
     async def migrate_live(self, name: str, dest_uri: str, *, migrate_uri: str | None = None,
-                           max_downtime_ms: int | None = None,
-                           timeout_s: float | None = None) -> None:
+                           max_downtime_ms: int | None = None, timeout_s: float | None = None,
+                           copy_disks: tuple[str, ...] = ()) -> None:
         """Live-migrate to the libvirtd at dest_uri (peer to peer; the definition moves with
         it). `migrate_uri` picks the data channel, `max_downtime_ms` the final pause allowed,
-        `timeout_s` aborts a migration that has not finished by then."""
+        `timeout_s` aborts a migration that has not finished by then, `copy_disks` (target
+        devices) are copied along."""
         await asyncio.to_thread(migration.migrate_live, self.connection, name,
                                 dest_uri=dest_uri, migrate_uri=migrate_uri,
-                                max_downtime_ms=max_downtime_ms, timeout_s=timeout_s)
+                                max_downtime_ms=max_downtime_ms, timeout_s=timeout_s,
+                                copy_disks=copy_disks)
+
+    async def migration_progress(self, name: str) -> MigrationProgress | None:
+        """How far the domain's running outgoing migration got (None when none runs)."""
+        return await asyncio.to_thread(migration.migration_progress, self.connection, name)
 
     async def migrating_out(self, name: str) -> bool:
         """True while an outgoing migration job of the domain runs here (one this daemon

@@ -87,6 +87,16 @@ class MigrationStats:
     transferred_bytes: int
 
 
+@dataclass(frozen=True)
+class MigrationProgress:
+    """How far a running live migration got (bytes): its disks' copy and the memory."""
+
+    disk_done: int
+    disk_total: int
+    memory_done: int
+    memory_total: int
+
+
 # libvirt's error codes that retrying cannot mend: the domain XML or the configuration it
 # asks for is refused as such (VIR_ERR_NO_SUPPORT, VIR_ERR_XML_ERROR, VIR_ERR_XML_DETAIL,
 # VIR_ERR_CONFIG_UNSUPPORTED, VIR_ERR_OPERATION_UNSUPPORTED, VIR_ERR_XML_INVALID_SCHEMA;
@@ -194,10 +204,14 @@ class Hypervisor(Protocol):
     # -- migration --
 
     async def migrate_live(self, name: str, dest_uri: str, *, migrate_uri: str | None = None,
-                           max_downtime_ms: int | None = None,
-                           timeout_s: float | None = None) -> None:
-        """Live-migrate to the hypervisor at dest_uri (the definition moves with it);
-        unsupported: HypervisorError (code VIR_ERR_NO_SUPPORT)."""
+                           max_downtime_ms: int | None = None, timeout_s: float | None = None,
+                           copy_disks: tuple[str, ...] = ()) -> None:
+        """Live-migrate to the hypervisor at dest_uri (the definition moves with it; the
+        data of the `copy_disks` too); unsupported: HypervisorError (VIR_ERR_NO_SUPPORT)."""
+        ...
+
+    async def migration_progress(self, name: str) -> MigrationProgress | None:
+        """How far the domain's running outgoing migration got (None when none runs)."""
         ...
 
     async def migrating_out(self, name: str) -> bool:

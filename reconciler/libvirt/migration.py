@@ -1,5 +1,8 @@
 """The blocking live-migration verbs of the libvirt adapter: whether the driver can, the
-migration itself (peer to peer, with a timeout), and the migration jobs libvirt reports.
+migration itself (peer to peer, with a timeout; with `copy_disks`, those disks' data too:
+NON_SHARED_DISK over libvirt's NBD channel, the target volumes precreated by the target's
+libvirtd in its pool of the same name), the progress of a running one, and the migration
+jobs libvirt reports.
 
 Each function takes the `Connection` and runs in a worker thread of
 `reconciler.libvirt.adapter.LibvirtHypervisor` (but `live_migration_supported`, read on
@@ -15,7 +18,7 @@ import libvirt
 from defusedxml import ElementTree
 
 from reconciler.libvirt.connection import Connection, libvirt_call
-from reconciler.libvirt.interface import HypervisorError, MigrationStats
+from reconciler.libvirt.interface import HypervisorError, MigrationProgress, MigrationStats
 
 _FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
           | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
@@ -31,10 +34,11 @@ def live_migration_supported(c: Connection) -> bool:
 
 
 def migrate_live(c: Connection, name: str, *, dest_uri: str, migrate_uri: str | None = None,
-                 max_downtime_ms: int | None = None, timeout_s: float | None = None) -> None:
+                 max_downtime_ms: int | None = None, timeout_s: float | None = None,
+                 copy_disks: tuple[str, ...] = ()) -> None:
     """Peer to peer; the definition moves with the domain. `migrate_uri` picks the data
     channel, `max_downtime_ms` the final pause allowed, `timeout_s` aborts a migration that
-    has not finished by then."""
+    has not finished by then, `copy_disks` (target devices) are copied with it."""
     if not live_migration_supported(c):
         driver = str(c.get().getType()).lower()
         raise HypervisorError(f"live migration is not supported by the {driver} driver "
@@ -44,8 +48,31 @@ def migrate_live(c: Connection, name: str, *, dest_uri: str, migrate_uri: str | 
     if max_downtime_ms is not None:
         with libvirt_call(what):
             dom.migrateSetMaxDowntime(max_downtime_ms)
-    params = {} if migrate_uri is None else {libvirt.VIR_MIGRATE_PARAM_URI: migrate_uri}
-    _migrate(dom, dest_uri, params=params, timeout_s=timeout_s, what=what)
+    params: dict[str, str | list[str]] = {}
+    if migrate_uri is not None:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
+    flags = _FLAGS
+    if copy_disks:
+        params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(copy_disks)
+        flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+    _migrate(dom, dest_uri, params=params, flags=flags, timeout_s=timeout_s, what=what)
+
+
+def migration_progress(c: Connection, name: str) -> MigrationProgress | None:
+    """How far the domain's running outgoing migration got (None when none runs)."""
+    dom = c.find(name)
+    if dom is None:
+        return None
+    try:
+        stats = dom.jobStats()
+    except libvirt.libvirtError:
+        return None
+    if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
+        return None
+    return MigrationProgress(disk_done=int(stats.get("disk_processed", 0)),
+                             disk_total=int(stats.get("disk_total", 0)),
+                             memory_done=int(stats.get("memory_processed", 0)),
+                             memory_total=int(stats.get("memory_total", 0)))
 
 
 def migrating_out(c: Connection, name: str) -> bool:
@@ -84,8 +111,8 @@ def completed_migration(c: Connection, name: str) -> MigrationStats | None:
                           transferred_bytes=int(stats.get("data_processed", 0)))
 
 
-def _migrate(dom: libvirt.virDomain, dest_uri: str, *, params: dict[str, str],
-             timeout_s: float | None, what: str) -> None:
+def _migrate(dom: libvirt.virDomain, dest_uri: str, *, params: dict[str, str | list[str]],
+             flags: int, timeout_s: float | None, what: str) -> None:
     """migrateToURI3, aborted by a timer after timeout_s (HypervisorError "aborted")."""
     expired = threading.Event()
 
@@ -99,7 +126,7 @@ def _migrate(dom: libvirt.virDomain, dest_uri: str, *, params: dict[str, str],
         timer.start()
     try:
         with libvirt_call(what):
-            dom.migrateToURI3(dest_uri, params, _FLAGS)
+            dom.migrateToURI3(dest_uri, params, flags)
     except HypervisorError as err:
         if expired.is_set():
             raise HypervisorError(f"{what}: aborted after {timeout_s} s",

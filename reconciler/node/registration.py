@@ -122,6 +122,9 @@ class NodeRegistration:
         # The networks' state here (`reconciler.network.nodenets`; none when not managed).
         self.networks: Callable[[], Doc] = dict
         self.pools: Callable[[], Doc] = dict  # `reconciler.storage.nodepools`
+        # Whether this node's libvirt driver can migrate live (placement: moving a VM
+        # with its local volumes needs it).
+        self.live_migration: Callable[[], bool] = lambda: False
 
     def register(self, *, timeout: float = 120.0) -> None:
         """Create the Node object if new, then `alive` (waiting out a stale one)."""
@@ -169,7 +172,7 @@ class NodeRegistration:
         return {"daemonState": self.daemon_state, "resources": resources.doc(),
                 "version": VERSION, "libvirtUri": self.libvirt_uri, "address": self.address,
                 "migrationUri": self.migration_uri, "networks": self.networks(),
-                "pools": self.pools()}
+                "pools": self.pools(), "liveMigration": self.live_migration()}
 
     def publish(self, resources: Resources, *, initial_domain_state: Callable[[], str],
                 heartbeat: bool) -> bool:

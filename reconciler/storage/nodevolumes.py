@@ -1,7 +1,9 @@
 """`NodeVolumes`: the volumes this node holds (issue #15) — those whose `spec.node` names
 it — made, described and deleted in libvirt, one volume per key of ONE work queue.
 
-For each volume of this node, level-triggered: asked to be deleted → the image goes from
+A volume that moved away with its VM's live migration (`leftovers` names this node): the
+old copy here is deleted once the VM runs on the volume's new node. For each volume of
+this node, level-triggered: asked to be deleted → the image goes from
 libvirt, then the volume's znodes (version-checked); its pool not usable here → status
 `pending` with the pool's reason, looked at again later; the image missing → made (empty,
 or a copy of the source volume); its capacity below `size` → grown
@@ -36,6 +38,7 @@ from store.informer import Change
 log = logging.getLogger(__name__)
 
 LOOK_AGAIN = 10.0  # seconds: a transient libvirt failure (a pool becoming usable: resync)
+LEFTOVER_LOOK = 1.0  # seconds: an old copy waits for its VM to run on the new node
 
 
 class NodeVolumes:
@@ -77,6 +80,8 @@ class NodeVolumes:
             return Result.done()
         vol = vols.read_volume(pool, name, found.doc)
         if vol.node != self.node:
+            if self.node in vol.leftovers:
+                return await self._drop_leftover(vol)
             return Result.done()
         if vol.deleting:
             return await self._delete(vol)
@@ -129,6 +134,32 @@ class NodeVolumes:
                                     self.store.paths.volume_status(vol.pool, vol.name), modify)
         except NotFound:
             pass  # deleted meanwhile
+
+    async def _drop_leftover(self, vol: vols.Volume) -> Result:
+        """The volume moved to another node with its VM's live migration: once the VM runs
+        there, the old copy here goes, then this node leaves `leftovers`."""
+        attached = self.informer.get(self.store.paths.volume_attachment(vol.pool, vol.name))
+        if attached is not None and not await asyncio.to_thread(
+                self._runs_on, str(attached.doc.get("vm")), str(vol.node)):
+            return Result.after(LEFTOVER_LOOK)
+        try:
+            await asyncio.to_thread(lv.delete, self.connection, vol.pool, vol.name)
+            await asyncio.to_thread(self.store.update, self.store.paths.volume(
+                vol.pool, vol.name), lambda doc: vols.without_leftover(doc, self.node))
+        except HypervisorError as e:
+            log.warning("volume %s: old copy not deleted yet: %s", vol.key, brief(e))
+            return Result.after(LOOK_AGAIN)
+        except NotFound:
+            return Result.done()
+        log.info("volume %s: the old copy here is deleted (it lives on %s)", vol.key, vol.node)
+        return Result.done()
+
+    def _runs_on(self, vm: str, node: str) -> bool:
+        try:
+            found = self.store.get(self.store.paths.vm_status(vm)).doc
+        except NotFound:
+            return True  # the VM is gone: nothing runs from the old copy
+        return found.get("node") == node and found.get("state") == "running"
 
     async def _delete(self, vol: vols.Volume) -> Result:
         attached = self.informer.get(self.store.paths.volume_attachment(vol.pool, vol.name))

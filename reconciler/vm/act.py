@@ -75,7 +75,8 @@ class Actuator:
         ops = self.writer.owner_ops(obs, plan.owner, up=up)
         await self.act(obs, step)
         try:
-            if not await self.writer.write(obs, self.writer.doc_after(obs, step), with_ops=ops):
+            if not await self.writer.write(obs, self.writer.doc_after(obs, step), with_ops=ops,
+                                           also=await self.writer.volume_handover(obs)):
                 ops = []  # the owner change was ours already
         except AlreadyExists:  # another session owns it
             return Result.after(OWNER_WAIT)

@@ -5,7 +5,10 @@ the plan makes the others wait, and `Migrator` wakes them when one ends), the ca
 libvirt, its outcome written to status (`handedOver` with the call's duration; or, for
 method `any`, `liveFailed`: the next plans move the VM by shutdown and start), and the
 record of an arrival on the destination (`record_arrival`: duration, downtime, Herd's own
-part).
+part). A VM with volumes on this node's local pools takes them along (libvirt copies the
+disks; `store.volumes.handover_ops` moves the volume objects with the hand-over): its
+status shows the bytes copied while it runs, and it never falls back to a shutdown
+(the target would have no disk).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from reconciler.libvirt import Hypervisor, HypervisorError
@@ -24,8 +28,13 @@ from statemachine import Step
 from statemachine.nodeplan import HANDOVER_LOOK
 from store import events
 from store import vmstatus as status
+from store import volumes as vols
+from store.errors import StoreError
+from vocabulary import MigrationMethod
 
 log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 1.0  # seconds between two samples of a running migration with disks
 
 
 class Migrator:
@@ -72,9 +81,36 @@ class Migrator:
         if not uri:
             raise HypervisorError(f"node {target} publishes no migration URI (set address or "
                                   "migration_uri in its herd-node config)")
+        copies = await self._local_disks(obs)
         downtime = vm.meta.get("migrationMaxDowntime")
-        await self.hv.migrate_live(vm.name, str(uri), max_downtime_ms=downtime,
-                                   timeout_s=self.limits.timeout)
+        sampling = asyncio.create_task(self._sample(vm.name)) if copies else None
+        try:
+            await self.hv.migrate_live(vm.name, str(uri), max_downtime_ms=downtime,
+                                       timeout_s=self.limits.timeout, copy_disks=copies)
+        finally:
+            if sampling is not None:
+                sampling.cancel()
+                await asyncio.gather(sampling, return_exceptions=True)
+
+    async def _local_disks(self, obs: Observation) -> tuple[str, ...]:
+        """The target devices of the VM's disks on this node's local pools."""
+        found = await asyncio.to_thread(vols.local_disks, self.store, obs.vm.xml,
+                                        node=self.node)
+        return tuple(disk.target for disk, _ in found)
+
+    async def _sample(self, name: str) -> None:
+        """Status shows how far the migration got, every PROGRESS_EVERY seconds (libvirt
+        has no progress event to follow)."""
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            try:
+                got = await self.hv.migration_progress(name)
+                if got is not None:
+                    await self.writer.update(name, partial(
+                        status.migration_progress, disk=(got.disk_done, got.disk_total),
+                        memory=(got.memory_done, got.memory_total)))
+            except (HypervisorError, StoreError) as e:  # progress is news, not state
+                log.debug("%s: no migration progress now: %s", name, e)
 
     async def _live_failure(self, obs: Observation, step: Step,
                             error: HypervisorError) -> Result:
@@ -83,6 +119,8 @@ class Migrator:
         failed, retried with backoff."""
         vm, target = obs.vm, str(obs.target)
         method = vm.migration_method
+        if method == "any" and await self._local_disks(obs):
+            method = MigrationMethod.LIVE  # a shutdown would leave its disks behind
         await asyncio.to_thread(
             events.record, self.store, "migration-failed",
             f"{vm.name}: live migration {self.node} -> {target} failed: {error}",

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from reconciler.vm.observe import Observation, Observer
 from statemachine import Action, Step
 from statemachine.nodeplan import OwnerOp
-from store import txn
+from store import txn, volumes
 from store import vmstatus as status
 from store.client import Store, Versioned
 from store.codec import Doc
@@ -79,8 +79,17 @@ class StatusWriter:
         target = obs.vm.migration.target if obs.vm.migration else None
         return target if target != self.node else None
 
+    async def volume_handover(self, obs: Observation) -> list[txn.Op]:
+        """After this node migrated the guest away live: its volumes here now live on the
+        target (`store.volumes.handover_ops`), in the hand-over's transaction."""
+        target = self.moved_to(obs)
+        if target is None:
+            return []
+        return await asyncio.to_thread(volumes.handover_ops, self.store, obs.vm.xml,
+                                       source=self.node, target=target)
+
     async def write(self, obs: Observation, new: Doc | None, *,
-                    with_ops: list[txn.Op] | None = None) -> bool:
+                    with_ops: list[txn.Op] | None = None, also: Sequence[txn.Op] = ()) -> bool:
         """Write status `new` if it changed (version-checked), in one transaction with
         `with_ops`; False when `with_ops` met our own last owner change, which the cache
         did not show yet (our owner znode already there, or already gone; our own changes
@@ -91,7 +100,7 @@ class StatusWriter:
         znode's version says nothing (every new one has version 0), so only this makes a
         release from a stale vm fail instead of deleting the owner another node just
         created at the same path."""
-        vm, ops = obs.vm, list(with_ops or [])
+        vm, ops = obs.vm, [*(with_ops or []), *also]
         path = self.store.paths.vm_status(vm.name)
         version = vm.status.version if vm.status else -1
         claims = any(isinstance(op, txn.Create) for op in ops)
@@ -109,7 +118,7 @@ class StatusWriter:
         except (AlreadyExists, NotFound) as e:
             if not with_ops or not await self._own_owner_change(vm, e):
                 raise
-            await self.write(obs, new)
+            await self.write(obs, new, also=also)
             return False
         if isinstance(ops[-1], txn.Set) and new is not None:
             self.written[vm.name] = Versioned(new, results[-1])

@@ -25,6 +25,7 @@ from reconciler.libvirt import (
     EventCallback,
     EventKind,
     HypervisorError,
+    MigrationProgress,
     MigrationStats,
     NodeInfo,
     RunState,
@@ -172,11 +173,15 @@ class FakeHypervisor:
     # -- migration: none --
 
     async def migrate_live(self, name: str, dest_uri: str, *, migrate_uri: str | None = None,
-                           max_downtime_ms: int | None = None,
-                           timeout_s: float | None = None) -> None:
+                           max_downtime_ms: int | None = None, timeout_s: float | None = None,
+                           copy_disks: tuple[str, ...] = ()) -> None:
         self._check()
         raise HypervisorError(f"live migration is not supported by the fake driver "
                               f"(domain {name!r})", code=libvirt.VIR_ERR_NO_SUPPORT)
+
+    async def migration_progress(self, name: str) -> MigrationProgress | None:
+        self._check()
+        return None
 
     async def migrating_out(self, name: str) -> bool:
         self._check()

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from store.placement import NodeView, Planner, VMNeeds, pins_of, refusal, select
+from store.placement import (
+    NodeView,
+    Planner,
+    VMNeeds,
+    carries_storage,
+    pins_of,
+    refusal,
+    select,
+    with_storage,
+)
 
 
 def node(name: str, **kw: object) -> NodeView:
@@ -100,3 +111,63 @@ def test_a_vm_with_local_volumes_goes_only_to_their_node() -> None:
         "its volumes on local pools live on b, not on 'a'"
     split = VMNeeds("a", 512, 1, pins=("a", "b"))
     assert select(split, [node("a"), node("b")], default="mem") is None
+
+
+# --- volumes on local pools: pinned, or carried along by a live migration ------------------
+
+GIB = 1 << 30
+PINNED = VMNeeds(name="vm1", memory_mib=1024, vcpus=2, pins=("a",), carry=(("local", GIB),))
+
+
+def test_local_volumes_pin_a_vm_unless_they_are_carried_along() -> None:
+    b = node("b", pool_free={"local": 2 * GIB})
+    assert refusal(PINNED, node("a"), selector="mem") is None
+    assert "live on a, not on 'b'" in str(refusal(PINNED, b, selector="mem"))
+    assert refusal(PINNED, b, selector="mem", carrying=True) is None
+
+
+@pytest.mark.parametrize(("pools", "expected"), [
+    ({}, "pool 'local' of its volumes is not usable on node 'b'"),
+    ({"local": GIB - 1}, f"its volumes need {GIB} bytes in pool 'local'; node 'b' has "
+                         f"{GIB - 1} free"),
+])
+def test_a_carried_volume_needs_room_in_the_targets_pool(pools: dict[str, int],
+                                                         expected: str) -> None:
+    assert refusal(PINNED, node("b", pool_free=pools), selector="mem",
+                   carrying=True) == expected
+
+
+def test_volumes_on_two_nodes_cannot_be_carried() -> None:
+    split = replace(PINNED, pins=("a", "c"))
+    assert "live on a and c" in str(refusal(split, node("b", pool_free={"local": 9 * GIB}),
+                                            selector="mem", carrying=True))
+
+
+def test_a_batch_counts_the_pool_space_it_already_gave_away() -> None:
+    planner = Planner([node("b", pool_free={"local": GIB + GIB // 2}, mem_free=30000),
+                       node("c", pool_free={"local": GIB}, mem_free=1100)], default="mem")
+    assert planner.place(PINNED, exclude=["a"], carrying=True) == "b"
+    assert planner.place(replace(PINNED, name="vm2"), exclude=["a"], carrying=True) == "c"
+    assert planner.place(replace(PINNED, name="vm3"), exclude=["a"], carrying=True) is None
+
+
+@pytest.mark.parametrize(("running_on", "method", "live", "expected"), [
+    ("a", "live", True, True), ("a", "any", True, True),
+    ("a", "shutdown", True, False),  # a shutdown would leave the disks behind
+    ("a", "live", False, False),  # the driver cannot migrate live (libvirt's test driver)
+    (None, "live", True, False),  # not running: it starts where its disks are
+])
+def test_volumes_move_only_with_a_live_migration_from_their_node(
+        running_on: str | None, method: str, live: bool, expected: bool) -> None:
+    source = node("a", live_migration=live)
+    assert carries_storage(PINNED, running_on=running_on, method=method,
+                           source=source) is expected
+
+
+def test_with_storage_sums_what_moving_the_volumes_takes_per_pool() -> None:
+    xml = ("<domain type='kvm'><name>vm1</name><devices>" + "".join(
+        f"<disk type='volume'><source pool='{p}' volume='{v}'/><target dev='vd{v}'/></disk>"
+        for p, v in (("local", "x"), ("local", "y"), ("ceph", "z"))) + "</devices></domain>")
+    local = {"local/x": ("a", 5), "local/y": ("a", 7)}
+    needs = with_storage(VM, xml, local.get)
+    assert needs.pins == ("a",) and needs.carry == (("local", 12),)

@@ -73,6 +73,7 @@ STATUS = {
                  "db": {"up": False, "reason": "no VXLAN support", "bridge": None}},
     "pools": {"local": {"usable": True, "reason": "", "capacity": 10, "allocation": 4,
                         "available": 6}},
+    "liveMigration": True,
 }
 
 
@@ -85,7 +86,7 @@ def test_node_status_round_trips_and_defaults() -> None:
         "resources": {"memTotal": 0, "memFree": 0, "memUsed": 0, "memAlloc": 0, "memProv": 0,
                       "vcpuTotal": 0, "vcpuAlloc": 0, "load": 0.0, "vms": 0},
         "heartbeat": 0.0, "version": "", "address": None, "libvirtUri": None,
-        "migrationUri": None, "networks": {}, "pools": {},
+        "migrationUri": None, "networks": {}, "pools": {}, "liveMigration": False,
     }
 
 
