@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ctl.client import Client
 from ctl.dev import processes, state
 
 HERDCTL = str(Path(sys.executable).with_name("herdctl"))
@@ -351,3 +352,37 @@ def test_pools_and_volumes_from_the_cli(herdctl: Herdctl) -> None:
         "vm/cli-disk removed with its volumes"
     [gone] = herdctl.json("volume", "list", "--pool", "cli-local") or [{"deletion": True}]
     assert gone.get("deletion")
+
+
+def test_volume_clone_resize_list_by_vm_and_info_yaml_applies_back(
+        herdctl: Herdctl, tmp_path: Path) -> None:
+    herdctl("pool", "add", "cli-ops", "--type", "local", "--path", "/var/lib/herd/pools/cli-ops")
+    herdctl("volume", "create", "cli-ops", "src", "--size", "64M", "--node", "hv1")
+    refused = herdctl("volume", "clone", "cli-ops", "src", "cp1", "--node", "hv2", code=1)
+    assert "node" in refused.stderr
+    dev = state.load(herdctl.dir)
+    assert dev is not None
+    client = Client(dev.url, token=dev.token)
+    version = client.get("/vm")["resourceVersion"]  # the cluster's, for the watch
+    if client.get("/volume/cli-ops/src")["status"]["state"] != "ready":  # its node makes it
+        assert any(e.get("name") == "cli-ops/src" and (e["object"].get("status") or {}).get(
+            "state") == "ready" for e in client.watch(timeout=30, kind="Volume",
+                                                      resourceVersion=version))
+    said = herdctl("volume", "clone", "cli-ops", "src", "cp1").stdout
+    assert said.strip() == "volume/cli-ops/cp1 created on hv1 from cli-ops/src"
+    assert "volumes only grow" in herdctl("volume", "resize", "cli-ops", "src", "32M",
+                                          code=1).stderr
+    assert herdctl("volume", "resize", "cli-ops", "src", "128M").stdout.strip() == \
+        "volume/cli-ops/src resizing to 0.1G"
+    xml = XML.format(name="cli-held").replace(
+        "</domain>", "<devices><disk type='volume' device='disk'><source pool='cli-ops' "
+                     "volume='cp1'/><target dev='vda' bus='virtio'/></disk></devices></domain>")
+    herdctl("vm", "define", "-", input=xml)
+    [held] = herdctl.json("volume", "list", "--vm", "cli-held")
+    assert held["metadata"]["name"] == "cp1" and held["spec"]["source"] == {"volume": "src"}
+    saved = tmp_path / "storage.yaml"
+    saved.write_text(herdctl("pool", "info", "cli-ops", "-o", "yaml").stdout + "---\n" +
+                     herdctl("volume", "info", "cli-ops", "cp1", "-o", "yaml").stdout)
+    assert herdctl("apply", "-f", str(saved)).stdout.split("\n")[:2] == [
+        "pool/cli-ops unchanged", "volume/cli-ops/cp1 unchanged"]
+    herdctl("vm", "remove", "cli-held", "--delete-volumes")
