@@ -149,9 +149,14 @@ def delete(ctl: Ctl, files: tuple[str, ...], *, force: bool) -> None:
     failed = 0
     for doc in docs:
         name = doc.body["metadata"]["name"]
-        if doc.body["kind"] != "VM":
+        kind = str(doc.body["kind"]).lower()
+        if kind == "node":
             click.echo(f"node/{name} skipped: nodes leave the cluster when their daemon "
                        "stops", err=True)
+            continue
+        if kind != "vm":
+            click.echo(f"{kind}/{name} skipped: remove it with herdctl {kind} remove",
+                       err=True)
             continue
         try:
             ctl.client.call("DELETE", f"/vm/{name}", query={"force": True} if force else None)

@@ -24,7 +24,7 @@ OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /vm", "POST /vm/{vm}", "PUT /vm/{vm}", "DELETE /vm/{vm}", "POST /vm/{vm}/meta",
     "POST /vm/{vm}/state", "POST /vm/{vm}/node", "POST /vm/{vm}/rename",
     "POST /node/{node}/domain-state", "POST /apply", "POST /volume",
-    "DELETE /volume/{pool}/{vol}",
+    "DELETE /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}/clone",
 }
 ADMIN_ROUTES = OPERATOR_ROUTES | {
     "POST /config", "GET /token", "POST /token", "DELETE /token/{token}",
