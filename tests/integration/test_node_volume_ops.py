@@ -45,7 +45,7 @@ async def test_a_grown_volume_is_resized_offline_or_through_its_running_vm(
     await made(store, "busy")  # held by vm1, which runs here
     conn = node.hypervisor.connection.get()
     dom = await asyncio.to_thread(conn.defineXML, (
-        f"<domain type='test'><name>vm1</name><memory unit='MiB'>64</memory><os><type>hvm"
+        "<domain type='test'><name>vm1</name><memory unit='MiB'>64</memory><os><type>hvm"
         "</type></os><devices><disk type='volume' device='disk'><source pool='local' "
         "volume='busy'/><target dev='vdc' bus='virtio'/></disk></devices></domain>"))
     await asyncio.to_thread(dom.create)
