@@ -27,7 +27,7 @@ from schemas.storage import pool_conflicts
 from server.access import Ctx
 from server.errors import conflict
 from server.storage.volumeops import grow_check
-from server.storage.volumes import free_in, place
+from server.storage.volumes import copy_node, free_in, place
 from store import pools, txn
 from store.client import Store
 from store.codec import Doc
@@ -49,15 +49,19 @@ class StorageView:
     """What the cache says, read on the loop before planning."""
 
     free: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> node -> bytes
-    pools: frozenset[str] = frozenset()
-    volumes: frozenset[str] = frozenset()  # `<pool>/<name>`
+    pools: dict[str, str] = field(default_factory=dict)  # name -> type
+    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)  # `<pool>/<name>` -> spec
 
 
 def view(c: Ctx, objects: list[Doc]) -> StorageView:
     wanted = {o["spec"]["pool"] for o in objects if o["kind"] == "Volume"}
-    return StorageView(free={p: free_in(c, p) for p in wanted},
-                       pools=frozenset(c.cache.docs.names("Pool")),
-                       volumes=frozenset(c.cache.docs.names("Volume")))
+    docs = c.cache.docs
+    return StorageView(
+        free={p: free_in(c, p) for p in wanted},
+        pools={n: str(f.doc["spec"]["type"]) for n in docs.names("Pool")
+               if (f := docs.get("Pool", n)) is not None},
+        volumes={k: dict(f.doc["spec"]) for k in docs.names("Volume")
+                 if (f := docs.get("Volume", k)) is not None})
 
 
 def _errors(index: int, errors: dict[str, Any]) -> ValidationError:
@@ -71,10 +75,10 @@ def check_new_volume(seen: StorageView, obj: Doc, index: int) -> None:
         raise _errors(index, {"pool": [f"No pool {spec['pool']!r} yet: the nodes make a "
                                        "pool before volumes fit in it."]})
     source = (spec.get("source") or {}).get("volume")
-    if source is not None and f"{spec['pool']}/{source}" not in seen.volumes:
-        raise _errors(index, {"source": {"volume": [
-            f"Pool {spec['pool']!r} has no volume {source!r}."]}})
     try:
+        if source is not None:
+            spec["node"] = copy_node(spec, seen.volumes.get(f"{spec['pool']}/{source}"),
+                                     local=seen.pools[spec["pool"]] == "local")
         spec["node"] = place(seen.free.get(spec["pool"], {}), spec)
     except ValidationError as e:
         raise ValidationError({"objects": {index: e.messages}}) from None

@@ -10,9 +10,9 @@ capacity. `grow_check` is also `apply`'s rule for a Volume whose size went up.
 
 Clone makes a new volume of the same pool whose `spec.source` is the volume (size and
 format as the source's), written by `server.storage.volumes.insert` like any new volume.
-A local pool's clone is made on the source's node (another node named: 422 naming
-`node`); the source must be `ready` (else 409). Both need `operator`. Called through the
-route table.
+A clone is made on the source's node unless another is named, which a local pool refuses
+(422 naming `node`: `volumes.copy_node`); the source must be `ready` (else 409). Both
+need `operator`. Called through the route table.
 """
 
 from __future__ import annotations
@@ -119,11 +119,10 @@ async def clone_volume(request: web.Request) -> web.Response:
     if state != "ready":
         raise conflict(f"Volume {pool}/{name} is {state or 'unknown'}, not ready: it "
                        "cannot be copied yet", state=state)
-    node = _clone_node(c, spec, body["node"])
     doc = new_object({"apiVersion": source.doc.get("apiVersion", "herd/v1"), "kind": "Volume",
                       "metadata": {"name": body["name"]},
                       "spec": {"pool": pool, "size": spec["size"], "format": spec["format"],
-                               "node": node, "source": {"volume": name},
+                               "node": body["node"], "source": {"volume": name},
                                "description": f"a clone of {pool}/{name}"}})
     try:
         return await insert(c, request, doc)
@@ -136,17 +135,3 @@ async def clone_volume(request: web.Request) -> web.Response:
         if spec_errors is None:
             raise
         raise ValidationError(spec_errors) from None
-
-
-def _clone_node(c: Ctx, spec: dict[str, Any], wanted: str | None) -> str | None:
-    """Where a clone is made: a local pool's on its source's node; else the node asked
-    for, or (None) wherever it fits."""
-    found = c.cache.docs.get("Pool", spec["pool"])
-    local = found is not None and found.doc.get("spec", {}).get("type") == "local"
-    if not local:
-        return wanted
-    if wanted is not None and wanted != spec.get("node"):
-        raise ValidationError({"node": [
-            f"Pool {spec['pool']!r} is local: a clone is made on its source's node "
-            f"({spec.get('node')}), not {wanted!r}."]})
-    return str(spec.get("node"))

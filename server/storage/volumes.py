@@ -120,11 +120,30 @@ def full(pool: str, size: int, free: dict[str, int], *, field: tuple[str, ...] =
                    f"{pool!r} (the most: {most})", details=details)
 
 
+def copy_node(spec: dict[str, Any], source: dict[str, Any] | None, *,
+              local: bool) -> str | None:
+    """Where a new volume whose `spec.source` is the volume `source` (its spec; None: no
+    such volume, 422) is made: a local pool's on its source's node (another one named:
+    422 naming `node`), else the node named, or the source's."""
+    if source is None:
+        raise ValidationError({"spec": {"source": {"volume": [
+            f"Pool {spec['pool']!r} has no volume {spec['source']['volume']!r}."]}}})
+    wanted, home = spec.get("node"), source.get("node")
+    if local and wanted is not None and wanted != home:
+        raise ValidationError({"spec": {"node": [
+            f"Pool {spec['pool']!r} is local: a copy is made on its source's node "
+            f"({home}), not {wanted!r}."]}})
+    return wanted if wanted is not None else home
+
+
 def _check_source(c: Ctx, spec: dict[str, Any]) -> None:
     source = (spec.get("source") or {}).get("volume")
-    if source is not None and c.cache.docs.get("Volume", f"{spec['pool']}/{source}") is None:
-        raise ValidationError({"spec": {"source": {"volume": [
-            f"Pool {spec['pool']!r} has no volume {source!r}."]}}})
+    if source is None:
+        return
+    found = c.cache.docs.get("Volume", f"{spec['pool']}/{source}")
+    pool = c.cache.docs.get("Pool", spec["pool"])
+    spec["node"] = copy_node(spec, found.doc.get("spec", {}) if found is not None else None,
+                             local=pool is not None and pool.doc["spec"]["type"] == "local")
 
 
 async def create_volume(request: web.Request) -> web.Response:

@@ -71,6 +71,11 @@ async def test_a_clone_is_a_new_volume_of_the_pool_on_its_sources_node(
     assert body["status"]["state"] == "pending"
     status, body = await api.post("/volume/local/base/clone", {"name": "c1"})
     assert status == 409  # the name is taken
+    status, body = await api.post("/volume", volume("c2", "1G", source={"volume": "base"},
+                                                    node="hv2"))
+    assert status == 422 and "node" in body["error"]["details"]["spec"]  # POST /volume too
+    status, body = await api.post("/volume", volume("c2", "1G", source={"volume": "base"}))
+    assert status == 201 and body["spec"]["node"] == "hv1"  # not hv2, the roomiest
     assert (await api.post("/volume/local/nosuch/clone", {"name": "c2"}))[0] == 404
 
 
@@ -138,6 +143,7 @@ async def test_apply_refuses_what_the_storage_handlers_refuse(api: Api, store: S
             (changed(source={"volume": "b0"}), 422, "source"),
             (volume("b2", "1G", pool="nosuch"), 422, "pool"),
             (volume("b3", "1G", node="hv3"), 422, "node"),
+            (volume("b4", "1G", node="hv2", source={"volume": "b1"}), 422, "node"),
             (pool("local", path="/elsewhere"), 422, "path"),
             (pool("other", path="/var/lib/herd/pools/local"), 422, "path")):
         status, body = await api.post("/apply", {"objects": [obj]})
@@ -147,6 +153,10 @@ async def test_apply_refuses_what_the_storage_handlers_refuse(api: Api, store: S
     assert stored["spec"]["size"] == 2 * GiB and stored["metadata"]["generation"] == 1
     assert store.children(store.paths.volume_pool("local")) == ["b1"]
     assert store.children(store.paths.pools) == ["local"]
+    status, body = await api.post("/apply", {"objects": [volume("b5", "1G", source={
+        "volume": "b1"})]})
+    assert status == 200 and store.get(store.paths.volume("local", "b5")).doc["spec"][
+        "node"] == "hv1"  # with its source, not on hv2 (more room)
     twins = [volume("t", "1G"), {**volume("t", "1G"), "spec": {"pool": "more", "size": "1G"}}]
     status, body = await api.post("/apply", {"objects": twins})  # not duplicates: two pools
     assert status == 422 and "pool" in body["error"]["details"]["objects"]["1"]["spec"]
