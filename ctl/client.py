@@ -3,7 +3,8 @@
 `Client.call` sends one request with the bearer token and answers the parsed JSON body;
 an error answer raises `ApiError` with the server's `{"error": {code, message, details}}`,
 a server that cannot be reached (or does not answer in time) raises `Unreachable`.
-`Client.watch` follows `GET /watch` (newline-delimited JSON) and yields its events.
+`Client.watch` follows `GET /watch` (newline-delimited JSON) and yields its events;
+`Client.upload` and `Client.download` move raw bytes (a volume's data) in chunks.
 urllib rather than aiohttp: herdctl is a short-lived, single-threaded process and the
 standard library starts faster. Called by the command modules, `ctl.progress`,
 `ctl.dev.cluster` and `ctl.demo`.
@@ -16,7 +17,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http.client import HTTPException, HTTPResponse
 from typing import Any
 
@@ -81,13 +82,18 @@ class Client:
         self._opener = urllib.request.build_opener(*handlers)
 
     def _request(self, method: str, path: str, *, body: Any, query: Mapping[str, Any],
-                 timeout: float | None) -> HTTPResponse:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + PREFIX + path + _query(query), data=data,
-                                     method=method)
+                 timeout: float | None, raw: Iterable[bytes] | None = None,
+                 length: int = 0) -> HTTPResponse:
+        data: bytes | Iterable[bytes] | None = None if body is None else json.dumps(
+            body).encode()
+        req = urllib.request.Request(self.url + PREFIX + path + _query(query),
+                                     data=data if raw is None else raw, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        if raw is not None:  # sent as it comes, never held whole
+            req.add_header("Content-Type", "application/octet-stream")
+            req.add_header("Content-Length", str(length))
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         limit = self.timeout if timeout is None else timeout
@@ -122,6 +128,32 @@ class Client:
 
     def post(self, path: str, body: Any, *, timeout: float | None = None) -> Any:
         return self.call("POST", path, body=body, timeout=timeout)
+
+    def upload(self, path: str, chunks: Iterable[bytes], *, length: int) -> Any:
+        """PUT `length` bytes, given as `chunks`, to `path`; the parsed JSON answer."""
+        resp = self._request("PUT", path, body=None, query={}, timeout=None, raw=chunks,
+                             length=length)
+        try:
+            with resp:
+                raw = resp.read()
+        except (OSError, HTTPException) as e:
+            raise self._unreachable(e, self.timeout) from None
+        return json.loads(raw) if raw.strip() else None
+
+    def download(self, path: str, *, chunk: int) -> tuple[int | None, Iterator[bytes]]:
+        """GET `path` as bytes: its Content-Length (None when not given) and its chunks
+        of at most `chunk` bytes; a body cut short raises `Unreachable`."""
+        resp = self._request("GET", path, body=None, query={}, timeout=None)
+        size = resp.headers.get("Content-Length")
+        return (int(size) if size else None), self._chunks(resp, chunk)
+
+    def _chunks(self, resp: HTTPResponse, chunk: int) -> Iterator[bytes]:
+        try:
+            with resp:
+                while data := resp.read(chunk):
+                    yield data
+        except (OSError, HTTPException) as e:
+            raise self._unreachable(e, self.timeout) from None
 
     def watch(self, *, timeout: float, **query: Any) -> Iterator[dict[str, Any]]:
         """The events of `GET /watch` (filters: kind, name, resourceVersion) until the

@@ -2,7 +2,8 @@
 
 Root options: `--api URL` (else `$HERD_API`, else the local dev cluster) and
 `--timeout SECONDS` (how long a request, or a `--wait`, may take). The groups come from
-`ctl.cmd_vm`, `ctl.cmd_node`, `ctl.cmd_network`, `ctl.cmd_storage`, `ctl.cmd_objects`,
+`ctl.cmd_vm`, `ctl.cmd_node`, `ctl.cmd_network`, `ctl.cmd_storage` (with
+`ctl.cmd_volumedata`'s volume upload|download), `ctl.cmd_objects`,
 `ctl.cmd_token`, `ctl.cmd_config`, `ctl.cmd_events` and `ctl.cmd_dev`. Errors are turned
 into `herdctl: <message>` on stderr and the exit codes of `ctl.errors` (1: reported by the
 server, 2: usage) in ONE place, `HerdGroup.invoke`.
@@ -24,6 +25,7 @@ from ctl import (
     cmd_storage,
     cmd_token,
     cmd_vm,
+    cmd_volumedata,
 )
 from ctl.client import ApiError, Unreachable
 from ctl.common import Ctl
@@ -63,6 +65,8 @@ for group in (cmd_vm.vm_group, cmd_node.node_group, cmd_node.cluster_group,
               cmd_events.events,
               cmd_dev.dev_group):
     cli.add_command(group)
+for command in (cmd_volumedata.volume_upload, cmd_volumedata.volume_download):
+    cmd_storage.volume_group.add_command(command)
 
 
 def main() -> None:

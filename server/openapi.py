@@ -27,6 +27,7 @@ from server.route import Route
 
 VERSION = "0.1.0"
 _DOCS: dict[int, dict[str, Any]] = {}
+BINARY = "application/octet-stream"
 
 ERROR_TEXT = {400: "Bad request (not JSON, or refused for a reason the message names)",
               401: "No valid bearer token",
@@ -34,9 +35,11 @@ ERROR_TEXT = {400: "Bad request (not JSON, or refused for a reason the message n
                    "route's (the message names the role needed)",
               404: "No such object", 409: "Conflict with the current state (or a stale write)",
               410: "The events to resume from are gone: list again, then watch",
+              411: "A Content-Length is required",
               413: "Too large", 422: "Invalid input: field-level details",
               503: "ZooKeeper is unreachable, or the request passed its deadline "
                    "(deadline_exceeded): retry after Retry-After seconds",
+              502: "The libvirt of the node that holds the volume failed or cannot be reached",
               504: "Not reached before the timeout: details hold the current state",
               507: "No node has room for it in the pool"}
 
@@ -57,8 +60,10 @@ def _name_param(name: str) -> dict[str, Any]:
 
 def _answer(route: Route) -> dict[str, Any]:
     if route.answer is None:
-        schema: dict[str, Any] = {"type": "string"} if route.content_type == "text/plain" \
-            else {"type": "object"}
+        schema: dict[str, Any] = (
+            {"type": "string"} if route.content_type == "text/plain"
+            else {"type": "string", "format": "binary"} if route.content_type == BINARY
+            else {"type": "object"})
         return {"description": route.summary, "content": {route.content_type: {"schema": schema}}}
     return {"description": route.summary,
             "content": {route.content_type: {"schema": route.answer}}}
@@ -81,6 +86,9 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": route.body}}}
+    if route.raw_body:
+        op["requestBody"] = {"required": True, "content": {
+            BINARY: {"schema": {"type": "string", "format": "binary"}}}}
     for status in sorted(set(route.errors)):
         op["responses"][str(status)] = {
             "description": ERROR_TEXT[status],

@@ -34,6 +34,7 @@ class Route:
     query: type[Schema] | None = None
     errors: tuple[int, ...] = READ
     content_type: str = "application/json"
+    raw_body: bool = False  # the body is bytes (application/octet-stream), not JSON
     role: Role | None = None  # set by `with_roles`; the middleware refuses None routes
 
 

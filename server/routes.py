@@ -57,7 +57,7 @@ from server.responses import (
 )
 from server.route import READ, WRITE, RoleTable, Route, with_roles
 from server.route import api_route as _r
-from server.storage import pools, volumeops, volumes
+from server.storage import pools, volumedata, volumeops, volumes
 from vocabulary import Role
 
 _ROUTES: tuple[Route, ...] = (
@@ -157,6 +157,12 @@ _ROUTES: tuple[Route, ...] = (
        body=volumeops.CloneRequest, errors=(*WRITE, 404, 507)),
     _r("DELETE", "/volume/{pool}/{vol}", volumes.delete_volume, "Delete a volume (its node "
        "removes the image)", volumes.VolumeDeleting, status=202, errors=(*WRITE, 404)),
+    _r("PUT", "/volume/{pool}/{vol}/data", volumedata.upload, "Upload a volume's image file "
+       "(streamed to its node's libvirt; Content-Length required)", volumedata.VolumeUploaded,
+       raw_body=True, errors=(*WRITE, 404, 411, 502)),
+    _r("GET", "/volume/{pool}/{vol}/data", volumedata.download, "Download a volume's image "
+       "file (streamed from its node's libvirt)", None, errors=(*READ, 404, 409, 422, 502),
+       content_type="application/octet-stream"),
     _r("GET", "/token", tokens.list_tokens, "List API tokens (never their secrets)",
        tokens.TokenList),
     _r("POST", "/token", tokens.create_token, "Create an API token: the secret is in this "
@@ -192,6 +198,7 @@ ROLES: RoleTable = {
     ("GET", "/volume"): VIEW, ("POST", "/volume"): OPER, ("GET", "/volume/{pool}/{vol}"): VIEW,
     ("DELETE", "/volume/{pool}/{vol}"): OPER, ("POST", "/volume/{pool}/{vol}"): OPER,
     ("POST", "/volume/{pool}/{vol}/clone"): OPER,
+    ("PUT", "/volume/{pool}/{vol}/data"): OPER, ("GET", "/volume/{pool}/{vol}/data"): VIEW,
     ("GET", "/token"): ADMIN, ("POST", "/token"): ADMIN, ("DELETE", "/token/{token}"): ADMIN,
 }
 ROUTES: tuple[Route, ...] = with_roles(_ROUTES, ROLES)

@@ -18,13 +18,14 @@ VIEWER_ROUTES = {
     "GET /event", "GET /status", "GET /openapi.json", "GET /metrics", "GET /config",
     "GET /network", "GET /network/{net}", "GET /network/{net}/lease",
     "GET /network/{net}/reservation", "GET /network/{net}/acl", "GET /pool", "GET /pool/{pool}",
-    "GET /volume", "GET /volume/{pool}/{vol}",
+    "GET /volume", "GET /volume/{pool}/{vol}", "GET /volume/{pool}/{vol}/data",
 }
 OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /vm", "POST /vm/{vm}", "PUT /vm/{vm}", "DELETE /vm/{vm}", "POST /vm/{vm}/meta",
     "POST /vm/{vm}/state", "POST /vm/{vm}/node", "POST /vm/{vm}/rename",
     "POST /node/{node}/domain-state", "POST /apply", "POST /volume",
     "DELETE /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}/clone",
+    "PUT /volume/{pool}/{vol}/data",
 }
 ADMIN_ROUTES = OPERATOR_ROUTES | {
     "POST /config", "GET /token", "POST /token", "DELETE /token/{token}",
