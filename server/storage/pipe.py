@@ -134,6 +134,10 @@ class Pipe:
         while not self._queue.empty():
             self._queue.get_nowait()
 
+    async def settled(self) -> None:
+        """Return once the thread has ended (at most `idle` seconds), however it ended."""
+        await asyncio.wait({self.ended}, timeout=self.idle)
+
     async def result(self) -> int:
         """The thread's count, or its exception."""
         return await self.ended

@@ -200,9 +200,11 @@ async def _pump_up(request: web.Request, volume: volstream.Volume, target: Targe
         raise ApiError(502, "bad_gateway", str(e)) from None
     except Aborted as e:
         raise ApiError(502, "bad_gateway", f"upload to {target.key} stopped: {e}") from None
-    except BaseException:
+    except BaseException as e:
         pipe.abort()  # the body ended early, the client left, or the server stops
         log.warning("volume %s: upload aborted after %d of %d bytes", target.key, done, length)
+        if not isinstance(e, asyncio.CancelledError):
+            await pipe.settled()  # libvirt's stream is aborted before anyone is told
         raise
 
 
