@@ -20,7 +20,8 @@ ORDER = [("store_create", "Store: creating VMs (issue #2)"),
          ("migration", "Live migration on real QEMU hosts (issue #7)"),
          ("chaos", "Fault suite (issue #8)"),
          ("chaos_qemu", "Fault suite on real QEMU hosts (issue #8)"),
-         ("network", "Client networks (issue #14)")]
+         ("network", "Client networks (issue #14)"),
+         ("volume", "Volume upload and download on a real QEMU host (issue #15)")]
 
 
 def section() -> str:

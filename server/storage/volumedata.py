@@ -174,13 +174,23 @@ def _check_image(target: Target, first: bytes, capacity: int) -> None:
 
 
 async def _read(request: web.Request, size: int, *, done: int, length: int) -> bytes:
+    """`size` bytes of the body when `done` is 0 (the head the checks read), else the
+    next chunk as it arrived (no joining: at most the transport's read size)."""
     try:
         async with asyncio.timeout(IDLE):
-            return await request.content.readexactly(size)
+            if done == 0:
+                return await request.content.readexactly(size)
+            data = await request.content.readany()
     except Exception as e:  # short (IncompleteReadError), idle, or the connection lost
-        raise bad_request(f"the body ended after {done} of {length} bytes "
-                          f"({type(e).__name__}): nothing was completed",
-                          body=["Incomplete."]) from None
+        raise _incomplete(done, length, type(e).__name__) from None
+    if not data:
+        raise _incomplete(done, length, "end of body")
+    return data
+
+
+def _incomplete(done: int, length: int, why: str) -> ApiError:
+    return bad_request(f"the body ended after {done} of {length} bytes ({why}): nothing "
+                       "was completed", body=["Incomplete."])
 
 
 async def _pump_up(request: web.Request, volume: volstream.Volume, target: Target,
