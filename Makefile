@@ -35,6 +35,7 @@ bench: setup
 	$(PY) -m bench.migration_bench
 	$(PY) -m bench.network_bench
 	$(PY) -m bench.volume_bench
+	$(PY) -m bench.storage_bench
 	$(PY) -m bench.report
 
 # The fault suite over several seeds (a few minutes per seed): bench/results/chaos.*

@@ -21,7 +21,8 @@ ORDER = [("store_create", "Store: creating VMs (issue #2)"),
          ("chaos", "Fault suite (issue #8)"),
          ("chaos_qemu", "Fault suite on real QEMU hosts (issue #8)"),
          ("network", "Client networks (issue #14)"),
-         ("volume", "Volume upload and download on a real QEMU host (issue #15)")]
+         ("volume", "Volume upload and download on a real QEMU host (issue #15)"),
+         ("storage", "Live migration with storage copy on real QEMU hosts (issue #15)")]
 
 
 def section() -> str:
