@@ -87,3 +87,14 @@ def pxe_guest_xml(name: str, *, network: str, mac: str | None = None,
             .replace("<bios useserial='no' rebootTimeout='-1'/>",
                      "<boot dev='network'/><bios useserial='no' rebootTimeout='-1'/>")
             .replace("<memballoon model='none'/>", f"<memballoon model='none'/>{nic}"))
+
+
+def with_volume_disks(xml: str, *volumes: tuple[str, str]) -> str:
+    """`xml` with a virtio disk for each (pool, volume) of Herd's (`vda`, `vdb`, ...;
+    qcow2), as issue #15's tests and benchmarks attach them."""
+    disks = "".join(
+        f"<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
+        f"<source pool='{escape(pool)}' volume='{escape(volume)}'/>"
+        f"<target dev='vd{chr(ord('a') + i)}' bus='virtio'/></disk>"
+        for i, (pool, volume) in enumerate(volumes))
+    return xml.replace("<memballoon model='none'/>", "<memballoon model='none'/>" + disks, 1)

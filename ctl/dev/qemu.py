@@ -4,7 +4,9 @@
 namespace on a private bridge (`10.213.<n>.0/24`, the root namespace is `.1`, hosts
 `.11` up), and, inside it, a mount and UTS namespace with the host's name and its own
 copies of /run, /etc/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt
-(under `<directory>/<host>/`), where `virtlogd -d` and `libvirtd -d --listen` run.
+(under `<directory>/<host>/`), and one directory all hosts share at `SHARED_PATH` (the
+dev stand-in for an NFS or CephFS mount: a `shared` storage pool goes there), where
+`virtlogd -d` and `libvirtd -d --listen` run.
 libvirtd listens on TCP at the host's address (no auth: dev and tests only) for the
 peer-to-peer migrations of the other hosts, has a host UUID of its own, and QEMU's
 `migration_host` is the host's address. Clients in the root namespace (herd-node, tests)
@@ -47,6 +49,7 @@ PROGRAMS = ("ip", "unshare", "libvirtd", "virtlogd", "virsh", "qemu-system-x86_6
 BINDS = (("run", "/run"), ("etc", "/etc/libvirt"), ("lib", "/var/lib/libvirt"),
          ("cache", "/var/cache/libvirt"), ("log", "/var/log/libvirt"))
 HOSTS_FILE = "hosts.json"
+SHARED_PATH = "/var/lib/libvirt/herd-shared"  # the same directory on every host
 READY_TIMEOUT = 90.0  # a first start probes QEMU's capabilities (~8 s each, 2 cores shared)
 
 
@@ -180,11 +183,14 @@ class QemuHosts:
         _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
         _run("ip", "-n", host.netns, "link", "set", "lo", "up")
 
-    @staticmethod
-    def _spawn_daemons(host: QemuHost) -> None:
-        """virtlogd and libvirtd in the host's namespaces; both detach at once."""
+    def _spawn_daemons(self, host: QemuHost) -> None:
+        """virtlogd and libvirtd in the host's namespaces; both detach at once. Every host
+        sees the one `<directory>/shared` at SHARED_PATH, as an NFS mount would be."""
         binds = "; ".join(f"mount --bind {host.dir / sub} {target}" for sub, target in BINDS)
-        script = (f"set -e; {binds}; hostname {host.name}; "
+        shared = self.dir / "shared"
+        shared.mkdir(exist_ok=True)
+        script = (f"set -e; {binds}; mkdir -p {SHARED_PATH}; "
+                  f"mount --bind {shared} {SHARED_PATH}; hostname {host.name}; "
                   "export LIBVIRT_LOG_OUTPUTS=3:file:/var/log/libvirt/libvirtd.log; "
                   "virtlogd -d; libvirtd -d --listen")
         _run("ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts",

@@ -16,6 +16,7 @@ import libvirt
 from defusedxml import ElementTree
 
 from reconciler.libvirt.connection import Connection, libvirt_call
+from reconciler.libvirt.interface import HypervisorError
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,18 @@ def create(c: Connection, pool: str, name: str, *, size: int, fmt: str,
             lv_pool.createXML(xml, 0)
         else:
             lv_pool.createXMLFrom(xml, lv_pool.storageVolLookupByName(source), 0)
+
+
+def see(c: Connection, pool: str, name: str) -> None:
+    """Make libvirt here list a volume another host made in a shared pool (a refresh of
+    the pool when it does not yet); HypervisorError while the volume is not there."""
+    with libvirt_call(f"cannot look at volume {pool}/{name} on {c.uri}"):
+        if _lookup(c, pool, name) is not None:
+            return
+        c.get().storagePoolLookupByName(pool).refresh(0)
+        seen = _lookup(c, pool, name) is not None
+    if not seen:
+        raise HypervisorError(f"volume {pool}/{name} is not in the pool on {c.uri} yet")
 
 
 def delete(c: Connection, pool: str, name: str) -> None:

@@ -28,6 +28,7 @@ from store.client import Store
 from store.codec import Doc
 from store.informer import Change
 from store.pools import Pool, read_pool
+from vocabulary.storage import PoolKind
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class PoolState:
     capacity: int = 0
     allocation: int = 0
     available: int = 0
+    shared: bool = False  # reachable from every node (shared, rbd): volumes of others too
 
 
 class NodePools:
@@ -117,7 +119,8 @@ class NodePools:
                     return PoolState(False, step.reason), Result.after(BLOCKED_LOOK)
                 if step.action == PoolAction.REFRESH:
                     figures = await asyncio.to_thread(lv.usage, self.connection, spec.name)
-                    return PoolState(True, "", *figures), Result.after(REFRESH)
+                    return PoolState(True, "", *figures, shared=spec.kind != PoolKind.LOCAL), \
+                        Result.after(REFRESH)
                 await self._act(spec, pool, step)
         except HypervisorError as e:
             what = f"{step.action} " if step is not None else ""

@@ -1,14 +1,15 @@
 """`NodeVolumes`: the volumes this node holds (issue #15) — those whose `spec.node` names
 it — made, described and deleted in libvirt, one volume per key of ONE work queue.
 
-A volume that moved away with its VM's live migration (`leftovers` names this node): the
-old copy here is deleted once the VM runs on the volume's new node. For each volume of
-this node, level-triggered: asked to be deleted → the image goes from
-libvirt, then the volume's znodes (version-checked); its pool not usable here → status
-`pending` with the pool's reason, looked at again later; the image missing → made (empty,
-or a copy of the source volume); its capacity below `size` → grown
+For each volume of this node, level-triggered: asked to be deleted → the image goes
+from libvirt, then the volume's znodes (version-checked); its pool not usable here →
+status `pending` with the pool's reason, looked at again later; the image missing → made
+(empty, or a copy of the source volume); its capacity below `size` → grown
 (`reconciler.storage.resize`, online when its VM runs here); then status `ready` with
-path, capacity, allocation.
+path, capacity, allocation. Volumes of other nodes: one of a shared pool → this node's
+libvirt refreshes the pool until it lists it (a VM naming it may start or arrive here);
+one that moved away with its VM's live migration (`leftovers` names this node) → the old
+copy here is deleted once the VM runs on the volume's new node.
 Status is written only when it changes (a version-checked update). A libvirt refusal
 that retrying cannot change (the image cannot be made as asked) is `failed` with the
 reason, once, until the volume changes. Watch callbacks only enqueue. Made by
@@ -82,7 +83,7 @@ class NodeVolumes:
         if vol.node != self.node:
             if self.node in vol.leftovers:
                 return await self._drop_leftover(vol)
-            return Result.done()
+            return await self._see_shared(vol)
         if vol.deleting:
             return await self._delete(vol)
         state = self.pools.get(pool)
@@ -134,6 +135,19 @@ class NodeVolumes:
                                     self.store.paths.volume_status(vol.pool, vol.name), modify)
         except NotFound:
             pass  # deleted meanwhile
+
+    async def _see_shared(self, vol: vols.Volume) -> Result:
+        """Another node made a volume of a shared pool: libvirt here learns of it (a pool
+        refresh), so a VM naming it can start or arrive here."""
+        state = self.pools.get(vol.pool)
+        if vol.deleting or state is None or not state.usable or not state.shared:
+            return Result.done()
+        try:
+            await asyncio.to_thread(lv.see, self.connection, vol.pool, vol.name)
+        except HypervisorError as e:
+            log.warning("volume %s: not seen here yet: %s", vol.key, brief(e))
+            return Result.after(LOOK_AGAIN)
+        return Result.done()
 
     async def _drop_leftover(self, vol: vols.Volume) -> Result:
         """The volume moved to another node with its VM's live migration: once the VM runs
