@@ -18,6 +18,7 @@ import click
 
 from ctl.client import ApiError
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width, wait_option
+from ctl.moveprogress import MoveProgress
 from ctl.output import FORMATS, pairs, render, to_json, to_yaml
 from ctl.views import EVENT_COLUMNS, VM_COLUMNS, limits_text, selector_text, vm_info
 from schemas.domaindisks import volume_keys
@@ -235,9 +236,12 @@ def _node_action(action: str, help_text: str, *, target: bool) -> click.Command:
             body["node"] = node
         if force:
             body["force"] = True
-        if wait:
+        if not wait:
+            view = ctl.client.post(f"/vm/{name}/node", body)
+        else:
             body["timeout"] = ctl.timeout
-        view = ctl.client.post(f"/vm/{name}/node", body)
+            with MoveProgress(ctl.client, name, timeout=ctl.timeout):
+                view = ctl.client.post(f"/vm/{name}/node", body)
         emit(_placement_result(name, view, waited=wait))
     command.__doc__ = help_text
     decorated: Callable[..., Any] = pass_ctl(command)

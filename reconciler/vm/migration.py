@@ -34,7 +34,8 @@ from vocabulary import MigrationMethod
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 1.0  # seconds between two samples of a running migration with disks
+PROGRESS_FIRST = 0.2  # seconds: the first sample of a running migration with disks
+PROGRESS_EVERY = 0.5  # seconds between two samples after that
 
 
 class Migrator:
@@ -101,8 +102,10 @@ class Migrator:
     async def _sample(self, name: str) -> None:
         """Status shows how far the migration got, every PROGRESS_EVERY seconds (libvirt
         has no progress event to follow)."""
+        pause = PROGRESS_FIRST
         while True:
-            await asyncio.sleep(PROGRESS_EVERY)
+            await asyncio.sleep(pause)
+            pause = PROGRESS_EVERY
             try:
                 got = await self.hv.migration_progress(name)
                 if got is not None:
