@@ -14,8 +14,8 @@ to lifecycle events and sampling every 50 ms, for the whole module.
 - A managed network: a TCG guest on another host than the primary boots iPXE and leases
   its reserved address from the primary's dnsmasq over the VXLAN (issue #14).
 - A local storage pool: a qcow2 volume made in one host's own directory; a guest with it is
-  placed on that host, runs there, cannot be moved away; removed with its volume, the
-  image goes (issue #15).
+  placed on that host, runs there, cannot be moved away while stopped; removed with its
+  volume, the image goes (issue #15; moving with the volume: test_qemu_storage).
 - kill -9 of a node's herd-node: its guests keep running on that host (a daemon crash is
   no host crash) and the restarted daemon adopts them; a node that stops answering is
   fenced (the agent powers the host off: its guests, libvirtd and herd-node die) and its
@@ -35,12 +35,10 @@ from typing import Any
 
 import pytest
 
-from ctl.client import ApiError, Client
-from ctl.dev import state
+from ctl.client import ApiError
 from ctl.dev.guest import guest_xml, pxe_guest_xml
-from ctl.dev.qemu import HostsUnavailable, QemuHosts, probe
 from tests.support import hostwatch
-from tests.support.qemucluster import HERDCTL, WAIT, Cluster, one_continuous_run
+from tests.support.qemucluster import WAIT, Cluster, one_continuous_run, running_cluster
 
 pytestmark = pytest.mark.qemu
 
@@ -50,31 +48,8 @@ PXE_MAC = "52:54:00:a0:00:10"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        probe()
-    except HostsUnavailable as e:
-        pytest.skip(f"no QEMU hosts here: {e}")
-    directory = tmp_path_factory.mktemp("qemu-cluster")
-    up = subprocess.run([HERDCTL, "dev", "up", "--hypervisor", "qemu", "--nodes", "3",
-                         "--timeout", "180", "--dir", str(directory)],
-                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        dev = state.load(directory)
-        assert dev is not None
-        hosts = QemuHosts(directory / "hosts", NODES)
-        watch = hostwatch.HostwatchProcess(directory / "history.jsonl",
-                                           {h.name: h.uri for h in hosts.hosts.values()},
-                                           interval=0.05)
-        watch.start()
-        try:
-            yield Cluster(directory, Client(dev.url, token=dev.token, timeout=WAIT + 10),
-                          hosts, watch, dev.zk_hosts)
-        finally:
-            watch.stop()
-    finally:
-        subprocess.run([HERDCTL, "dev", "down", "--dir", str(directory)], capture_output=True,
-                       timeout=120, stdin=subprocess.DEVNULL)
+    with running_cluster(tmp_path_factory.mktemp("qemu-cluster"), NODES) as made:
+        yield made
 
 
 # --- placement: every move live, one continuous run ----------------------------------------
@@ -251,9 +226,9 @@ def test_a_guest_with_a_local_volume_runs_only_where_the_volume_is(cluster: Clus
     cluster.state("disk1", "start")
     assert cluster.vm("disk1")["status"]["node"] == "hv3"
     assert "disk1" in cluster.hosts["hv3"].guest_pids()
-    with pytest.raises(ApiError, match="volumes on local pools live on hv3"):
-        cluster.client.post("/vm/disk1/node", {"action": "move", "node": "hv1"})
     cluster.state("disk1", "stop")
+    with pytest.raises(ApiError, match="volumes on local pools live on hv3"):  # not running
+        cluster.client.post("/vm/disk1/node", {"action": "move", "node": "hv1"})
     since = cluster.client.get("/vm")["resourceVersion"]  # events from here are replayed
     cluster.client.call("DELETE", "/vm/disk1", query={"delete_volumes": "true"})
     volume_until(cluster, "vol1", lambda v: v.get("type") == "DELETED", since=since)

@@ -1,6 +1,6 @@
-"""A volume's data through Herd (issue #15) on a real QEMU host (`herdctl dev up
---hypervisor qemu`, one host: the bytes go from herdctl through herd-api to the host's
-libvirtd over its TCP listener, as they would over TLS in production).
+"""A volume's data through Herd (issue #15) on a real QEMU host (the storage cluster of
+tests/e2e/conftest.py; the volumes on hv1: the bytes go from herdctl through herd-api to
+the host's libvirtd over its TCP listener, as they would over TLS in production).
 
 - A raw and a qcow2 volume of 64 MiB: a 64 MiB file of a known random pattern goes in
   with `herdctl volume upload` (the qcow2 one as a qcow2 image of it) and comes back
@@ -20,55 +20,20 @@ import random
 import socket
 import subprocess
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ctl.client import Client
-from ctl.dev import state
-from ctl.dev.qemu import HostsUnavailable, QemuHosts, probe
-from tests.support import hostwatch
 from tests.support.qemucluster import HERDCTL, WAIT, Cluster
 
 pytestmark = pytest.mark.qemu
 
-NODES = ("hv1",)
 MiB = 1 << 20
-LOCAL_PATH = "/var/lib/libvirt/herd-pools/local"  # /var/lib/libvirt: the host's own
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        probe()
-    except HostsUnavailable as e:
-        pytest.skip(f"no QEMU hosts here: {e}")
-    directory = tmp_path_factory.mktemp("qemu-volume-data")
-    up = subprocess.run([HERDCTL, "dev", "up", "--hypervisor", "qemu", "--nodes", "1",
-                         "--timeout", "180", "--dir", str(directory)],
-                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        dev = state.load(directory)
-        assert dev is not None
-        hosts = QemuHosts(directory / "hosts", NODES)
-        watch = hostwatch.HostwatchProcess(directory / "history.jsonl",
-                                           {h.name: h.uri for h in hosts.hosts.values()},
-                                           interval=0.5)
-        watch.start()
-        try:
-            made = Cluster(directory, Client(dev.url, token=dev.token, timeout=WAIT + 10),
-                           hosts, watch, dev.zk_hosts)
-            made.ctl("pool", "add", "local", "--type", "local", "--path", LOCAL_PATH)
-            made.until("hv1", lambda n: ((n["status"] or {}).get("pools") or {})
-                       .get("local", {}).get("usable") is True, kind="Node")
-            yield made
-        finally:
-            watch.stop()
-    finally:
-        subprocess.run([HERDCTL, "dev", "down", "--dir", str(directory)], capture_output=True,
-                       timeout=120, stdin=subprocess.DEVNULL)
+@pytest.fixture
+def cluster(storage_cluster: Cluster) -> Cluster:
+    return storage_cluster  # tests/e2e/conftest.py: pools local and shared
 
 
 @pytest.fixture(scope="module")

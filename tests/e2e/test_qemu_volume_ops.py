@@ -15,53 +15,24 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
 import pytest
 
-from ctl.client import Client
-from ctl.dev import state
 from ctl.dev.guest import guest_xml
-from ctl.dev.qemu import HostsUnavailable, QemuHosts, probe
 from tests.e2e.test_qemu_cluster import volume_until
 from tests.support import hostwatch
-from tests.support.qemucluster import HERDCTL, WAIT, Cluster
+from tests.support.qemucluster import Cluster
 
 pytestmark = pytest.mark.qemu
 
-NODES = ("hv1", "hv2", "hv3")
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        probe()
-    except HostsUnavailable as e:
-        pytest.skip(f"no QEMU hosts here: {e}")
-    directory = tmp_path_factory.mktemp("qemu-volumes")
-    up = subprocess.run([HERDCTL, "dev", "up", "--hypervisor", "qemu", "--nodes", "3",
-                         "--timeout", "180", "--dir", str(directory)],
-                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        dev = state.load(directory)
-        assert dev is not None
-        hosts = QemuHosts(directory / "hosts", NODES)
-        watch = hostwatch.HostwatchProcess(directory / "history.jsonl",
-                                           {h.name: h.uri for h in hosts.hosts.values()},
-                                           interval=0.2)
-        watch.start()
-        try:
-            yield Cluster(directory, Client(dev.url, token=dev.token, timeout=WAIT + 10),
-                          hosts, watch, dev.zk_hosts)
-        finally:
-            watch.stop()
-    finally:
-        subprocess.run([HERDCTL, "dev", "down", "--dir", str(directory)], capture_output=True,
-                       timeout=120, stdin=subprocess.DEVNULL)
+@pytest.fixture
+def cluster(storage_cluster: Cluster) -> Cluster:
+    return storage_cluster  # tests/e2e/conftest.py: pools local and shared
 
 
 def qemu_img(*args: str) -> str:
@@ -98,10 +69,6 @@ def ready_with(cluster: Cluster, name: str, capacity: int) -> None:
 
 
 def test_clones_are_copies_and_volumes_grow_online_and_offline(cluster: Cluster) -> None:
-    cluster.ctl("pool", "add", "local", "--type", "local", "--path",
-                "/var/lib/libvirt/herd-pools/local")  # /var/lib/libvirt: each host's own
-    cluster.until("hv2", lambda n: ((n["status"] or {}).get("pools") or {})
-                  .get("local", {}).get("usable") is True, kind="Node")
     cluster.ctl("volume", "create", "local", "base", "--size", "64M", "--node", "hv2")
     ready_with(cluster, "base", 64 * MiB)
     images = cluster.hosts["hv2"].dir / "lib" / "herd-pools" / "local"

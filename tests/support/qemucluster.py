@@ -1,6 +1,7 @@
-"""The handle of a real-QEMU dev cluster for e2e tests (`tests/e2e/test_qemu_cluster.py`):
-herdctl, the API client, the hosts, the outside recorder (`tests.support.hostwatch`) and
-ZooKeeper, with the waits and checks the tests share.
+"""The handle of a real-QEMU dev cluster for e2e tests (`tests/e2e/test_qemu_*.py`):
+`running_cluster` brings one up (`herdctl dev up --hypervisor qemu`) with the outside
+recorder (`tests.support.hostwatch`) and takes it down; `Cluster` is herdctl, the API
+client, the hosts, the recorder and ZooKeeper, with the waits and checks the tests share.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ctl.client import Client
 from ctl.dev import state
 from ctl.dev.guest import guest_xml
-from ctl.dev.qemu import QemuHosts
+from ctl.dev.qemu import HostsUnavailable, QemuHosts, probe
 from store import events
 from store.client import Store
 from store.errors import NotFound
@@ -142,6 +145,36 @@ class Cluster:
                 return False
         return bool(alive.doc.get("pid") == pid
                     and owner.stat.ephemeralOwner == alive.stat.ephemeralOwner)
+
+
+@contextmanager
+def running_cluster(directory: Path, nodes: tuple[str, ...]) -> Iterator[Cluster]:
+    """A dev cluster of QEMU hosts in `directory` for the block (pytest skips where the
+    hosts cannot be made here, saying why); always taken down after."""
+    try:
+        probe()
+    except HostsUnavailable as e:
+        pytest.skip(f"no QEMU hosts here: {e}")
+    up = subprocess.run([HERDCTL, "dev", "up", "--hypervisor", "qemu", "--nodes",
+                         str(len(nodes)), "--timeout", "180", "--dir", str(directory)],
+                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        dev = state.load(directory)
+        assert dev is not None
+        hosts = QemuHosts(directory / "hosts", nodes)
+        watch = hostwatch.HostwatchProcess(directory / "history.jsonl",
+                                           {h.name: h.uri for h in hosts.hosts.values()},
+                                           interval=0.05)
+        watch.start()
+        try:
+            yield Cluster(directory, Client(dev.url, token=dev.token, timeout=WAIT + 10),
+                          hosts, watch, dev.zk_hosts)
+        finally:
+            watch.stop()
+    finally:
+        subprocess.run([HERDCTL, "dev", "down", "--dir", str(directory)], capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
 
 
 def one_continuous_run(cluster: Cluster, vm: str, *, since: float, on: str) -> None:
