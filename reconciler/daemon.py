@@ -29,6 +29,7 @@ from reconciler.config import NodeConfig
 from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
+from reconciler.libvirt.interface import DEFINED_UPDATED, EventKind
 from reconciler.network.gateways import GatewaySettings, NodeGateways
 from reconciler.network.libvirtnet import LibvirtNetworks
 from reconciler.network.links import Links
@@ -91,7 +92,8 @@ class NodeDaemon:
             self.name, self.store, vms=self.vms, hypervisor=self.hv,
             cluster_default=self.cluster_default, wake=self._enqueue,
             migrations=MigrationLimits(concurrency=config.migration_concurrency,
-                                       timeout=config.migration_timeout))
+                                       timeout=config.migration_timeout),
+            storage=self.hv.connection if isinstance(self.hv, LibvirtHypervisor) else None)
         self.queue = Controller("vm", self.reconciler.reconcile, node=self.name,
                                 workers=config.workers)
         self.provisioned = ProvisionedMemory(self.name, self.vms)
@@ -331,12 +333,15 @@ class NodeDaemon:
             self._loop.call_soon_threadsafe(self.publisher.changed)
 
     def _on_domain_event(self, name: str, event: str, detail: int) -> None:
-        """libvirt event (on the loop, through libvirtaio): queue the VM, refresh status."""
+        """libvirt event (on the loop, through libvirtaio): queue the VM, refresh status.
+        A definition replaced changes no state: not queued, or every failed start (which
+        defines first) would wake the VM again at once, past its retry backoff."""
         if event == "undefined":
             self.local_domains.discard(name)
         else:
             self.local_domains.add(name)
-        self.queue.add(name)
+        if not (event == EventKind.DEFINED and detail == DEFINED_UPDATED):
+            self.queue.add(name)
         self.publisher.changed()
         for listener in list(self.event_listeners):
             listener(name, str(event), detail)

@@ -36,6 +36,9 @@ class EventKind(StrEnum):
     CRASHED = "crashed"
 
 
+DEFINED_UPDATED = 1  # VIR_DOMAIN_EVENT_DEFINED_UPDATED: an existing definition replaced
+
+
 # callback(domain name, kind, libvirt's detail) and on_disconnect(libvirt's close reason):
 # called on the loop that started the events; they must only enqueue.
 EventCallback = Callable[[str, EventKind, int], None]
@@ -205,9 +208,12 @@ class Hypervisor(Protocol):
 
     async def migrate_live(self, name: str, dest_uri: str, *, migrate_uri: str | None = None,
                            max_downtime_ms: int | None = None, timeout_s: float | None = None,
-                           copy_disks: tuple[str, ...] = ()) -> None:
+                           copy_disks: tuple[str, ...] = (),
+                           shared_storage: bool = False) -> None:
         """Live-migrate to the hypervisor at dest_uri (the definition moves with it; the
-        data of the `copy_disks` too); unsupported: HypervisorError (VIR_ERR_NO_SUPPORT)."""
+        data of the `copy_disks` too; `shared_storage`: the other disks are on storage Herd
+        knows to be shared, whatever libvirt guesses); unsupported: HypervisorError
+        (VIR_ERR_NO_SUPPORT)."""
         ...
 
     async def migration_progress(self, name: str) -> MigrationProgress | None:
