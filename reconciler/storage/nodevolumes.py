@@ -6,10 +6,11 @@ from libvirt, then the volume's znodes (version-checked); its pool not usable he
 status `pending` with the pool's reason, looked at again later; the image missing → made
 (empty, or a copy of the source volume); its capacity below `size` → grown
 (`reconciler.storage.resize`, online when its VM runs here); then status `ready` with
-path, capacity, allocation. Volumes of other nodes: one of a shared pool → this node's
-libvirt refreshes the pool until it lists it (a VM naming it may start or arrive here);
-one that moved away with its VM's live migration (`leftovers` names this node) → the old
-copy here is deleted once the VM runs on the volume's new node.
+path, capacity, allocation. Volumes of other nodes: one of a shared pool, once its node
+made it (status `ready`) → this node's libvirt refreshes the pool until it lists it (a VM
+naming it may start or arrive here); one that moved away with its VM (live, or copied by
+the target: `leftovers` names this node) → the old copy here is deleted once the VM runs
+on the volume's new node.
 Status is written only when it changes (a version-checked update). A libvirt refusal
 that retrying cannot change (the image cannot be made as asked) is `failed` with the
 reason, once, until the volume changes. Watch callbacks only enqueue. Made by
@@ -69,8 +70,15 @@ class NodeVolumes:
 
     def _on_change(self, change: Change) -> None:
         parts = self.store.paths.split(change.path)
-        if len(parts) == 3 and parts[0] == "volumes":  # the document, not its status
+        if len(parts) < 3 or parts[0] != "volumes":
+            return
+        # the document; or the status of another node's volume (made: seen here too)
+        if len(parts) == 3 or (parts[3] == "status" and not self._mine(parts[1], parts[2])):
             self.queue.enqueue(f"{parts[1]}/{parts[2]}")
+
+    def _mine(self, pool: str, name: str) -> bool:
+        found = self.informer.get(self.store.paths.volume(pool, name))
+        return found is not None and found.doc.get("spec", {}).get("node") == self.node
 
     # --- one volume --------------------------------------------------------------------
 
@@ -142,6 +150,9 @@ class NodeVolumes:
         state = self.pools.get(vol.pool)
         if vol.deleting or state is None or not state.usable or not state.shared:
             return Result.done()
+        made = self.informer.get(self.store.paths.volume_status(vol.pool, vol.name))
+        if made is None or made.doc.get("state") != vols.READY:
+            return Result.done()  # not made yet: its node's `ready` brings it back here
         try:
             await asyncio.to_thread(lv.see, self.connection, vol.pool, vol.name)
         except HypervisorError as e:
@@ -150,7 +161,7 @@ class NodeVolumes:
         return Result.done()
 
     async def _drop_leftover(self, vol: vols.Volume) -> Result:
-        """The volume moved to another node with its VM's live migration: once the VM runs
+        """The volume moved to another node with its VM (live or copied): once the VM runs
         there, the old copy here goes, then this node leaves `leftovers`."""
         attached = self.informer.get(self.store.paths.volume_attachment(vol.pool, vol.name))
         if attached is not None and not await asyncio.to_thread(
