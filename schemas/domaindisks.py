@@ -50,6 +50,15 @@ def _volume_disks(xml: str) -> tuple[VolumeDisk, ...]:
 volume_disks = memoized(_volume_disks)
 
 
+def plain_disks(xml: str) -> int:
+    """How many writable disks with a source the domain has that are not Herd volumes (an
+    image path, a block device, a network disk): storage Herd knows nothing of."""
+    devices = parse_domain_xml(xml).find("devices")
+    return sum(1 for disk in (devices.findall("disk") if devices is not None else [])
+               if disk.get("type") != "volume" and disk.find("source") is not None
+               and disk.find("readonly") is None)
+
+
 def volume_keys(xml: object) -> set[str]:
     """`pool/volume` of every volume disk (none when the XML cannot be read)."""
     if not isinstance(xml, str):

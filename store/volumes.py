@@ -13,13 +13,13 @@ libvirt and then the znodes (version-checked). Blocking. Used by `server.storage
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
 
-from schemas.domaindisks import VolumeDisk, volume_disks
+from schemas.domaindisks import VolumeDisk, plain_disks, volume_disks
 from store import txn
 from store.client import Store, Versioned
 from store.codec import Doc
@@ -100,6 +100,19 @@ def local_disks(store: Store, xml: object, *,
                 node: str) -> list[tuple[VolumeDisk, Versioned]]:
     """The disks of `xml` whose volumes live on `node`'s local pools, each with its volume
     document as read now (for a live migration that copies them, and its hand-over)."""
+    return [(d, found) for d, found in _on_local_pools(store, xml)
+            if found.doc.get("spec", {}).get("node") == node]
+
+
+def away_disks(store: Store, xml: object, *,
+               node: str) -> list[tuple[VolumeDisk, Versioned]]:
+    """The disks of `xml` whose volumes live on local pools of nodes other than `node`,
+    each with its volume document as read now (to copy them here before a start)."""
+    return [(d, found) for d, found in _on_local_pools(store, xml)
+            if (home := found.doc.get("spec", {}).get("node")) is not None and home != node]
+
+
+def _on_local_pools(store: Store, xml: object) -> list[tuple[VolumeDisk, Versioned]]:
     disks = list(_disks(xml))
     if not disks:
         return []
@@ -108,8 +121,20 @@ def local_disks(store: Store, xml: object, *,
              and p.doc.get("spec", {}).get("type") == "local"]
     docs = store.get_many(store.paths.volume(d.pool, d.volume) for d in local)
     return [(d, found) for d in local
-            if (found := docs.get(store.paths.volume(d.pool, d.volume))) is not None
-            and found.doc.get("spec", {}).get("node") == node]
+            if (found := docs.get(store.paths.volume(d.pool, d.volume))) is not None]
+
+
+def on_shared_pools(store: Store, xml: object, *, copied: Collection[str]) -> bool:
+    """Whether every writable disk of `xml` but the `copied` ones (target devices) is a
+    volume of a pool declared `shared` (or `rbd`), at least one on a `shared` pool: a live
+    migration may then trust the declaration over libvirt's guess of the filesystem."""
+    disks = [d for d in _disks(xml) if d.target not in copied]
+    if not disks or not isinstance(xml, str) or plain_disks(xml):
+        return False
+    pools = store.get_many({store.paths.pool(d.pool) for d in disks})
+    kinds = {(found.doc.get("spec", {}).get("type") if (found := pools.get(
+        store.paths.pool(d.pool))) is not None else None) for d in disks}
+    return "shared" in kinds and kinds <= {"shared", "rbd"}
 
 
 def handover_ops(store: Store, xml: object, *, source: str, target: str) -> list[txn.Op]:
@@ -130,8 +155,9 @@ def _disks(xml: object) -> tuple[VolumeDisk, ...]:
 
 
 def moved_doc(doc: Doc, *, source: str, target: str) -> Doc:
-    """The volume document after its VM moved it live from `source` to `target`: the new
-    node, and `source` among the `leftovers` (nodes holding an old copy to delete)."""
+    """The volume document after its VM moved it from `source` to `target` (live, or
+    copied before a start): the new node, and `source` among the `leftovers` (nodes
+    holding an old copy to delete once the VM runs on `target`)."""
     leftovers = sorted({*doc.get("leftovers", ()), source} - {target})
     return {**doc, "spec": {**doc.get("spec", {}), "node": target}, "leftovers": leftovers}
 

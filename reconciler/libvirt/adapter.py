@@ -123,15 +123,17 @@ class LibvirtHypervisor:
 
     async def migrate_live(self, name: str, dest_uri: str, *, migrate_uri: str | None = None,
                            max_downtime_ms: int | None = None, timeout_s: float | None = None,
-                           copy_disks: tuple[str, ...] = ()) -> None:
+                           copy_disks: tuple[str, ...] = (),
+                           shared_storage: bool = False) -> None:
         """Live-migrate to the libvirtd at dest_uri (peer to peer; the definition moves with
         it). `migrate_uri` picks the data channel, `max_downtime_ms` the final pause allowed,
         `timeout_s` aborts a migration that has not finished by then, `copy_disks` (target
-        devices) are copied along."""
+        devices) are copied along, `shared_storage` waives libvirt's guess whether the other
+        disks are shared (see `migration.migrate_live`)."""
         await asyncio.to_thread(migration.migrate_live, self.connection, name,
                                 dest_uri=dest_uri, migrate_uri=migrate_uri,
                                 max_downtime_ms=max_downtime_ms, timeout_s=timeout_s,
-                                copy_disks=copy_disks)
+                                copy_disks=copy_disks, shared_storage=shared_storage)
 
     async def migration_progress(self, name: str) -> MigrationProgress | None:
         """How far the domain's running outgoing migration got (None when none runs)."""

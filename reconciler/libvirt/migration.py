@@ -35,10 +35,14 @@ def live_migration_supported(c: Connection) -> bool:
 
 def migrate_live(c: Connection, name: str, *, dest_uri: str, migrate_uri: str | None = None,
                  max_downtime_ms: int | None = None, timeout_s: float | None = None,
-                 copy_disks: tuple[str, ...] = ()) -> None:
+                 copy_disks: tuple[str, ...] = (), shared_storage: bool = False) -> None:
     """Peer to peer; the definition moves with the domain. `migrate_uri` picks the data
     channel, `max_downtime_ms` the final pause allowed, `timeout_s` aborts a migration that
-    has not finished by then, `copy_disks` (target devices) are copied with it."""
+    has not finished by then, `copy_disks` (target devices) are copied with it.
+    `shared_storage`: every other disk is a volume of a pool the operator declared shared
+    (mounted alike on every node): libvirt's own guess, which knows NFS, CephFS, GlusterFS
+    and a few more by their filesystem type and calls anything else unsafe, is waived
+    (VIR_MIGRATE_UNSAFE), as Herd's fence recovery trusts the same declaration."""
     if not live_migration_supported(c):
         driver = str(c.get().getType()).lower()
         raise HypervisorError(f"live migration is not supported by the {driver} driver "
@@ -55,6 +59,8 @@ def migrate_live(c: Connection, name: str, *, dest_uri: str, migrate_uri: str | 
     if copy_disks:
         params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(copy_disks)
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+    if shared_storage:
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
     _migrate(dom, dest_uri, params=params, flags=flags, timeout_s=timeout_s, what=what)
 
 

@@ -7,8 +7,9 @@ method `any`, `liveFailed`: the next plans move the VM by shutdown and start), a
 record of an arrival on the destination (`record_arrival`: duration, downtime, Herd's own
 part). A VM with volumes on this node's local pools takes them along (libvirt copies the
 disks; `store.volumes.handover_ops` moves the volume objects with the hand-over): its
-status shows the bytes copied while it runs, and it never falls back to a shutdown
-(the target would have no disk).
+status shows the bytes copied while it runs; should it fail (method `any`), the move
+falls back to a shutdown, and the target copies the volumes before it starts the VM
+(`reconciler.vm.fetch`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from store import events
 from store import vmstatus as status
 from store import volumes as vols
 from store.errors import StoreError
-from vocabulary import MigrationMethod
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,14 @@ class Migrator:
             raise HypervisorError(f"node {target} publishes no migration URI (set address or "
                                   "migration_uri in its herd-node config)")
         copies = await self._local_disks(obs)
+        shared = await asyncio.to_thread(vols.on_shared_pools, self.store, vm.xml,
+                                         copied=copies)
         downtime = vm.meta.get("migrationMaxDowntime")
         sampling = asyncio.create_task(self._sample(vm.name)) if copies else None
         try:
             await self.hv.migrate_live(vm.name, str(uri), max_downtime_ms=downtime,
-                                       timeout_s=self.limits.timeout, copy_disks=copies)
+                                       timeout_s=self.limits.timeout, copy_disks=copies,
+                                       shared_storage=shared)
         finally:
             if sampling is not None:
                 sampling.cancel()
@@ -122,8 +125,6 @@ class Migrator:
         failed, retried with backoff."""
         vm, target = obs.vm, str(obs.target)
         method = vm.migration_method
-        if method == "any" and await self._local_disks(obs):
-            method = MigrationMethod.LIVE  # a shutdown would leave its disks behind
         await asyncio.to_thread(
             events.record, self.store, "migration-failed",
             f"{vm.name}: live migration {self.node} -> {target} failed: {error}",

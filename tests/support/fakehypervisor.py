@@ -174,7 +174,8 @@ class FakeHypervisor:
 
     async def migrate_live(self, name: str, dest_uri: str, *, migrate_uri: str | None = None,
                            max_downtime_ms: int | None = None, timeout_s: float | None = None,
-                           copy_disks: tuple[str, ...] = ()) -> None:
+                           copy_disks: tuple[str, ...] = (),
+                           shared_storage: bool = False) -> None:
         self._check()
         raise HypervisorError(f"live migration is not supported by the fake driver "
                               f"(domain {name!r})", code=libvirt.VIR_ERR_NO_SUPPORT)
