@@ -167,7 +167,7 @@ def _target(c: Ctx, rec: VM, data: dict[str, Any]) -> str:
     needs, views, last = needs_of(c, rec), _views(c), rec.last_node
     running = rec.status_node if rec.state == VMState.RUNNING else None
     carrying = carries_storage(needs, running_on=running, method=rec.migration_method.value,
-                               source=views.get(running or ""))
+                               source=views.get(needs.pins[0]) if needs.pins else None)
     if data["action"] == "migrate" and last and not data["force"]:
         raise conflict(f"VM {rec.name!r} is migrated already (from {last}); unmigrate it "
                        "first, or force")

@@ -49,6 +49,7 @@ class NodeView:
     networks: frozenset[str] = frozenset()  # the networks up on the node
     pool_free: Mapping[str, int] = field(default_factory=dict)  # usable pools: bytes free
     live_migration: bool = False  # its libvirt driver can migrate live
+    reachable: bool = False  # it publishes the URI of its libvirtd (other nodes copy from it)
 
     @classmethod
     def from_status(cls, name: str, status: Mapping[str, Any], *, alive: bool) -> NodeView:
@@ -60,7 +61,8 @@ class NodeView:
                    load=float(r.get("load", 0.0)), vms=int(r.get("vms", 0)),
                    networks=frozenset(name for name, net in (status.get("networks") or {})
                                       .items() if isinstance(net, Mapping) and net.get("up")),
-                   pool_free=_pool_free(status), live_migration=bool(status.get("liveMigration")))
+                   pool_free=_pool_free(status), live_migration=bool(status.get("liveMigration")),
+                   reachable=bool(status.get("migrationUri")))
 
     @property
     def usable(self) -> bool:
@@ -111,7 +113,7 @@ def fits(vm: VMNeeds, node: NodeView, selector: str) -> bool:
 def refusal(vm: VMNeeds, node: NodeView | None, *, selector: str, name: str = "",
             carrying: bool = False) -> str | None:
     """Why `node` cannot take `vm` (None: it can). The reason names the rule. `carrying`:
-    the VM moves live from the node of its local volumes, and they go with it."""
+    the VM moves from the node of its local volumes, and they go with it."""
     if node is None:
         return f"node {name!r} does not exist"
     if vm.limits and node.name not in vm.limits:
@@ -196,12 +198,16 @@ def pins_of(xml: object, home: Callable[[str], str | None]) -> tuple[str, ...]:
 
 def carries_storage(vm: VMNeeds, *, running_on: str | None, method: str,
                     source: NodeView | None) -> bool:
-    """Whether moving `vm` now takes its volumes on local pools along (live migration with
-    storage copy): they live on one node, the VM runs there, it may move live (method
-    `live` or `any`) and that node's driver migrates live. Otherwise the volumes pin it."""
-    return (len(set(vm.pins)) == 1 and running_on == vm.pins[0] and source is not None
-            and source.name == running_on and source.live_migration
-            and method in ("live", "any"))
+    """Whether moving `vm` now takes its volumes on local pools along. They live on one
+    node, `source`, and either the VM runs there and moves live (method `live` or `any`,
+    a driver that migrates live: libvirt copies the disks with the memory), or it is off
+    or moves by shutdown and `source` is up and reachable (the target copies the volumes
+    from its libvirtd before it starts the VM). Otherwise the volumes pin it."""
+    if len(set(vm.pins)) != 1 or source is None or source.name != vm.pins[0]:
+        return False
+    if running_on == source.name and source.live_migration and method in ("live", "any"):
+        return True
+    return running_on in (None, source.name) and source.alive and source.reachable
 
 
 LocalVolume = Callable[[str], "tuple[str, int] | None"]

@@ -99,6 +99,15 @@ def migration_progress(old: Doc, *, disk: tuple[int, int], memory: tuple[int, in
                                  "memoryCopied": memory[0], "memoryTotal": memory[1]}}
 
 
+def disk_copy(old: Doc, *, source: str, target: str, started: float,
+              copied: tuple[int, int]) -> Doc:
+    """The target copies the VM's local volumes from `source` before it starts it (moved
+    while off, or by shutdown): (done, total) bytes, shown as the move's disk progress."""
+    return {**old, "migration": {"source": source, "target": target, "method": "shutdown",
+                                 "started": started, "diskCopied": copied[0],
+                                 "diskTotal": copied[1]}}
+
+
 def live_failed(old: Doc, *, reason: str) -> Doc:
     """A live migration of method `any` failed: the next steps move the VM by shutdown."""
     return {**old, "reason": reason[:256],

@@ -5,7 +5,8 @@
 - a tidy (not ours to run): remove a shut-off definition left here, and say off a VM that
   status still places here although it is gone and unowned;
 - a step: start (status `starting` with the owner claimed, in one transaction, BEFORE
-  libvirt starts it: never two nodes), shutdown, destroy, undefine (then status with the
+  libvirt starts it: never two nodes; volumes of another node's local pool are copied
+  here first, `reconciler.vm.fetch`), shutdown, destroy, undefine (then status with the
   owner released), or any other step (act, then status with the owner held or released);
   a live migration goes to `reconciler.vm.migration`.
 A libvirt failure is recorded in status (state failed, the error as reason) and raised
@@ -20,6 +21,7 @@ import logging
 
 from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.runtime.workqueue import Result, TerminalError, brief
+from reconciler.vm.fetch import DiskFetcher
 from reconciler.vm.migration import Migrator
 from reconciler.vm.observe import Observation
 from reconciler.vm.record import StatusWriter
@@ -35,10 +37,12 @@ log = logging.getLogger(__name__)
 class Actuator:
     """Carries out the plans of one node's VM reconciler."""
 
-    def __init__(self, writer: StatusWriter, hv: Hypervisor, *, migrator: Migrator) -> None:
+    def __init__(self, writer: StatusWriter, hv: Hypervisor, *, migrator: Migrator,
+                 fetcher: DiskFetcher) -> None:
         self.writer = writer
         self.hv = hv
         self.migrator = migrator
+        self.fetcher = fetcher
         self.node = writer.node
 
     async def carry_out(self, obs: Observation, plan: VMPlan) -> Result:
@@ -106,6 +110,7 @@ class Actuator:
     async def _do(self, obs: Observation, step: Step) -> None:
         name = obs.name
         if step.action == Action.START:
+            await self.fetcher.fetch(obs)  # its volumes on another node's local pool
             await self.hv.define(obs.vm.xml)
             await self.hv.start(name)
         elif step.action == Action.SHUTDOWN:

@@ -24,8 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.libvirt import Hypervisor
+from reconciler.libvirt.connection import Connection
 from reconciler.runtime.workqueue import Result
 from reconciler.vm.act import Actuator
+from reconciler.vm.fetch import DiskFetcher
 from reconciler.vm.migration import Migrator
 from reconciler.vm.observe import MigrationLimits, Observer
 from reconciler.vm.record import StatusWriter
@@ -45,7 +47,8 @@ class VMReconciler:
                  cluster_default: Callable[[str, Any], Any],
                  clock: Callable[[], float] = time.time,
                  wake: Callable[[str], None] = lambda _name: None,
-                 migrations: MigrationLimits | None = None) -> None:
+                 migrations: MigrationLimits | None = None,
+                 storage: Connection | None = None) -> None:
         self.node = node
         self.store = store
         self.clock = clock
@@ -55,7 +58,8 @@ class VMReconciler:
         self.writer = StatusWriter(self.observer, clock=clock)
         migrator = Migrator(self.writer, hypervisor, outbound=self.observer.outbound,
                             limits=limits, wake=wake)
-        self.actuator = Actuator(self.writer, hypervisor, migrator=migrator)
+        self.actuator = Actuator(self.writer, hypervisor, migrator=migrator,
+                                 fetcher=DiskFetcher(self.writer, storage))
 
     @property
     def known(self) -> set[str]:

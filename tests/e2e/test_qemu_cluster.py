@@ -35,7 +35,6 @@ from typing import Any
 
 import pytest
 
-from ctl.client import ApiError
 from ctl.dev.guest import guest_xml, pxe_guest_xml
 from tests.support import hostwatch
 from tests.support.qemucluster import WAIT, Cluster, one_continuous_run, running_cluster
@@ -227,8 +226,15 @@ def test_a_guest_with_a_local_volume_runs_only_where_the_volume_is(cluster: Clus
     assert cluster.vm("disk1")["status"]["node"] == "hv3"
     assert "disk1" in cluster.hosts["hv3"].guest_pids()
     cluster.state("disk1", "stop")
-    with pytest.raises(ApiError, match="volumes on local pools live on hv3"):  # not running
-        cluster.client.post("/vm/disk1/node", {"action": "move", "node": "hv1"})
+    cluster.client.post("/vm/disk1/node", {"action": "move", "node": "hv1"})  # while off
+    assert cluster.client.get("/volume/local/vol1")["spec"]["node"] == "hv3"  # nothing yet
+    cluster.state("disk1", "start")  # hv1 copies the volume from hv3 first
+    assert cluster.vm("disk1")["status"]["node"] == "hv1"
+    assert cluster.client.get("/volume/local/vol1")["spec"]["node"] == "hv1"
+    volume_until(cluster, "vol1", lambda v: not v.get("leftovers"))
+    assert not image.exists()  # hv3's copy goes once the guest runs on hv1
+    image = cluster.hosts["hv1"].dir / "lib" / "herd-pools" / "local" / "vol1"
+    cluster.state("disk1", "stop")
     since = cluster.client.get("/vm")["resourceVersion"]  # events from here are replayed
     cluster.client.call("DELETE", "/vm/disk1", query={"delete_volumes": "true"})
     volume_until(cluster, "vol1", lambda v: v.get("type") == "DELETED", since=since)

@@ -7,6 +7,8 @@ outside Herd.
 - Live migration of a guest with a 256 MiB volume on a `local` pool: the data is copied
   along (status shows the bytes while it runs), the guest keeps one continuous run, the
   volume lives on the target (same data), the source's copy is gone.
+- A move by shutdown (migration method `shutdown`): the guest stops on its host, the target
+  copies the volume from that host's libvirtd, then starts it; same data, old copy gone.
 - A flush of a host running two local-disk guests: both move live with their data; ready
   brings them back, data and all.
 - A `shared` pool (one directory bind-mounted at the same path into every host, as an NFS
@@ -99,6 +101,30 @@ def test_a_flush_moves_local_disk_guests_with_their_data(cluster: Cluster,
         cluster.client.call("DELETE", f"/vm/{name}", query={"delete_volumes": "true"})
 
 
+def test_a_move_by_shutdown_copies_a_local_volume_before_the_start(
+        cluster: Cluster, reference: Path) -> None:
+    _volume(cluster, "local", "cold1", node="hv1", size="256M")
+    source = _image(cluster, "hv1", "local", "cold1")
+    _write_pattern(source)
+    size = source.stat().st_size  # the image file: what goes across
+    _guest(cluster, "cold", ("local", "cold1"), method="shutdown")
+    assert cluster.vm("cold")["status"]["node"] == "hv1"
+    cluster.place("cold", "move", "hv3")  # off on hv1, copied, started on hv3
+    cluster.until("cold", lambda v: (v["status"] or {}).get("state") == "running"
+                  and v["status"]["node"] == "hv3")
+    assert "cold" in cluster.hosts["hv3"].guest_pids()
+    assert "cold" not in cluster.hosts["hv1"].guest_pids()
+    assert _volume_spec(cluster, "local", "cold1")["node"] == "hv3"
+    copied = cluster.client.get("/event", vm="cold", kind="volumes-copied")
+    assert [(e["source"], e["target"], e["bytes"]) for e in copied["items"]] == \
+        [("hv1", "hv3", size)]
+    _until_leftovers_gone(cluster, "local", "cold1")  # once it runs on hv3
+    assert not source.exists()
+    cluster.state("cold", "stop")
+    _same_data(_image(cluster, "hv3", "local", "cold1"), reference)
+    cluster.client.call("DELETE", "/vm/cold", query={"delete_volumes": "true"})
+
+
 # --- a shared pool; a fence ------------------------------------------------------------------
 
 def test_a_shared_volume_moves_without_a_copy_and_survives_a_fence(
@@ -107,8 +133,9 @@ def test_a_shared_volume_moves_without_a_copy_and_survives_a_fence(
     image = cluster.hosts.dir / "shared" / "sh1"
     _write_pattern(image)
     _guest(cluster, "roamer", ("shared", "sh1"), node="hv1")
-    version = cluster.client.get("/vm")["resourceVersion"]
+    since, version = time.time(), cluster.client.get("/vm")["resourceVersion"]
     cluster.place("roamer", "migrate", "hv2")
+    one_continuous_run(cluster, "roamer", since=since, on="hv2")  # live, no fallback
     assert _copy_total(cluster, "roamer", since=version) == 0  # nothing to copy: one image
     assert _volume_spec(cluster, "shared", "sh1")["node"] == "hv1"  # its maker; any node
     _volume(cluster, "local", "pinned1", node="hv2", size="64M")
@@ -192,11 +219,12 @@ def _volume_until(cluster: Cluster, pool: str, name: str, check: Any) -> None:
 
 
 def _guest(cluster: Cluster, name: str, *volumes: tuple[str, str], node: str | None = None,
-           autorestart: bool = False) -> None:
+           autorestart: bool = False, method: str = "any") -> None:
     """Define and start a guest with the volumes as its disks (its node: the scheduler's,
     which follows local volumes, unless given)."""
     body: dict[str, Any] = {"xml": with_volume_disks(guest_xml(name), *volumes),
-                            "shutdown_timeout": 1, "autorestart": autorestart}
+                            "shutdown_timeout": 1, "autorestart": autorestart,
+                            "migration_method": method}
     cluster.client.post("/vm", {**body, **({"node": node} if node else {})})
     cluster.state(name, "start")
 

@@ -133,6 +133,23 @@ async def test_a_vm_with_a_local_volume_moves_only_to_its_node(api: Api, store: 
     assert status == 200 and body["node"] == "hv2", body
 
 
+async def test_a_vm_off_moves_with_its_local_volume_from_a_reachable_node(
+        api: Api, store: Store) -> None:
+    for name, size in (("home", "1G"), ("big", "6G")):
+        assert (await api.post("/volume", volume(name, size, node="hv2")))[0] == 201
+        assert (await api.post("/vm", {"xml": disk_vm(name, name)}))[0] == 201
+    path = store.paths.node_status("hv2")  # hv2 publishes its libvirtd: hv1 can copy
+    written = store.update(path, lambda d: {**d, "migrationUri": "qemu+tcp://hv2/system"})
+    await seen(api, path, written.mzxid)
+    status, body = await api.post("/vm/home/node", {"action": "move", "node": "hv1"})
+    assert status == 200 and body["node"] == "hv1", body
+    assert store.get(store.paths.volume("local", "home")).doc["spec"]["node"] == "hv2"
+    status, body = await api.post("/vm/big/node", {"action": "move", "node": "hv1"})
+    assert status == 400 and "need 6442450944 bytes in pool 'local'" in \
+        body["error"]["message"], body  # hv1 has 5 GiB free
+    assert store.get(store.paths.vm_placement("big")).doc.get("node") in (None, "hv2")
+
+
 async def test_remove_with_delete_volumes_takes_the_vms_own_volumes(
         api: Api, store: Store) -> None:
     for name in ("own", "kept", "shared"):

@@ -151,17 +151,29 @@ def test_a_batch_counts_the_pool_space_it_already_gave_away() -> None:
     assert planner.place(replace(PINNED, name="vm3"), exclude=["a"], carrying=True) is None
 
 
-@pytest.mark.parametrize(("running_on", "method", "live", "expected"), [
-    ("a", "live", True, True), ("a", "any", True, True),
-    ("a", "shutdown", True, False),  # a shutdown would leave the disks behind
-    ("a", "live", False, False),  # the driver cannot migrate live (libvirt's test driver)
-    (None, "live", True, False),  # not running: it starts where its disks are
+@pytest.mark.parametrize(("running_on", "method", "live", "reachable", "expected"), [
+    ("a", "live", True, False, True), ("a", "any", True, False, True),  # live, with the memory
+    ("a", "shutdown", True, True, True),  # off first, then the target copies from a
+    ("a", "shutdown", True, False, False),  # a publishes no libvirt URI: nothing to copy from
+    ("a", "live", False, True, True),  # no live migration here: by shutdown and copy
+    ("a", "live", False, False, False),  # libvirt's test driver: neither
+    (None, "live", True, True, True),  # not running: copied before its next start
+    (None, "live", True, False, False),
 ])
-def test_volumes_move_only_with_a_live_migration_from_their_node(
-        running_on: str | None, method: str, live: bool, expected: bool) -> None:
-    source = node("a", live_migration=live)
+def test_volumes_move_with_a_live_migration_or_a_copy_from_their_node(
+        running_on: str | None, method: str, live: bool, reachable: bool,
+        expected: bool) -> None:
+    source = node("a", live_migration=live, reachable=reachable)
     assert carries_storage(PINNED, running_on=running_on, method=method,
                            source=source) is expected
+
+
+def test_volumes_move_with_a_copy_only_from_a_living_node() -> None:
+    dead = node("a", alive=False, live_migration=True, reachable=True)
+    assert not carries_storage(PINNED, running_on=None, method="any", source=dead)
+    assert not carries_storage(PINNED, running_on=None, method="any", source=None)
+    other = node("b", live_migration=True, reachable=True)  # not where the volumes are
+    assert not carries_storage(PINNED, running_on=None, method="any", source=other)
 
 
 def test_with_storage_sums_what_moving_the_volumes_takes_per_pool() -> None:
