@@ -36,14 +36,14 @@ async def test_chunks_reach_the_thread_in_order_and_the_queue_stays_bounded() ->
     def consume() -> int:
         gate.wait(10)  # the loop side fills the pipe meanwhile
         while (chunk := pipe.take()) is not None:
-            most[0] = max(most[0], pipe._queue.qsize())
+            most[0] = max(most[0], pipe.qsize())
             got.append(chunk)
         return sum(map(len, got))
 
     _thread(pipe, consume)
     for i in range(2):
         assert await pipe.put(bytes([i]) * 3)
-    assert pipe._queue.full()  # a third put would wait: nothing more is held
+    assert pipe.qsize() == 2  # a third put would wait: nothing more is held
     gate.set()
     for i in range(2, 20):
         assert await pipe.put(bytes([i]) * 3)
