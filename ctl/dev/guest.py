@@ -89,12 +89,13 @@ def pxe_guest_xml(name: str, *, network: str, mac: str | None = None,
             .replace("<memballoon model='none'/>", f"<memballoon model='none'/>{nic}"))
 
 
-def with_volume_disks(xml: str, *volumes: tuple[str, str]) -> str:
-    """`xml` with a virtio disk for each (pool, volume) of Herd's (`vda`, `vdb`, ...;
-    qcow2), as issue #15's tests and benchmarks attach them."""
+def with_volume_disks(xml: str, *volumes: tuple[str, ...]) -> str:
+    """`xml` with a virtio disk for each (pool, volume[, format]) of Herd's (`vda`, `vdb`,
+    ...; qcow2 unless named), as issue #15's tests and benchmarks attach them."""
     disks = "".join(
-        f"<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
-        f"<source pool='{escape(pool)}' volume='{escape(volume)}'/>"
+        f"<disk type='volume' device='disk'><driver name='qemu' "
+        f"type='{escape(spec[2] if len(spec) > 2 else 'qcow2')}'/>"
+        f"<source pool='{escape(spec[0])}' volume='{escape(spec[1])}'/>"
         f"<target dev='vd{chr(ord('a') + i)}' bus='virtio'/></disk>"
-        for i, (pool, volume) in enumerate(volumes))
+        for i, spec in enumerate(volumes))
     return xml.replace("<memballoon model='none'/>", "<memballoon model='none'/>" + disks, 1)

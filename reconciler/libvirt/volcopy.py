@@ -6,8 +6,10 @@ image before it starts a container: `pull` opens the volume on the libvirtd of t
 that holds it (the URI that node publishes, `migrationUri`), makes a fresh volume of the
 same name, capacity and format here (a partial copy of an earlier attempt is replaced),
 and streams the image file across (virStorageVolDownload there, virStorageVolUpload here)
-one chunk at a time: one chunk in memory, whatever the size. A failed copy deletes its
-partial volume. `Progress` counts the bytes for the caller's status.
+one chunk at a time — one chunk in memory, whatever the size — as a sparse stream: a
+hole of the image (most of a fresh raw volume) goes as its length, not as zeros. A failed
+copy deletes its partial volume. `Progress` counts the bytes (holes included) for the
+caller's status.
 
 Blocking: runs in a worker thread of `reconciler.vm.fetch`; every libvirt failure comes
 out as `HypervisorError`.
@@ -22,9 +24,11 @@ from typing import Any
 import libvirt
 
 from reconciler.libvirt.connection import Connection, libvirt_call
+from reconciler.libvirt.interface import HypervisorError
 from reconciler.libvirt.volumes import volume_xml
 
 CHUNK = 256 * 1024  # bytes per virStreamRecv / virStreamSend (libvirt's packet size)
+_IN_HOLE = -3  # virStreamRecvFlags(VIR_STREAM_RECV_STOP_AT_HOLE): the stream is at a hole
 
 
 @dataclass
@@ -79,23 +83,36 @@ def _pump(remote: Any, source: Any, local: Any, target: Any, *, length: int,
     done = 0
     try:
         with libvirt_call("cannot copy the volume's data"):
-            source.download(inbound, 0, length, 0)
-            target.upload(outbound, 0, length, 0)
+            source.download(inbound, 0, length, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+            target.upload(outbound, 0, length, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
             while done < length:
                 if progress.cancelled.is_set():
                     raise Cancelled(f"the copy was abandoned after {done} bytes")
-                data = inbound.recv(min(CHUNK, length - done))
-                if not data:
+                moved = _step(inbound, outbound, want=min(CHUNK, length - done))
+                if not moved:
                     break
-                _send(outbound, data)
-                done += len(data)
-                progress.done += len(data)
+                done += moved
+                progress.done += moved
             inbound.finish()
             outbound.finish()
     except BaseException:
         _abort(inbound)
         _abort(outbound)
         raise
+
+
+def _step(inbound: Any, outbound: Any, *, want: int) -> int:
+    """Move the next piece: data, or a hole (sent as a hole: a sparse image stays
+    sparse); the bytes of the image it covers (0: the end)."""
+    got = inbound.recvFlags(want, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
+    if got == _IN_HOLE:
+        hole = int(inbound.recvHole(0))
+        outbound.sendHole(hole, 0)
+        return hole
+    if not isinstance(got, bytes):
+        raise HypervisorError(f"unexpected answer of the stream: {got!r}")
+    _send(outbound, got)
+    return len(got)
 
 
 def _send(stream: Any, data: bytes) -> None:

@@ -45,7 +45,10 @@ def find(c: Connection, pool: str, name: str) -> VolumeInfo | None:
 
 
 def volume_xml(name: str, *, size: int, fmt: str) -> str:
+    """A thin volume: allocation 0 (libvirt would otherwise preallocate a raw image
+    whole); blocks are taken as the guest writes, as on Proxmox's directory storage."""
     return (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{size}</capacity>"
+            f"<allocation unit='bytes'>0</allocation>"
             f"<target><format type='{escape(fmt)}'/></target></volume>")
 
 

@@ -8,7 +8,8 @@ outside Herd.
   along (status shows the bytes while it runs), the guest keeps one continuous run, the
   volume lives on the target (same data), the source's copy is gone.
 - A move by shutdown (migration method `shutdown`): the guest stops on its host, the target
-  copies the volume from that host's libvirtd, then starts it; same data, old copy gone.
+  copies its volumes (a qcow2 with the pattern, a sparse 1 GiB raw one that stays sparse)
+  from that host's libvirtd, then starts it; same data, old copies gone.
 - A flush of a host running two local-disk guests: both move live with their data; ready
   brings them back, data and all.
 - A `shared` pool (one directory bind-mounted at the same path into every host, as an NFS
@@ -106,8 +107,15 @@ def test_a_move_by_shutdown_copies_a_local_volume_before_the_start(
     _volume(cluster, "local", "cold1", node="hv1", size="256M")
     source = _image(cluster, "hv1", "local", "cold1")
     _write_pattern(source)
-    size = source.stat().st_size  # the image file: what goes across
-    _guest(cluster, "cold", ("local", "cold1"), method="shutdown")
+    cluster.ctl("volume", "create", "local", "cold2", "--size", "1G", "--format", "raw",
+                "--node", "hv1")  # sparse: 1 GiB of holes but 16 MiB of pattern
+    _volume_until(cluster, "local", "cold2", lambda v: (v.get("status") or {}).get("state")
+                  == "ready")
+    _run("qemu-io", "-f", "raw", "-c", "write -P 0x77 512M 16M",
+         str(_image(cluster, "hv1", "local", "cold2")))
+    assert _image(cluster, "hv1", "local", "cold2").stat().st_blocks * 512 < 64 * MIB  # thin
+    size = source.stat().st_size + (1 << 30)  # the image files: what the copy covers
+    _guest(cluster, "cold", ("local", "cold1"), ("local", "cold2", "raw"), method="shutdown")
     assert cluster.vm("cold")["status"]["node"] == "hv1"
     cluster.place("cold", "move", "hv3")  # off on hv1, copied, started on hv3
     cluster.until("cold", lambda v: (v["status"] or {}).get("state") == "running"
@@ -120,8 +128,12 @@ def test_a_move_by_shutdown_copies_a_local_volume_before_the_start(
         [("hv1", "hv3", size)]
     _until_leftovers_gone(cluster, "local", "cold1")  # once it runs on hv3
     assert not source.exists()
+    raw = _image(cluster, "hv3", "local", "cold2")
+    assert raw.stat().st_size == 1 << 30 and raw.stat().st_blocks * 512 < 64 * MIB  # holes
     cluster.state("cold", "stop")
     _same_data(_image(cluster, "hv3", "local", "cold1"), reference)
+    _run("qemu-io", "-r", "-f", "raw", "-c", "read -P 0x77 512M 16M", "-c",
+         "read -P 0 0 512M", str(raw))
     cluster.client.call("DELETE", "/vm/cold", query={"delete_volumes": "true"})
 
 
@@ -218,7 +230,7 @@ def _volume_until(cluster: Cluster, pool: str, name: str, check: Any) -> None:
     raise AssertionError(f"volume {pool}/{name} never got there")
 
 
-def _guest(cluster: Cluster, name: str, *volumes: tuple[str, str], node: str | None = None,
+def _guest(cluster: Cluster, name: str, *volumes: tuple[str, ...], node: str | None = None,
            autorestart: bool = False, method: str = "any") -> None:
     """Define and start a guest with the volumes as its disks (its node: the scheduler's,
     which follows local volumes, unless given)."""
