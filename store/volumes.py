@@ -113,28 +113,49 @@ def away_disks(store: Store, xml: object, *,
 
 
 def _on_local_pools(store: Store, xml: object) -> list[tuple[VolumeDisk, Versioned]]:
-    disks = list(_disks(xml))
+    disks = _disks(xml)
+    return _local_volumes(store, disks, _pool_kinds(store, disks))
+
+
+def _pool_kinds(store: Store, disks: Collection[VolumeDisk]) -> dict[str, str | None]:
+    """The type of each pool the disks name (None: no such pool), in one read."""
     if not disks:
-        return []
+        return {}
     pools = store.get_many({store.paths.pool(d.pool) for d in disks})
-    local = [d for d in disks if (p := pools.get(store.paths.pool(d.pool))) is not None
-             and p.doc.get("spec", {}).get("type") == "local"]
+    return {d.pool: (found.doc.get("spec", {}).get("type") if (found := pools.get(
+        store.paths.pool(d.pool))) is not None else None) for d in disks}
+
+
+def _local_volumes(store: Store, disks: Collection[VolumeDisk],
+                   kinds: Mapping[str, str | None]) -> list[tuple[VolumeDisk, Versioned]]:
+    local = [d for d in disks if kinds.get(d.pool) == "local"]
+    if not local:
+        return []
     docs = store.get_many(store.paths.volume(d.pool, d.volume) for d in local)
     return [(d, found) for d in local
             if (found := docs.get(store.paths.volume(d.pool, d.volume))) is not None]
 
 
-def on_shared_pools(store: Store, xml: object, *, copied: Collection[str]) -> bool:
-    """Whether every writable disk of `xml` but the `copied` ones (target devices) is a
-    volume of a pool declared `shared` (or `rbd`), at least one on a `shared` pool: a live
-    migration may then trust the declaration over libvirt's guess of the filesystem."""
-    disks = [d for d in _disks(xml) if d.target not in copied]
-    if not disks or not isinstance(xml, str) or plain_disks(xml):
-        return False
-    pools = store.get_many({store.paths.pool(d.pool) for d in disks})
-    kinds = {(found.doc.get("spec", {}).get("type") if (found := pools.get(
-        store.paths.pool(d.pool))) is not None else None) for d in disks}
-    return "shared" in kinds and kinds <= {"shared", "rbd"}
+@dataclass(frozen=True)
+class MigrationDisks:
+    """What a live migration from `node` does with the VM's disks."""
+
+    copied: tuple[str, ...]  # target devices of the volumes on the node's local pools
+    shared: bool  # every other writable disk is a volume of a `shared` (or `rbd`) pool
+
+
+def migration_disks(store: Store, xml: object, *, node: str) -> MigrationDisks:
+    """The disks a live migration from `node` copies along, and whether all the others
+    are volumes of pools declared `shared` (or `rbd`, at least one `shared`): it may then
+    trust the declaration over libvirt's guess of the filesystem. Two reads at most."""
+    disks = _disks(xml)
+    kinds = _pool_kinds(store, disks)
+    copied = tuple(d.target for d, found in _local_volumes(store, disks, kinds)
+                   if found.doc.get("spec", {}).get("node") == node)
+    rest = {kinds.get(d.pool) for d in disks if d.target not in copied}
+    plain = plain_disks(xml) if isinstance(xml, str) else 0
+    return MigrationDisks(copied, bool(rest) and not plain and "shared" in rest
+                          and rest <= {"shared", "rbd"})
 
 
 def handover_ops(store: Store, xml: object, *, source: str, target: str) -> list[txn.Op]:

@@ -25,7 +25,7 @@ import libvirt
 
 from reconciler.libvirt.connection import Connection, libvirt_call
 from reconciler.libvirt.interface import HypervisorError
-from reconciler.libvirt.volumes import volume_xml
+from reconciler.libvirt.volumes import delete, volume_xml
 
 CHUNK = 256 * 1024  # bytes per virStreamRecv / virStreamSend (libvirt's packet size)
 _IN_HOLE = -3  # virStreamRecvFlags(VIR_STREAM_RECV_STOP_AT_HOLE): the stream is at a hole
@@ -68,11 +68,9 @@ def pull(local: Connection, remote_uri: str, pool: str, name: str, *, fmt: str,
 
 def _fresh(local: Connection, pool: str, name: str, *, size: int, fmt: str) -> Any:
     """An empty volume `pool/name` here (what an earlier attempt left is deleted)."""
+    delete(local, pool, name)
     with libvirt_call(f"cannot make volume {pool}/{name} on {local.uri}"):
         lv_pool = local.get().storagePoolLookupByName(pool)
-        lv_pool.refresh(0)
-        if name in lv_pool.listVolumes():
-            lv_pool.storageVolLookupByName(name).delete(0)
         return lv_pool.createXML(volume_xml(name, size=size, fmt=fmt), 0)
 
 

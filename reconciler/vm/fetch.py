@@ -23,6 +23,7 @@ from functools import partial
 from reconciler.libvirt.connection import Connection
 from reconciler.libvirt.interface import HypervisorError
 from reconciler.libvirt.volcopy import Progress, pull
+from reconciler.vm.migration import libvirt_uri
 from reconciler.vm.observe import Observation
 from reconciler.vm.record import StatusWriter
 from schemas.domaindisks import VolumeDisk
@@ -30,7 +31,7 @@ from store import events, txn
 from store import vmstatus as status
 from store import volumes as vols
 from store.client import Versioned
-from store.errors import NotFound, StoreError
+from store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,11 @@ class DiskFetcher:
                                        node=self.node)
         if not away:
             return
+        if self.connection is None:
+            raise HypervisorError(f"cannot copy the volumes of {obs.name!r} here: this "
+                                  "node's hypervisor has no libvirt storage")
         source = _one_source(obs.name, away)
-        uri = await self._uri(source)
+        uri = await libvirt_uri(self.store, source)
         progress, began = Progress(), self.clock()
         reporting = asyncio.create_task(self._report(obs.name, source, progress, began))
         try:
@@ -66,23 +70,9 @@ class DiskFetcher:
             for d, found in away])
         await self._record(obs.name, source, progress, began)
 
-    async def _uri(self, source: str) -> str:
-        try:
-            found = await asyncio.to_thread(self.store.get,
-                                            self.store.paths.node_status(source))
-        except NotFound:
-            found = None
-        uri = found.doc.get("migrationUri") if found is not None else None
-        if not uri:
-            raise HypervisorError(f"cannot copy the volumes from {source}: it publishes no "
-                                  "libvirt URI (set address or migration_uri in its config)")
-        return str(uri)
-
     async def _pull(self, uri: str, disk: VolumeDisk, found: Versioned,
                     progress: Progress) -> None:
-        if self.connection is None:
-            raise HypervisorError(f"cannot copy volume {disk.pool}/{disk.volume} here: "
-                                  "this node's hypervisor has no libvirt storage")
+        assert self.connection is not None  # fetch checked
         fmt = str(found.doc.get("spec", {}).get("format", "qcow2"))
         copy = partial(pull, self.connection, uri, disk.pool, disk.volume, fmt=fmt,
                        progress=progress)

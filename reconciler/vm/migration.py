@@ -30,7 +30,8 @@ from statemachine.nodeplan import HANDOVER_LOOK
 from store import events
 from store import vmstatus as status
 from store import volumes as vols
-from store.errors import StoreError
+from store.client import Store
+from store.errors import NotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -75,32 +76,20 @@ class Migrator:
         return Result.after(HANDOVER_LOOK if await self.hv.domain(name) is not None else 0)
 
     async def _do_migrate(self, obs: Observation) -> None:
-        vm, target = obs.vm, str(obs.target)
-        node_status = await asyncio.to_thread(self.store.get,
-                                              self.store.paths.node_status(target))
-        uri = node_status.doc.get("migrationUri")
-        if not uri:
-            raise HypervisorError(f"node {target} publishes no migration URI (set address or "
-                                  "migration_uri in its herd-node config)")
-        copies = await self._local_disks(obs)
-        shared = await asyncio.to_thread(vols.on_shared_pools, self.store, vm.xml,
-                                         copied=copies)
+        vm = obs.vm
+        uri = await libvirt_uri(self.store, str(obs.target))
+        disks = await asyncio.to_thread(vols.migration_disks, self.store, vm.xml,
+                                        node=self.node)
         downtime = vm.meta.get("migrationMaxDowntime")
-        sampling = asyncio.create_task(self._sample(vm.name)) if copies else None
+        sampling = asyncio.create_task(self._sample(vm.name)) if disks.copied else None
         try:
-            await self.hv.migrate_live(vm.name, str(uri), max_downtime_ms=downtime,
-                                       timeout_s=self.limits.timeout, copy_disks=copies,
-                                       shared_storage=shared)
+            await self.hv.migrate_live(vm.name, uri, max_downtime_ms=downtime,
+                                       timeout_s=self.limits.timeout, copy_disks=disks.copied,
+                                       shared_storage=disks.shared)
         finally:
             if sampling is not None:
                 sampling.cancel()
                 await asyncio.gather(sampling, return_exceptions=True)
-
-    async def _local_disks(self, obs: Observation) -> tuple[str, ...]:
-        """The target devices of the VM's disks on this node's local pools."""
-        found = await asyncio.to_thread(vols.local_disks, self.store, obs.vm.xml,
-                                        node=self.node)
-        return tuple(disk.target for disk, _ in found)
 
     async def _sample(self, name: str) -> None:
         """Status shows how far the migration got, every PROGRESS_EVERY seconds (libvirt
@@ -162,3 +151,17 @@ class Migrator:
                 **about)
         except Exception:  # the record is history, not state: never fail the reconcile
             log.exception("%s: cannot record the migration event", vm.name)
+
+
+async def libvirt_uri(store: Store, node: str) -> str:
+    """The URI of `node`'s libvirtd as that node publishes it (`migrationUri`), where a
+    live migration goes and an offline copy comes from; HypervisorError when it has none."""
+    try:
+        found = await asyncio.to_thread(store.get, store.paths.node_status(node))
+    except NotFound:
+        found = None
+    uri = found.doc.get("migrationUri") if found is not None else None
+    if not uri:
+        raise HypervisorError(f"node {node} publishes no migration URI (set address or "
+                              "migration_uri in its herd-node config)")
+    return str(uri)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from store import volumes as vols
 from store.client import Store
 from tests.integration.test_api import Api, api_server, seen
 from tests.integration.test_api import play_node as play
@@ -166,3 +167,30 @@ async def test_remove_with_delete_volumes_takes_the_vms_own_volumes(
     assert store.exists(store.paths.volume_attachment("local", "own")) is None
     assert (await api.call("DELETE", "/vm/k"))[0] == 200  # without: the volume stays
     assert not store.get(store.paths.volume("local", "kept")).doc.get("deletion")
+
+
+@pytest.mark.parametrize(("disks", "copied", "shared"), [
+    ((("local", "mine"),), ("vda",), False),  # copied along; nothing else
+    ((("local", "mine"), ("nfs", "s")), ("vda",), True),  # the rest on a shared pool
+    ((("nfs", "s"), ("ceph", "r")), (), True),
+    ((("ceph", "r"),), (), False),  # rbd alone: libvirt trusts it already
+    ((("local", "theirs"), ("nfs", "s")), (), False),  # another node's local volume
+    ((("nfs", "s"), ("nosuch", "x")), (), False),  # a pool Herd does not know
+])
+def test_migration_disks_reads_what_a_live_migration_copies_and_trusts(
+        store: Store, disks: tuple[tuple[str, str], ...], copied: tuple[str, ...],
+        shared: bool) -> None:
+    for name, kind in (("local", "local"), ("nfs", "shared"), ("ceph", "rbd")):
+        store.create(store.paths.pool(name), {"spec": {"type": kind}}, makepath=True)
+    for pool_name, name, node in (("local", "mine", "hv1"), ("local", "theirs", "hv2"),
+                                  ("nfs", "s", "hv2"), ("ceph", "r", None)):
+        store.create(store.paths.volume(pool_name, name), {"spec": {"node": node}},
+                     makepath=True)
+    xml = "<domain type='test'><name>m</name><devices>" + "".join(
+        f"<disk type='volume'><source pool='{p}' volume='{v}'/><target dev='vd{chr(97 + i)}'/>"
+        "</disk>" for i, (p, v) in enumerate(disks)) + "</devices></domain>"
+    found = vols.migration_disks(store, xml, node="hv1")
+    assert (found.copied, found.shared) == (copied, shared)
+    plain = xml.replace("</devices>", "<disk type='file'><source file='/x.img'/>"
+                        "<target dev='sdz'/></disk></devices>")
+    assert not vols.migration_disks(store, plain, node="hv1").shared  # an unknown image
