@@ -8,8 +8,9 @@ host every `--interval` seconds. It writes JSON lines to `--out`:
 - `{"t", "kind": "event", "node", "vm", "event", "detail"}`: a lifecycle event
   (`started`/`booted`, `suspended`/`migrated`, `stopped`/`destroyed`, ...);
 - `{"t", "kind": "sample", "node", "domains": {vm: [state, id]}}`: the active domains of
-  a host when they differ from its previous sample; `{"t", "kind": "round", "began"}`
-  closes a sampling round (so gaps can be told from "nothing changed");
+  a host when they differ from its previous sample; `{"t", "kind": "round", "began",
+  "order"}` closes a sampling round (so gaps can be told from "nothing changed"; `order`
+  is the order in which its hosts were asked);
 - `{"t", "kind": "unreachable", "node", "error"}` while a host's libvirtd does not answer
   (a fenced host); it reconnects when it answers again.
 
@@ -107,7 +108,7 @@ class Recorder:
             began = time.time()
             for node in self.hosts:
                 self.sample(node)
-            self.write({"kind": "round", "began": began})
+            self.write({"kind": "round", "began": began, "order": list(self.hosts)})
             self.stopping.wait(self.interval)
 
 
@@ -232,20 +233,44 @@ def absences(history: Iterable[dict[str, Any]], vm: str, *, since: float,
     """Times of the sampling rounds in [since, until] after which `vm` was active on no
     host (each host's latest sample counts until it changes). Rounds before the first
     sample that saw `vm` do not count: libvirtd answers no listing while it starts or
-    stops a guest's QEMU (a host's sample can lag a second or two behind)."""
+    stops a guest's QEMU (a host's sample can lag a second or two behind).
+
+    A round asks its hosts one after the other, so it is no snapshot: a migration to a
+    host asked EARLIER in the round than the source, finished between the two questions,
+    leaves the guest in neither answer though it was never nowhere. Such a round alone
+    (the guest present in the round before and on the target in the round after) proves
+    no gap and is not counted; a move to a host asked later in the round, missed by both
+    answers, is one, and so is every round of a longer absence."""
+    events = list(history)
     current: dict[str, set[str]] = {}
     out: list[float] = []
-    sighted = False
-    for e in history:
+    sighted_on: str | None = None
+    was_nowhere = False
+    for i, e in enumerate(events):
         if e["kind"] == "sample":
             current[e["node"]] = set(e["domains"])
-            sighted = sighted or vm in e["domains"]
+            sighted_on = e["node"] if vm in e["domains"] else sighted_on
         elif e["kind"] == "unreachable":
             current[e["node"]] = set()
-        elif (e["kind"] == "round" and sighted and since <= e["t"] <= until
-              and not any(vm in names for names in current.values())):
-            out.append(e["t"])
+        elif e["kind"] == "round" and sighted_on is not None:
+            nowhere = not any(vm in names for names in current.values())
+            if nowhere and since <= e["t"] <= until and (was_nowhere or not _moved_back_in_order(
+                    events[i + 1:], vm, source=sighted_on, order=e.get("order", []))):
+                out.append(e["t"])
+            was_nowhere = nowhere
     return out
+
+
+def _moved_back_in_order(after: list[dict[str, Any]], vm: str, *, source: str,
+                         order: list[str]) -> bool:
+    """Whether the next round finds `vm` on a host asked before `source` in a round."""
+    for e in after:
+        if e["kind"] == "round":
+            return False
+        if e["kind"] == "sample" and vm in e["domains"]:
+            return (e["node"] in order and source in order
+                    and order.index(e["node"]) < order.index(source))
+    return False
 
 
 def where(history: Iterable[dict[str, Any]], vm: str) -> list[str]:

@@ -19,7 +19,7 @@ def sample(t: float, node: str, **domains: str) -> dict[str, Any]:
 
 
 def rnd(t: float) -> dict[str, Any]:
-    return {"t": t, "kind": "round", "began": t - 0.01}
+    return {"t": t, "kind": "round", "began": t - 0.01, "order": ["hv1", "hv2", "hv3"]}
 
 
 # A live migration hv1 -> hv2 in libvirt's order (DESIGN.md section 6).
@@ -72,6 +72,20 @@ def test_a_round_with_the_guest_nowhere_is_an_absence() -> None:
     gone = [*MIGRATION, sample(8.0, "hv2"), rnd(8.0)]
     assert hostwatch.absences(gone, "g", since=0, until=10) == [8.0]
     assert hostwatch.absences(gone, "g", since=0, until=7.5) == []
+
+
+def test_a_migration_between_two_questions_of_one_round_is_no_absence() -> None:
+    # hv2 -> hv1 between asking hv1 (not there yet) and hv2 (gone): never nowhere.
+    quick = [sample(1.0, "hv2", g="running"), rnd(1.0),
+             sample(2.0, "hv2"), rnd(2.0), sample(2.1, "hv1", g="running"), rnd(2.1)]
+    assert hostwatch.absences(quick, "g", since=0, until=10) == []
+    # hv1 -> hv2: hv1 asked first (gone), hv2 later (not there yet): truly nowhere.
+    gap = [sample(1.0, "hv1", g="running"), rnd(1.0),
+           sample(2.0, "hv1"), rnd(2.0), sample(2.1, "hv2", g="running"), rnd(2.1)]
+    assert hostwatch.absences(gap, "g", since=0, until=10) == [2.0]
+    # Still nowhere in the round after: a gap whatever the order.
+    long = [*quick[:4], rnd(2.05), *quick[4:]]
+    assert hostwatch.absences(long, "g", since=0, until=10) == [2.0, 2.05]
 
 
 def test_an_unreachable_host_ends_its_runs() -> None:
