@@ -57,6 +57,8 @@ class NodeConfig:
     # Storage (issue #15): cephx keys of rbd pools, by the name a Pool gives (this file
     # only: never in ZooKeeper).
     ceph_secrets: dict[str, str] = field(default_factory=dict)
+    # Prometheus metrics (issue #16): `host:port` of herd-node's GET /metrics; None: off.
+    metrics_address: str | None = None
 
     @property
     def zk_target(self) -> ZKTarget:
@@ -66,6 +68,12 @@ class NodeConfig:
 
 def _positive(maximum: float) -> validate.Range:
     return validate.Range(min=0.01, max=maximum, error="must be between 0.01 and {max}")
+
+
+def _port_valid(address: str) -> None:
+    port = address.rpartition(":")[2]
+    if port.isdigit() and int(port) > 65535:
+        raise ValidationError("port must be 0 to 65535")
 
 
 class NodeConfigSchema(Schema):
@@ -122,6 +130,11 @@ class NodeConfigSchema(Schema):
     ceph_secrets = fields.Dict(keys=fields.String(validate=validate.Regexp(
         r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$", error="must be a name")),
         values=fields.String(validate=validate.Length(min=1, max=1024)), load_default=dict)
+
+    # herd-node's /metrics (reconciler.metrics): host:port or [v6]:port; unset: no endpoint.
+    metrics_address = fields.String(load_default=None, allow_none=True, validate=[
+        validate.Regexp(r"^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}$",
+                        error="must be host:port, e.g. 0.0.0.0:9310"), _port_valid])
 
     @validates_schema
     def _fence(self, data: dict[str, Any], **_kw: Any) -> None:

@@ -16,9 +16,7 @@ are left running: a daemon restart never restarts guests. Called by `reconciler.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,11 +28,13 @@ from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
 from reconciler.libvirt.interface import DEFINED_UPDATED, EventKind
+from reconciler.metrics import MetricsExporter
 from reconciler.network.gateways import GatewaySettings, NodeGateways
 from reconciler.network.libvirtnet import LibvirtNetworks
 from reconciler.network.links import Links
 from reconciler.network.netreconcile import NetworkReconciler
 from reconciler.network.nodenets import NodeNetSettings, NodeNetworks
+from reconciler.node.eventlog import EventLog
 from reconciler.node.publisher import StatusPublisher
 from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
 from reconciler.runtime.controller import Controller
@@ -50,24 +50,6 @@ from store.placement import VMNeeds, with_storage
 from store.volumes import local_volume
 
 log = logging.getLogger(__name__)
-
-
-class EventLog:
-    """Appends one JSON line per libvirt lifecycle event: when, node, VM, event, detail.
-    A record of what the hypervisor did, written by the node itself, for history checkers
-    that do not trust Herd's own status (tests/support/history.py). A last line, event
-    `closed` (no VM), says when the daemon closed its own libvirt connection: on libvirt's
-    test driver its guests end there (tests/support/chaos/recorder.py)."""
-
-    def __init__(self, path: str, node: str) -> None:
-        self.path = path
-        self.node = node
-
-    def write(self, name: str, kind: str, detail: int) -> None:
-        line = json.dumps({"t": time.time(), "node": self.node, "vm": name, "event": kind,
-                           "detail": detail})
-        with open(self.path, "a") as f:  # one short append per event; O_APPEND keeps lines
-            f.write(line + "\n")
 
 
 class NodeDaemon:
@@ -112,6 +94,8 @@ class NodeDaemon:
                                    pools=self.pools.state) if self.pools is not None else None
         if self.coordinator is not None and self.pools is not None and self.volumes:
             self.coordinator.state.storage = self._storage
+        self.metrics = MetricsExporter(self.name, config.metrics_address, hv=self.hv,
+                                       store=self.store, nodes=self.nodes)
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -260,8 +244,10 @@ class NodeDaemon:
                        asyncio.create_task(self._resyncer(), name="resync")]
         if self.coordinator is not None:
             self._tasks.append(asyncio.create_task(self.coordinator.run(), name="coordinator"))
+        await self.metrics.start()  # last: a scrape finds the node running
 
     async def _shutdown(self) -> None:
+        await self.metrics.stop()
         if self.gateways is not None:  # first: a new primary waits for their holds
             await self.gateways.stop()
         if self.coordinator is not None:

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from reconciler.cluster.fencing import Fencer
+from reconciler.metrics.families import FENCES
 from reconciler.runtime.workqueue import Result
 from store import events, nodestatus, txn, vmstatus
 from store.client import Store
@@ -101,6 +102,7 @@ class Controllers:
     def __init__(self, store: Store, state: ClusterState, fencer: Fencer, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.state, self.fencer, self.clock = store, state, fencer, clock
+        self.primary_node = ""  # this node (herd_fences_total's node label)
         self.term_started = 0.0
 
     def took_office(self) -> None:
@@ -219,6 +221,7 @@ class Controllers:
             return Result.done()
         await self._mark_unknown(name)
         result = await asyncio.to_thread(self.fencer.fence, name)
+        FENCES.labels(self.primary_node, name, "done" if result.ok else "failed").inc()
         if not result.ok:
             await self._event("fence-failed", f"fencing {name} failed: {result.message}",
                               node=name)

@@ -41,6 +41,7 @@ class Coordinator:
         self.node = node
         self.state = state
         self.controllers = Controllers(store, state, fencer)
+        self.controllers.primary_node = node
         self.queue: Controller | None = None  # the cluster controller, while primary
         self.is_primary = False
         self.campaign = Campaign(store, node)

@@ -5,7 +5,7 @@ RunState, HypervisorError`); importing this package loads no libvirt. The module
 
 - `interface`: the async `Hypervisor` protocol and its value types (pure);
 - `adapter`: `LibvirtHypervisor`, the real one: each blocking libvirt call in a worker thread;
-- `connection`, `domains`, `migration`: the blocking libvirt work under the adapter;
+- `connection`, `domains`, `migration`, `stats`: the blocking libvirt work under the adapter;
 - `events`: libvirt's event loop on asyncio (`bind_event_loop`, `settle_events`).
 
 Used by `reconciler.daemon` and `reconciler.vm.reconcile`; the in-memory fake for unit tests
@@ -14,11 +14,14 @@ is `tests.support.fakehypervisor`.
 
 from reconciler.libvirt.interface import (
     DisconnectCallback,
+    DiskStats,
     DomainInfo,
+    DomainStats,
     EventCallback,
     EventKind,
     Hypervisor,
     HypervisorError,
+    InterfaceStats,
     MigrationProgress,
     MigrationStats,
     NodeInfo,
@@ -28,11 +31,14 @@ from vocabulary import RunState
 
 __all__ = [
     "DisconnectCallback",
+    "DiskStats",
     "DomainInfo",
+    "DomainStats",
     "EventCallback",
     "EventKind",
     "Hypervisor",
     "HypervisorError",
+    "InterfaceStats",
     "MigrationProgress",
     "MigrationStats",
     "NodeInfo",

@@ -4,7 +4,8 @@
 `reconciler.vm.reconcile`; both await its verbs on the daemon's loop. Each blocking libvirt
 call runs in a worker thread (`asyncio.to_thread`) here, so no caller wraps it: the
 blocking work lives in `reconciler.libvirt.connection` (the connection, its liveness and
-event registration), `.domains` (domain verbs, node usage) and `.migration`.
+event registration), `.domains` (domain verbs, node usage), `.stats` (every domain's
+figures in one call) and `.migration`.
 
 Lifecycle events come through libvirtaio on the daemon's loop (`reconciler.libvirt.events`):
 `await hv.start_events(callback)` delivers (domain name, `EventKind`, libvirt detail) on the
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 
-from reconciler.libvirt import domains, migration
+from reconciler.libvirt import domains, migration, stats
 from reconciler.libvirt.connection import Connection, Subscription
 from reconciler.libvirt.events import bind_event_loop, settle_events
 from reconciler.libvirt.interface import (
     DisconnectCallback,
     DomainInfo,
+    DomainStats,
     EventCallback,
     HypervisorError,
     MigrationProgress,
@@ -118,6 +120,10 @@ class LibvirtHypervisor:
     async def usage(self) -> Usage:
         """The node and what its running domains take (one listing of the active domains)."""
         return await asyncio.to_thread(domains.usage, self.connection)
+
+    async def all_domain_stats(self) -> list[DomainStats]:
+        """Every domain's figures from one getAllDomainStats call (in a worker thread)."""
+        return await asyncio.to_thread(stats.all_domain_stats, self.connection)
 
     # -- migration --
 

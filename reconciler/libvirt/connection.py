@@ -65,12 +65,22 @@ def _ignore_libvirt_error(_ctx: object, _err: object) -> None:
     """libvirt's default handler prints every error to stderr; ours are exceptions."""
 
 
+class ErrorCount:
+    """libvirt errors met in this process (herd_libvirt_errors_total, reconciler.metrics)."""
+
+    count = 0
+
+
+ERRORS = ErrorCount()
+
+
 @contextmanager
 def libvirt_call(what: str) -> Iterator[None]:
     """Turn a libvirtError raised inside into HypervisorError("<what>: <libvirt's message>")."""
     try:
         yield
     except libvirt.libvirtError as err:
+        ERRORS.count += 1
         message = err.get_error_message() or str(err)
         raise HypervisorError(f"{what}: {message}", code=err.get_error_code()) from err
 

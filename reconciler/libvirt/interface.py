@@ -100,6 +100,43 @@ class MigrationProgress:
     memory_total: int
 
 
+@dataclass(frozen=True)
+class DiskStats:
+    """One disk's I/O since the domain started (libvirt's `block.<n>.*`)."""
+
+    name: str  # the target device, e.g. vda
+    read_bytes: int = 0
+    write_bytes: int = 0
+    read_requests: int = 0
+    write_requests: int = 0
+
+
+@dataclass(frozen=True)
+class InterfaceStats:
+    """One interface's traffic since the domain started (libvirt's `net.<n>.*`)."""
+
+    name: str  # the host-side device, e.g. vnet0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """One domain's figures from one bulk stats call (`all_domain_stats`). A figure libvirt
+    did not report (a domain that is off, a driver without it) is None or absent."""
+
+    name: str
+    state: RunState
+    cpu_seconds: float | None = None
+    balloon_current_bytes: int | None = None
+    balloon_maximum_bytes: int | None = None
+    balloon_rss_bytes: int | None = None
+    disks: tuple[DiskStats, ...] = ()
+    interfaces: tuple[InterfaceStats, ...] = ()
+
+
 # libvirt's error codes that retrying cannot mend: the domain XML or the configuration it
 # asks for is refused as such (VIR_ERR_NO_SUPPORT, VIR_ERR_XML_ERROR, VIR_ERR_XML_DETAIL,
 # VIR_ERR_CONFIG_UNSUPPORTED, VIR_ERR_OPERATION_UNSUPPORTED, VIR_ERR_XML_INVALID_SCHEMA;
@@ -202,6 +239,11 @@ class Hypervisor(Protocol):
 
     async def usage(self) -> Usage:
         """The node and what its running domains take."""
+        ...
+
+    async def all_domain_stats(self) -> list[DomainStats]:
+        """Every domain's state, CPU time, balloon, disk and interface figures, from ONE
+        bulk call to the hypervisor (libvirt's getAllDomainStats), not one per domain."""
         ...
 
     # -- migration --

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 from reconciler.libvirt import Hypervisor, HypervisorError
+from reconciler.metrics.families import MIGRATION_DOWNTIME, MIGRATION_DURATION, MIGRATIONS
 from reconciler.runtime.workqueue import Result
 from reconciler.vm.observe import MigrationLimits, Observation
 from reconciler.vm.record import StatusWriter
@@ -63,12 +64,14 @@ class Migrator:
             began = time.perf_counter()
             await self._do_migrate(obs)
         except HypervisorError as e:
+            MIGRATIONS.labels(self.node, obs.vm.migration_method, "failed").inc()
             return await self._live_failure(obs, step, e)
         finally:
             self.outbound.discard(name)
             for waiter in sorted(self.waiters):
                 self.wake(waiter)
         call_ms = round((time.perf_counter() - began) * 1000)
+        MIGRATIONS.labels(self.node, obs.vm.migration_method, "done").inc()
         log.info("%s: live-migrated to %s (libvirt call %d ms)", name, obs.target, call_ms)
         await self.writer.update(name, lambda doc: status.migrated_out(doc, call_ms=call_ms))
         # Look again at once (not at the next event): gone here, the owner znode is handed
@@ -138,8 +141,10 @@ class Migrator:
         about: dict[str, Any] = {"vm": vm.name, "source": moving.source, "target": self.node,
                                  "started": moving.started, "ended": ended,
                                  "duration": round(ended - moving.started, 3)}
+        MIGRATION_DURATION.labels(self.node).observe(max(0.0, about["duration"]))
         if stats is not None:
             about.update(downtimeMs=stats.downtime_ms, libvirtMs=stats.elapsed_ms)
+            MIGRATION_DOWNTIME.labels(self.node).observe(stats.downtime_ms / 1000)
         if moving.call_ms is not None:  # the source's migrateToURI3, start to return
             about.update(libvirtCallMs=moving.call_ms,
                          herdMs=round(about["duration"] * 1000) - moving.call_ms)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from reconciler.config import NodeConfig
 from store import election, events, txn, vms
@@ -155,11 +156,13 @@ async def test_a_crashed_node_is_fenced_and_its_vms_recovered(
     define(store, "pinned-auto", node=dead, limits=(dead,), autorestart=True)
     for name in ("web", "pinned-auto"):
         await wait_doc(store, store.paths.vm_status(name), running_on(dead))
+    fences = fence_count(store, dead, "done")
     await victim.crash()
     await wait_doc(store, store.paths.vm_status("web"),
                    lambda d: bool(d and d["state"] == "running" and d["node"] in others),
                    timeout=30)
     assert (tmp_path / "fenced").read_text().split() == [dead]
+    assert fence_count(store, dead, "done") == fences + 1  # herd-node's herd_fences_total
     status = store.get(store.paths.node_status(dead)).doc
     assert status["daemonState"] == "fenced" and status["domainState"] == "flushed"
     pending = store.get(store.paths.vm_placement("pinned-auto")).doc
@@ -178,16 +181,24 @@ async def test_a_failed_fence_recovers_nothing(zk_hosts: str, zk_root: str, tmp_
         victim = next(m for m in members if m.config.name != election.primary(store))
         define(store, "web", node=victim.config.name)
         await wait_doc(store, store.paths.vm_status("web"), running_on(victim.config.name))
+        fences = fence_count(store, victim.config.name, "failed")
         await victim.crash()
         await wait_doc(store, store.paths.vm_status("web"),
                        lambda d: bool(d and d["state"] == "unknown"), timeout=30)
         found = await _event(store, "fence-failed")
         assert found["node"] == victim.config.name
+        assert fence_count(store, victim.config.name, "failed") == fences + 1
         assert store.get(store.paths.vm_placement("web")).doc["node"] == victim.config.name
     finally:
         for m in members:
             await m.stop()
             await m.close()
+
+
+def fence_count(store: Store, target: str, result: str) -> float:
+    """herd_fences_total of the primary (the daemons run in this process)."""
+    labels = {"node": str(election.primary(store)), "target": target, "result": result}
+    return REGISTRY.get_sample_value("herd_fences_total", labels) or 0.0
 
 
 async def _event(store: Store, kind: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from marshmallow import ValidationError
 from reconciler.libvirt import (
     DisconnectCallback,
     DomainInfo,
+    DomainStats,
     EventCallback,
     EventKind,
     HypervisorError,
@@ -73,6 +74,7 @@ class FakeHypervisor:
         self.cpus = cpus
         self.domains: dict[str, FakeDomain] = {}
         self.stubborn: set[str] = set()  # guests that ignore ACPI shutdown
+        self.stats_calls = 0  # all_domain_stats calls made
         self._ids = itertools.count(1)
         self._open = False
         self._events: tuple[EventCallback, asyncio.AbstractEventLoop] | None = None
@@ -169,6 +171,15 @@ class FakeHypervisor:
                         mem_free_mib=max(self.mem_total_mib - memory, 0))
         return Usage(node=node, running=len(up), memory_mib=memory,
                      vcpus=sum(info.vcpus for info in up))
+
+    async def all_domain_stats(self) -> list[DomainStats]:
+        """Each domain's state and balloon (its memory); no CPU, disk or network figures."""
+        self._check()
+        self.stats_calls += 1
+        return [DomainStats(name=dom.name, state=dom.state,
+                            balloon_current_bytes=dom.info().memory_mib << 20,
+                            balloon_maximum_bytes=dom.info().memory_mib << 20)
+                for dom in self.domains.values()]
 
     # -- migration: none --
 

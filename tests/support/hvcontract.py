@@ -138,6 +138,16 @@ async def events_cannot_be_started_twice(hv: Hypervisor) -> None:
         await hv.stop_events()
 
 
+async def all_domain_stats_lists_every_domain_with_its_state(hv: Hypervisor) -> None:
+    await hv.define(VM1)
+    await hv.define(STUBBORN)
+    await hv.start("stubborn")
+    got = {s.name: s for s in await hv.all_domain_stats()}
+    assert {name: s.state for name, s in got.items()} == {"vm1": RunState.DEFINED,
+                                                          "stubborn": RunState.RUNNING}
+    assert got["vm1"].disks == () and got["vm1"].interfaces == ()
+
+
 CONTRACT: list[Check] = [
     define_lists_a_shut_off_domain,
     start_runs_the_domain_and_again_is_a_no_op,
@@ -149,6 +159,7 @@ CONTRACT: list[Check] = [
     calls_on_a_closed_hypervisor_raise,
     lifecycle_events_arrive_on_the_loop,
     events_cannot_be_started_twice,
+    all_domain_stats_lists_every_domain_with_its_state,
 ]
 
 
