@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(zookeeper libnetty-java openssl default-jre-headless libvirt-dev pkg-config libvirt-clients wrk
               libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 iproute2
-              dnsmasq-base nftables ipxe-qemu qemu-utils)
+              dnsmasq-base nftables ipxe-qemu qemu-utils prometheus)
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 

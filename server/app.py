@@ -92,6 +92,7 @@ def make_app(config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     app[TOKENS] = Tokens(config.token_file)
     app[METRICS] = Metrics()
+    app[METRICS].watch(app)  # the cache, group commit and auditor, once the context made them
     app[ROUTE_TABLE] = ROUTES
     app[ROUTE_ROLES] = {(r.method, r.path): r.role or Role.ADMIN for r in ROUTES}
     app.cleanup_ctx.append(zookeeper_ctx)

@@ -138,17 +138,6 @@ class Auditor:
         except StoreError as e:
             log.warning("the audit log was not trimmed: %s", e)
 
-    def metric_lines(self) -> str:
-        """The auditor's counters in Prometheus text (appended by `GET /metrics`)."""
-        lines = []
-        for name, value, what in (("written", self.written, "Audit records written."),
-                                  ("lost", self.lost, "Audit records that could not be "
-                                                      "written (each logged at ERROR).")):
-            lines += [f"# HELP herd_api_audit_{name}_total {what}",
-                      f"# TYPE herd_api_audit_{name}_total counter",
-                      f"herd_api_audit_{name}_total {value}"]
-        return "\n".join(lines) + "\n"
-
     def _lose(self, docs: list[dict[str, Any]], why: str) -> None:
         for doc in docs:
             self.lost += 1

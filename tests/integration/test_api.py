@@ -400,12 +400,12 @@ async def test_metrics_and_status(api: Api, store: Store) -> None:
     resp = await api.raw("GET", "/metrics")
     text = await resp.text()
     assert resp.status == 200 and resp.content_type == "text/plain"
-    assert 'herd_api_requests_total{method="GET",route="/api/v1/vm/{vm}",status="200"} 1' in text
-    assert 'herd_api_requests_total{method="GET",route="/api/v1/vm/{vm}",status="404"} 1' in text
-    assert 'herd_api_requests_total{method="POST",route="/api/v1/vm",status="201"} 2' in text
-    assert 'herd_vms{state="running"} 1' in text
-    assert 'herd_nodes{daemon_state="run",domain_state="ready"} 1' in text
-    assert 'herd_api_request_duration_seconds_count{method="POST",route="/api/v1/vm"} 2' in text
+    assert 'herd_api_requests_total{method="GET",route="/api/v1/vm/{vm}",status="200"} 1.0' in text
+    assert 'herd_api_requests_total{method="GET",route="/api/v1/vm/{vm}",status="404"} 1.0' in text
+    assert 'herd_api_requests_total{method="POST",route="/api/v1/vm",status="201"} 2.0' in text
+    assert 'herd_vms{state="running"} 1.0' in text
+    assert 'herd_nodes{daemon_state="run",domain_state="ready"} 1.0' in text
+    assert 'herd_api_request_duration_seconds_count{method="POST",route="/api/v1/vm"} 2.0' in text
 
 
 @pytest.mark.parametrize("count", [3])

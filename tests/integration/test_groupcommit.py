@@ -117,8 +117,8 @@ async def test_concurrent_defines_through_the_api(zk_hosts: str, zk_root: str, t
         stats = api.app[COMMITS].stats
         assert stats.requests >= 21  # (grouped or not: the loop decides; the answers hold)
         text = await (await api.raw("GET", "/metrics")).text()
-        assert f"herd_api_define_requests_total {stats.requests}" in text
-        assert f"herd_api_define_transactions_total {stats.transactions}" in text
+        assert f"herd_api_define_requests_total {float(stats.requests)}\n" in text
+        assert f"herd_api_define_transactions_total {float(stats.transactions)}\n" in text
 
 
 async def test_a_define_too_large_for_a_transaction_is_413(zk_hosts: str, zk_root: str,
