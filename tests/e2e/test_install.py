@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ import pytest
 import yaml
 
 from ctl.dev.nodes import write_node_file
+from ctl.dev.zookeeper import free_port
 from tests.support.zkserver import ZooKeeperCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +72,7 @@ class Installed:
         self.bin = root / "opt-herd" / "bin"
         self.etc = root / "etc-herd"
         self.procs: list[subprocess.Popen[str]] = []
+        self.metrics: dict[str, str] = {}  # node -> the metrics_address it was given
 
     def program(self, name: str) -> str:
         return str(self.bin / name)
@@ -164,8 +167,10 @@ def cluster(wheel: Path, tmp_path_factory: pytest.TempPathFactory
     try:
         zk_keys = etc_herd(inst, zk)
         for name in NODES:
+            inst.metrics[name] = f"127.0.0.1:{free_port()}"
             inst.start("herd-node", localised(f"node-{name}.yaml", inst.etc / f"{name}.yaml", {
-                **zk_keys, "libvirt_uri": write_node_file(root, name), "address": "127.0.0.1"}))
+                **zk_keys, "libvirt_uri": write_node_file(root, name), "address": "127.0.0.1",
+                "metrics_address": inst.metrics[name]}))
         yield inst, *serve_api(inst, zk_keys, zk)
     finally:
         inst.stop()
@@ -212,6 +217,10 @@ def test_a_cluster_from_the_examples_runs_a_vm(cluster: tuple[Installed, str, st
     [vm] = ops.json("vm", "list")
     assert (vm["metadata"]["name"], vm["status"]["state"], vm["status"]["node"]) == \
         ("web1", "running", "hv2")
+    # The node's exporter (metrics_address of the example) publishes the guest it runs.
+    with urllib.request.urlopen(f"http://{inst.metrics['hv2']}/metrics", timeout=30) as resp:
+        scraped = resp.read().decode()
+    assert 'herd_vm_cpu_seconds_total{node="hv2",vm="web1"}' in scraped, scraped[:2000]
     audit = admin.json("events", "--audit")
     writes = {(e["token"], e["method"], e["object"], e["status"]) for e in audit}
     assert {("file:bootstrap", "POST", "token/ops", 201), ("ops", "POST", "vm/web1", 201),
