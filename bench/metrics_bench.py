@@ -87,7 +87,7 @@ async def one_size(hosts: str, workdir: Path, vms: int, rounds: int) -> dict[str
     await daemon.queue.wait_idle()
     try:
         calls = stats_calls(daemon)
-        herd, size = await herd_scrapes(daemon.metrics.port, rounds)
+        herd, size = await herd_scrapes(daemon.endpoint.port, rounds)
         calls = stats_calls(daemon) - calls
     finally:
         daemon.stop()

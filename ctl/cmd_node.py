@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ctl.cmd_console import current_figures
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width, wait_option
 from ctl.output import FORMATS, render, to_json, to_yaml
 from ctl.progress import follow
@@ -38,8 +39,12 @@ def list_nodes(ctl: Ctl, fmt: str) -> None:
 def info(ctl: Ctl, name: str, *, fmt: str) -> None:
     """Everything about one node."""
     node = ctl.client.get(f"/node/{name}")
-    emit(node_info(node) if fmt == "text" else to_json(node) if fmt == "json"
-         else to_yaml(node))
+    if fmt != "text":
+        emit(to_json(node) if fmt == "json" else to_yaml(node))
+        return
+    up = (node.get("status") or {}).get("endpoint") and node.get("alive")
+    emit(node_info(node, figures=current_figures(ctl, f"/node/{name}/figures", "total")
+                   if up else None))
 
 
 def summary_text(result: dict[str, Any]) -> str:

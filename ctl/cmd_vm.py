@@ -17,10 +17,17 @@ from typing import Any
 import click
 
 from ctl.client import ApiError
+from ctl.cmd_console import current_figures
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width, wait_option
 from ctl.moveprogress import MoveProgress
 from ctl.output import FORMATS, pairs, render, to_json, to_yaml
-from ctl.views import EVENT_COLUMNS, VM_COLUMNS, limits_text, selector_text, vm_info
+from ctl.views import (
+    EVENT_COLUMNS,
+    VM_COLUMNS,
+    limits_text,
+    selector_text,
+    vm_info,
+)
 from schemas.domaindisks import volume_keys
 from schemas.names import is_valid_name
 from vocabulary import MigrationMethod, Selector, StateVerb, VMState
@@ -170,7 +177,10 @@ def info(ctl: Ctl, name: str, *, fmt: str) -> None:
         return
     disks = volume_keys(vm["spec"].get("xml")) if isinstance(vm.get("spec"), dict) else set()
     volumes = [_volume(ctl, key) for key in sorted(disks)]
-    emit(vm_info(vm, defaults=ctl.client.get("/status").get("config", {}), volumes=volumes))
+    running = (vm.get("status") or {}).get("state") == "running"
+    emit(vm_info(vm, defaults=ctl.client.get("/status").get("config", {}), volumes=volumes,
+                 figures=current_figures(ctl, f"/vm/{name}/figures", "figures")
+                 if running else None))
 
 
 def _volume(ctl: Ctl, key: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import click
 
 from ctl import (
     cmd_config,
+    cmd_console,
     cmd_dev,
     cmd_events,
     cmd_network,
@@ -67,6 +68,8 @@ for group in (cmd_vm.vm_group, cmd_node.node_group, cmd_node.cluster_group,
     cli.add_command(group)
 for command in (cmd_volumedata.volume_upload, cmd_volumedata.volume_download):
     cmd_storage.volume_group.add_command(command)
+for command in (cmd_console.vm_console, cmd_console.vm_vnc, cmd_console.vm_log):
+    cmd_vm.vm_group.add_command(command)
 
 
 def main() -> None:

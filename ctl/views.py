@@ -152,7 +152,7 @@ def volume_line(volume: dict[str, Any]) -> str:
 
 def vm_info(vm: dict[str, Any], *, now: float | None = None,
             defaults: dict[str, Any] | None = None,
-            volumes: list[dict[str, Any]] | None = None) -> str:
+            volumes: list[dict[str, Any]] | None = None, figures: str | None = None) -> str:
     """The `vm info` block; `defaults` are the cluster's (GET /status `config`), `volumes`
     the VM's volumes as GET /volume answers them."""
     defaults = defaults or {}
@@ -185,10 +185,13 @@ def vm_info(vm: dict[str, Any], *, now: float | None = None,
         items.append(("Spec", f"generation {generation}, node has seen {observed}"))
     if volumes:
         items.append(("Volumes", "\n".join(volume_line(v) for v in volumes)))
+    if figures is not None:
+        items.append(("Now", figures))
     return pairs(items)
 
 
-def node_info(node: dict[str, Any], *, now: float | None = None) -> str:
+def node_info(node: dict[str, Any], *, now: float | None = None,
+              figures: str | None = None) -> str:
     """The `node info` block."""
     r = _d(node, "status", "resources") or {}
     items = [
@@ -206,7 +209,10 @@ def node_info(node: dict[str, Any], *, now: float | None = None) -> str:
         ("Heartbeat", ago(_d(node, "status", "heartbeat"), now=now)),
         ("Version", dash(_d(node, "status", "version"))),
         ("Libvirt", dash(_d(node, "status", "libvirtUri"))),
+        ("Endpoint", dash(_d(node, "status", "endpoint"))),
     ]
+    if figures is not None:
+        items.append(("Now (its VMs)", figures))
     return pairs(items)
 
 
@@ -268,3 +274,29 @@ def token_created(token: dict[str, Any]) -> str:
     """What `token create` prints: the token, its role and its secret (once)."""
     return pairs([("Token", dash(token.get("name"))), ("Role", dash(token.get("role"))),
                   ("Secret", dash(token.get("secret")))])
+
+
+def _rate(value: float | None) -> str:
+    """Bytes per second, short."""
+    v = float(value or 0)
+    for unit in ("B/s", "KiB/s", "MiB/s"):
+        if v < 1024 or unit == "MiB/s":
+            return f"{v:.0f} {unit}" if unit == "B/s" else f"{v:.1f} {unit}"
+        v /= 1024
+    return f"{v:.1f} GiB/s"
+
+
+def figures_text(f: dict[str, Any]) -> str:
+    """A VM's or a node's current figures (GET /vm/{vm}/figures, /node/{node}/figures)."""
+    memory = f.get("memoryBytes")
+    rss = f.get("rssBytes")
+    mem = (f"{memory / 2**20:.0f} MiB" if memory else "-") + (
+        f" (host rss {rss / 2**20:.0f} MiB)" if rss else "")
+    return (f"CPU {float(f.get('cpuPercent') or 0):.1f} %, memory {mem}\n"
+            f"disk read {_rate(f.get('diskReadBytesPerSecond'))} "
+            f"({float(f.get('diskReadsPerSecond') or 0):.0f}/s), "
+            f"write {_rate(f.get('diskWriteBytesPerSecond'))} "
+            f"({float(f.get('diskWritesPerSecond') or 0):.0f}/s)\n"
+            f"network rx {_rate(f.get('networkReceiveBytesPerSecond'))}, "
+            f"tx {_rate(f.get('networkTransmitBytesPerSecond'))}")
+

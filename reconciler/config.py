@@ -57,8 +57,17 @@ class NodeConfig:
     # Storage (issue #15): cephx keys of rbd pools, by the name a Pool gives (this file
     # only: never in ZooKeeper).
     ceph_secrets: dict[str, str] = field(default_factory=dict)
-    # Prometheus metrics (issue #16): `host:port` of herd-node's GET /metrics; None: off.
+    # The node endpoint (issue #16): `host:port` of herd-node's HTTP server: GET /metrics
+    # for Prometheus, and consoles, VNC, console logs and figures for herd-api (signed
+    # tickets, `store.nodekeys`); None: off.
     metrics_address: str | None = None
+    # Serial console logs (issue #16): where libvirt's virtlogd writes each VM's serial
+    # output (`<log file=.../>`, the same path on every node), and how much of it is kept.
+    console_log_dir: str = "/var/log/herd/console"
+    console_log_bytes: int = 1 << 20
+    # Where herd-node itself finds console_log_dir (unset: there). Differs only when
+    # libvirtd runs in a mount namespace of its own, as the dev cluster's QEMU hosts do.
+    console_log_local_dir: str | None = None
 
     @property
     def zk_target(self) -> ZKTarget:
@@ -135,6 +144,13 @@ class NodeConfigSchema(Schema):
     metrics_address = fields.String(load_default=None, allow_none=True, validate=[
         validate.Regexp(r"^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}$",
                         error="must be host:port, e.g. 0.0.0.0:9310"), _port_valid])
+    console_log_dir = fields.String(load_default="/var/log/herd/console", validate=[
+        validate.Regexp(r"^/[^\x00'\"<>&]{0,511}$", error="must be an absolute path (no quotes, "
+                        "<, > or &)")])
+    console_log_local_dir = fields.String(load_default=None, allow_none=True, validate=[
+        validate.Regexp(r"^/.{0,511}$", error="must be an absolute path")])
+    console_log_bytes = fields.Integer(load_default=1 << 20, strict=True, validate=validate.Range(
+        min=4096, max=1 << 30, error="must be between 4096 and 1073741824 bytes"))
 
     @validates_schema
     def _fence(self, data: dict[str, Any], **_kw: Any) -> None:

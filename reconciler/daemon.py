@@ -24,6 +24,7 @@ from reconciler.cluster.controllers import ClusterState
 from reconciler.cluster.coordinator import Coordinator
 from reconciler.cluster.fencing import Fencer
 from reconciler.config import NodeConfig
+from reconciler.endpoint import ConsoleLogs, Consoles, Figures, NodeEndpoint
 from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
@@ -70,12 +71,16 @@ class NodeDaemon:
             coordinator=config.coordinator, initial_domain_state=config.initial_domain_state,
             address=config.address, migration_uri=config.migration_uri)
         self.registration.live_migration = self._live_migration
+        # Serial output logged by virtlogd: a real hypervisor's (the test driver runs none).
+        self._console_logs = not config.libvirt_uri.startswith("test")
         self.reconciler = VMReconciler(
             self.name, self.store, vms=self.vms, hypervisor=self.hv,
             cluster_default=self.cluster_default, wake=self._enqueue,
             migrations=MigrationLimits(concurrency=config.migration_concurrency,
                                        timeout=config.migration_timeout),
-            storage=self.hv.connection if isinstance(self.hv, LibvirtHypervisor) else None)
+            storage=self.hv.connection if isinstance(self.hv, LibvirtHypervisor) else None,
+            console_log_dir=config.console_log_dir if self._console_logs else None,
+            departed=self._departed)
         self.queue = Controller("vm", self.reconciler.reconcile, node=self.name,
                                 workers=config.workers)
         self.provisioned = ProvisionedMemory(self.name, self.vms)
@@ -94,8 +99,14 @@ class NodeDaemon:
                                    pools=self.pools.state) if self.pools is not None else None
         if self.coordinator is not None and self.pools is not None and self.volumes:
             self.coordinator.state.storage = self._storage
-        self.metrics = MetricsExporter(self.name, config.metrics_address, hv=self.hv,
-                                       store=self.store, nodes=self.nodes)
+        self.metrics = MetricsExporter(self.name, hv=self.hv, store=self.store, nodes=self.nodes)
+        self.endpoint = NodeEndpoint(
+            self.name, config.metrics_address, store=self.store, nodes=self.nodes,
+            metrics=self.metrics, figures=Figures(self.hv), advertise=config.address,
+            logs=ConsoleLogs(config.console_log_local_dir or config.console_log_dir,
+                             limit=config.console_log_bytes),
+            consoles=Consoles(self.hv.connection) if isinstance(self.hv, LibvirtHypervisor)
+            else None)
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -237,6 +248,10 @@ class NodeDaemon:
             await self.pools.start()
         if self.volumes is not None:
             await self.volumes.start()
+        if self._console_logs:
+            await asyncio.to_thread(self.endpoint.logs.prepare)
+        await self.endpoint.start()
+        self.registration.endpoint = self.endpoint.url
         self.registration.daemon_state = "run"
         first = self.publisher.publish
         await self._until_written("the first status", lambda: first(heartbeat=True))
@@ -244,10 +259,9 @@ class NodeDaemon:
                        asyncio.create_task(self._resyncer(), name="resync")]
         if self.coordinator is not None:
             self._tasks.append(asyncio.create_task(self.coordinator.run(), name="coordinator"))
-        await self.metrics.start()  # last: a scrape finds the node running
 
     async def _shutdown(self) -> None:
-        await self.metrics.stop()
+        await self.endpoint.stop()
         if self.gateways is not None:  # first: a new primary waits for their holds
             await self.gateways.stop()
         if self.coordinator is not None:
@@ -341,6 +355,10 @@ class NodeDaemon:
         """A new session after a loss: `alive` is gone with the old one; create it again."""
         if what == "reconnected" and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._spawn, asyncio.to_thread(self._reregister))
+
+    def _departed(self, vm: str, node: str) -> None:
+        """`vm` left for `node` (migrated, or moved): its console log goes along."""
+        self._spawn(self.endpoint.hand_over(vm, node))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -167,6 +167,10 @@ class NodeStatusSchema(HerdSchema):
     pools = fields.Dict(keys=Name(), values=fields.Nested(PoolUpSchema), load_default=dict)
     # Whether its libvirt driver migrates live (moving a VM with its local volumes needs it).
     liveMigration = StrictBool(load_default=False)
+    # Its HTTP endpoint (issue #16): /metrics, and consoles and logs for herd-api.
+    endpoint = fields.String(load_default=None, allow_none=True, validate=[
+        validate.Length(max=1024), validate.URL(schemes={"http", "https"}, require_tld=False,
+                                               error="must be an http(s) URL")])
 
 
 class ClusterConfigSchema(HerdSchema):

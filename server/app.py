@@ -22,6 +22,7 @@ from server.audit import AUDITOR, Auditor, audit_middleware
 from server.auth import ROUTE_ROLES, TOKENS, Tokens, auth_middleware
 from server.cache import ClusterCache
 from server.config import ServerConfig
+from server.consoles.nodelink import session_ctx
 from server.deadline import deadline_middleware
 from server.errors import error_middleware
 from server.groupcommit import GroupCommit
@@ -96,6 +97,7 @@ def make_app(config: ServerConfig) -> web.Application:
     app[ROUTE_TABLE] = ROUTES
     app[ROUTE_ROLES] = {(r.method, r.path): r.role or Role.ADMIN for r in ROUTES}
     app.cleanup_ctx.append(zookeeper_ctx)
+    app.cleanup_ctx.append(session_ctx)
     app.on_shutdown.append(_on_shutdown)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)

@@ -39,6 +39,7 @@ from server import (
     vm_verbs,
     watch,
 )
+from server.consoles import console, figures, logs
 from server.network import handlers as networks
 from server.network import parts as netparts
 from server.responses import (
@@ -85,11 +86,26 @@ _ROUTES: tuple[Route, ...] = (
        errors=(*READ, 404, 422)),
     _r("POST", "/vm/{vm}/node", vm_verbs.set_node, "migrate, move, unmigrate", VMPlacementView,
        body=VMNodeRequest, errors=(*WRITE, 404, 504)),
+    _r("GET", "/vm/{vm}/console", console.console, "The serial console: a WebSocket of "
+       "bytes both ways to the VM's node (force=true takes over another session)", None,
+       query=console.ConsoleQuery, errors=(*READ, 400, 404, 409, 422, 502),
+       content_type="application/octet-stream"),
+    _r("GET", "/vm/{vm}/vnc", console.vnc, "The graphics console: a WebSocket carrying the "
+       "RFB (VNC) stream", None, errors=(*READ, 400, 404, 409, 422, 502),
+       content_type="application/octet-stream"),
+    _r("GET", "/vm/{vm}/log", logs.vm_log, "The console log (the last console_log_bytes "
+       "its node keeps; follow=true streams on)", None, query=logs.LogQuery,
+       errors=(*READ, 404, 409, 422, 502), content_type="application/octet-stream"),
+    _r("GET", "/vm/{vm}/figures", figures.vm_figures, "Current CPU %, memory and I/O rates "
+       "(from its node)", figures.VMFiguresAnswer, errors=(*READ, 404, 409, 422, 502)),
     _r("POST", "/vm/{vm}/rename", vm_handlers.rename, "Rename a stopped VM", VMObject,
        body=VMRenameRequest, errors=(*WRITE, 404)),
     _r("GET", "/node", node_handlers.list_nodes, "List nodes", NodeList),
     _r("GET", "/node/{node}", node_handlers.get_node, "One node", NodeObject,
        errors=(*READ, 404, 422)),
+    _r("GET", "/node/{node}/figures", figures.node_figures, "Current CPU %, memory and I/O "
+       "rates of the node's VMs, and their totals", figures.NodeFiguresAnswer,
+       errors=(*READ, 404, 422, 502)),
     _r("GET", "/node/{node}/domain-state", node_handlers.get_domain_state,
        "Desired and observed domain state", NodeDomainStateView, errors=(*READ, 404, 422)),
     _r("POST", "/node/{node}/domain-state", node_handlers.set_domain_state, "flush or ready",
@@ -180,6 +196,9 @@ ROLES: RoleTable = {
     ("GET", "/vm/{vm}/state"): VIEW, ("POST", "/vm/{vm}/state"): OPER,
     ("GET", "/vm/{vm}/node"): VIEW, ("POST", "/vm/{vm}/node"): OPER,
     ("POST", "/vm/{vm}/rename"): OPER,
+    ("GET", "/vm/{vm}/console"): OPER, ("GET", "/vm/{vm}/vnc"): OPER,
+    ("GET", "/vm/{vm}/log"): VIEW, ("GET", "/vm/{vm}/figures"): VIEW,
+    ("GET", "/node/{node}/figures"): VIEW,
     ("GET", "/node"): VIEW, ("GET", "/node/{node}"): VIEW,
     ("GET", "/node/{node}/domain-state"): VIEW, ("POST", "/node/{node}/domain-state"): OPER,
     ("POST", "/apply"): OPER,

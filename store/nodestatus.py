@@ -4,7 +4,8 @@ Two writers share the document, each with its own fields, and both build it here
 - the node's daemon (`reconciler.node.registration.NodeRegistration.publish`) reports what it is:
   `daemonState`, `resources`, `version`, `libvirtUri`, `address`, `migrationUri`,
   `networks` (which of the cluster's networks are up there, and why not), `pools` (the
-  storage pools: usable or why not, capacity and free space) and the
+  storage pools: usable or why not, capacity and free space), `endpoint` (the URL of its
+  HTTP endpoint, `reconciler.endpoint`, or None) and the
   `heartbeat`; it seeds `domainState` from its spec only while the status has none;
 - the primary coordinator (`reconciler.cluster.controllers`) owns `domainState` (the flush/ready
   controller) and marks a fenced node (`daemonState: fenced`).
@@ -20,7 +21,7 @@ from typing import Any
 from store.codec import Doc
 
 REPORTED = ("daemonState", "resources", "version", "libvirtUri", "address", "migrationUri",
-            "networks", "pools", "liveMigration")
+            "networks", "pools", "liveMigration", "endpoint")
 
 
 def reported(old: Doc, report: Doc, *, seed_domain_state: str, now: float) -> Doc:

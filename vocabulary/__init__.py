@@ -11,6 +11,7 @@ Pure and at the bottom of the layers: imports nothing of the project and does no
 Used by `schemas`, `statemachine`, `store`, `reconciler`, `server` and `ctl`.
 """
 
+from vocabulary.console import CONSOLE_ENDED, CONSOLE_GUEST_LEFT, CONSOLE_TAKEN_OVER
 from vocabulary.kind import Kind
 from vocabulary.network import AclDirection, NetworkKind
 from vocabulary.node import (
@@ -37,6 +38,7 @@ from vocabulary.vm import (
 )
 
 __all__ = [
+    "CONSOLE_ENDED", "CONSOLE_GUEST_LEFT", "CONSOLE_TAKEN_OVER",
     "DESIRED_DOMAIN_STATE",
     "UP_RUN_STATES",
     "UP_STATES",

@@ -33,7 +33,7 @@ from ctl.dev.nodes import node_config, write_fence_agent, write_node_file, write
 from ctl.dev.processes import ProcessRecord
 from ctl.dev.qemu import HostsUnavailable, QemuHosts
 from ctl.dev.state import DevState
-from ctl.dev.zookeeper import ZooKeeperCluster, ZooKeeperUnavailable
+from ctl.dev.zookeeper import ZooKeeperCluster, ZooKeeperUnavailable, free_port
 
 Say = Callable[[str], None]
 # What `up` starts afresh.
@@ -162,6 +162,9 @@ def private_file(path: Path, text: str) -> Path:
     return path
 
 
+CONSOLE_LOGS = "/var/log/libvirt/herd-console"  # where a QEMU host's virtlogd writes them
+
+
 def _node_config(dev: DevState, name: str) -> Path:
     """Write the node's herd-node config (and the fence agent); its path."""
     folder = Path(dev.dir) / "nodes"
@@ -170,15 +173,18 @@ def _node_config(dev: DevState, name: str) -> Path:
         hosts = hosts_of(dev)
         fence = write_qemu_fence_agent(folder, hosts=hosts.dir, python=sys.executable)
         uri, address, netns = hosts[name].uri, hosts[name].address, hosts[name].netns
+        # /var/log/libvirt is the host's own directory (a bind mount in its namespace)
+        logs = (CONSOLE_LOGS, str(hosts[name].dir / "log" / "herd-console"))
     else:
-        fence, address = write_fence_agent(folder), None
+        fence, address, logs = write_fence_agent(folder), None, None
         uri = write_node_file(folder, name)
     # dnsmasq reads its run directory as `nobody`: under /run, not the 0700 home.
     run_dir = RUN_ROOT / f"dev-{hashlib.sha1(dev.dir.encode()).hexdigest()[:8]}" / name
     return private_file(folder / f"{name}.yaml", node_config(
         name, zk_hosts=dev.zk_hosts, zk_root=dev.zk_root, libvirt_uri=uri, fence=fence,
         address=address, event_log=folder / f"{name}.events", netns=netns,
-        run_dir=run_dir if netns is not None else None))
+        run_dir=run_dir if netns is not None else None,
+        metrics_address=f"127.0.0.1:{free_port()}", console_logs=logs))
 
 
 def start_node(dev: DevState, name: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:

@@ -6,7 +6,8 @@ run into their timeout and are forced, as with a real guest that hangs. It has n
 network, graphics, serial, USB or balloon, so it migrates live in about two seconds.
 `type='kvm'` where /dev/kvm is usable (`kvm_usable()` really creates a VM: a VM inside
 a VM may have the device node without working KVM), TCG (`type='qemu'`) otherwise.
-`pxe_guest_xml` adds a NIC on a Herd network and boots from it (iPXE asks DHCP).
+`pxe_guest_xml` adds a NIC on a Herd network and boots from it (iPXE asks DHCP);
+`console_guest_xml` is one to look at through its serial console and VNC.
 Called by `ctl.dev.cluster` (dev up --hypervisor qemu), `ctl.demo`, the real-QEMU e2e
 tests and bench/. No libvirt import: the XML is plain text.
 """
@@ -99,3 +100,18 @@ def with_volume_disks(xml: str, *volumes: tuple[str, ...]) -> str:
         f"<target dev='vd{chr(ord('a') + i)}' bus='virtio'/></disk>"
         for i, spec in enumerate(volumes))
     return xml.replace("<memballoon model='none'/>", "<memballoon model='none'/>" + disks, 1)
+
+
+def console_guest_xml(name: str, *, memory_mib: int = 64) -> str:
+    """A guest to look at (issue #16): SeaBIOS prints to the serial port and offers its
+    boot menu for 60 s ("Press ESC for boot menu."), the menu's iPXE (on a user-mode NIC)
+    has a command line that echoes what is typed (Ctrl-B at its prompt), and a VNC
+    display shows the same. TCG: iPXE hits an emulation failure under nested KVM here."""
+    nic = "<interface type='user'><model type='e1000'/></interface>"
+    screen = ("<graphics type='vnc' autoport='yes' listen='127.0.0.1'/>"
+              "<video><model type='cirrus'/></video>")
+    return (guest_xml(name, memory_mib=memory_mib, kvm=False)
+            .replace("<bios useserial='no' rebootTimeout='-1'/>",
+                     "<bootmenu enable='yes' timeout='60000'/>"
+                     "<bios useserial='yes' rebootTimeout='-1'/>")
+            .replace("<memballoon model='none'/>", f"<memballoon model='none'/>{nic}{screen}"))

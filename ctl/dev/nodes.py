@@ -74,7 +74,9 @@ def write_qemu_fence_agent(directory: Path, *, hosts: Path, python: str) -> Path
 
 def node_config(name: str, *, zk_hosts: str, zk_root: str, libvirt_uri: str,
                 fence: Path, address: str | None = None, event_log: Path | None = None,
-                netns: str | None = None, run_dir: Path | None = None) -> str:
+                netns: str | None = None, run_dir: Path | None = None,
+                metrics_address: str | None = None,
+                console_logs: tuple[str, str] | None = None) -> str:
     """The `herd-node --config` YAML of one dev node (keys of `reconciler.config`). Client
     networks are managed only on nodes with a network namespace of their own (`netns`:
     the QEMU hosts); test-driver nodes share the machine's, where their links would
@@ -91,6 +93,10 @@ def node_config(name: str, *, zk_hosts: str, zk_root: str, libvirt_uri: str,
         doc["migration_uri"] = f"qemu+tcp://{address}/system"
     if event_log is not None:
         doc["event_log"] = str(event_log)
+    if metrics_address is not None:
+        doc["metrics_address"] = metrics_address
+    if console_logs is not None:  # (as the host's virtlogd sees it, as herd-node does)
+        doc["console_log_dir"], doc["console_log_local_dir"] = console_logs
     doc["networks"] = netns is not None
     if netns is not None:
         doc["netns"] = netns

@@ -170,6 +170,8 @@ class QemuHosts:
         """The host's directories and configuration, and its network namespace."""
         for sub, _target in BINDS:
             (host.dir / sub).mkdir(parents=True, exist_ok=True)
+        # /var/lock is /run/lock: libvirtd locks a console's pty there (no lock: no console)
+        (host.dir / "run" / "lock").mkdir(exist_ok=True)
         _write_config(host)
         if Path("/var/cache/libvirt/qemu").is_dir():  # QEMU's capabilities: skip a probe
             shutil.copytree("/var/cache/libvirt/qemu", host.dir / "cache/qemu",

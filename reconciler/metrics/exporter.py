@@ -1,7 +1,8 @@
-"""herd-node's /metrics: an aiohttp server on the configured `metrics_address`.
+"""herd-node's /metrics, served by the node endpoint (`reconciler.endpoint`) on the
+configured `metrics_address`, without a ticket (what Prometheus expects).
 
-`MetricsExporter` is made and started/stopped by `reconciler.daemon.NodeDaemon` (a no-op
-when `metrics_address` is unset). A scrape (`GET /metrics`, nothing else is served) awaits
+`MetricsExporter` is made by `reconciler.daemon.NodeDaemon` and attached to the endpoint's
+app (`attach`/`detach`). A scrape (`GET /metrics`) awaits
 ONE `Hypervisor.all_domain_stats()` (a single libvirt getAllDomainStats, in a worker thread,
 counted in herd_node_stats_calls_total), then renders in a worker thread — this daemon's
 registry (`reconciler.metrics.collector`: VMs, node status, libvirt errors, ZooKeeper
@@ -38,18 +39,11 @@ from store.informer import Informer
 log = logging.getLogger(__name__)
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) -> (host, port)."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class MetricsExporter:
-    """One node's /metrics endpoint (off when `address` is None)."""
+    """One node's /metrics."""
 
-    def __init__(self, node: str, address: str | None, *, hv: Hypervisor, store: Store,
-                 nodes: Informer) -> None:
-        self.node, self.address, self.hv, self.store = node, address, hv, store
+    def __init__(self, node: str, *, hv: Hypervisor, store: Store, nodes: Informer) -> None:
+        self.node, self.hv, self.store = node, hv, store
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self.registry = CollectorRegistry()
         self.vms = VMCollector(node)
@@ -62,7 +56,6 @@ class MetricsExporter:
         self.stats_calls.labels(node)
         ZK_ERRORS.labels(node)
         ZK_SESSION_LOSSES.labels(node)
-        self._runner: web.AppRunner | None = None
         self._scrape = asyncio.Lock()
         self._render_lock = threading.Lock()
 
@@ -70,29 +63,14 @@ class MetricsExporter:
         doc = nodes.get(self.store.paths.node_status(self.node))
         return None if doc is None else dict(doc.doc)
 
-    @property
-    def port(self) -> int:
-        """The port bound (useful with port 0)."""
-        assert self._runner is not None, "not started"
-        return int(self._runner.addresses[0][1])
-
-    async def start(self) -> None:
-        if self.address is None:
-            return
-        app = web.Application()
+    def attach(self, app: web.Application) -> None:
+        """Serve GET /metrics on the node endpoint's `app` (`reconciler.endpoint`) and count
+        ZooKeeper interruptions from now on."""
         app.router.add_get("/metrics", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        host, port = split_address(self.address)
-        await web.TCPSite(self._runner, host, port).start()
         self.store.add_session_listener(self._on_session)
-        log.info("metrics on http://%s/metrics", self.address)
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            self.store.remove_session_listener(self._on_session)
-            await self._runner.cleanup()
-            self._runner = None
+    def detach(self) -> None:
+        self.store.remove_session_listener(self._on_session)
 
     def _on_session(self, what: str) -> None:
         """kazoo's thread: count interruptions and lost sessions (no I/O)."""

@@ -116,6 +116,7 @@ class NodeRegistration:
         self.initial_domain_state = initial_domain_state
         self.address = address
         self.migration_uri = migration_uri
+        self.endpoint: str | None = None  # the node endpoint's URL, once it serves
         self.daemon_state = "init"
         self._last: Doc | None = None
         self._lock = threading.Lock()
@@ -172,7 +173,8 @@ class NodeRegistration:
         return {"daemonState": self.daemon_state, "resources": resources.doc(),
                 "version": VERSION, "libvirtUri": self.libvirt_uri, "address": self.address,
                 "migrationUri": self.migration_uri, "networks": self.networks(),
-                "pools": self.pools(), "liveMigration": self.live_migration()}
+                "pools": self.pools(), "liveMigration": self.live_migration(),
+                "endpoint": self.endpoint}
 
     def publish(self, resources: Resources, *, initial_domain_state: Callable[[], str],
                 heartbeat: bool) -> bool:

@@ -18,8 +18,10 @@ work queue's `Result`. Called by `reconciler.vm.reconcile.VMReconciler`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from reconciler.libvirt import Hypervisor, HypervisorError
+from reconciler.libvirt.consolexml import console_log_path, with_console_log
 from reconciler.runtime.workqueue import Result, TerminalError, brief
 from reconciler.vm.fetch import DiskFetcher
 from reconciler.vm.migration import Migrator
@@ -38,8 +40,11 @@ class Actuator:
     """Carries out the plans of one node's VM reconciler."""
 
     def __init__(self, writer: StatusWriter, hv: Hypervisor, *, migrator: Migrator,
-                 fetcher: DiskFetcher) -> None:
+                 fetcher: DiskFetcher, console_log_dir: str | None = None,
+                 departed: Callable[[str, str], None] = lambda _vm, _node: None) -> None:
         self.writer = writer
+        self.console_log_dir = console_log_dir  # None: the XML's serial devices as given
+        self.departed = departed
         self.hv = hv
         self.migrator = migrator
         self.fetcher = fetcher
@@ -111,7 +116,7 @@ class Actuator:
         name = obs.name
         if step.action == Action.START:
             await self.fetcher.fetch(obs)  # its volumes on another node's local pool
-            await self.hv.define(obs.vm.xml)
+            await self.hv.define(self._with_console_log(obs.vm.xml, name))
             await self.hv.start(name)
         elif step.action == Action.SHUTDOWN:
             await self.hv.shutdown(name)
@@ -122,6 +127,11 @@ class Actuator:
         if step.action != Action.NONE:
             log.info("%s: %s (%s)", name, step.action, step.reason)
 
+    def _with_console_log(self, xml: str, name: str) -> str:
+        if self.console_log_dir is None:
+            return xml
+        return with_console_log(xml, console_log_path(self.console_log_dir, name))
+
     async def _tidy(self, obs: Observation) -> None:
         """Not ours to run: a shut-off leftover definition here is removed; a VM that status
         still places here, gone and unowned (lost with a restart), is said off."""
@@ -129,6 +139,8 @@ class Actuator:
         if obs.domain is not None and obs.target != self.node:
             await self.hv.undefine(vm.name)
             log.info("%s: removed the shut-off definition left here", vm.name)
+            if obs.target is not None:
+                self.departed(vm.name, str(obs.target))
         if vm.exists and vm.owner is None and vm.status_node == self.node:
             await self.writer.say_off_here(vm)
 

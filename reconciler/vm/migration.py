@@ -44,12 +44,14 @@ class Migrator:
     """The outgoing live migrations of one node, and the record of incoming ones."""
 
     def __init__(self, writer: StatusWriter, hv: Hypervisor, *, outbound: set[str],
-                 limits: MigrationLimits, wake: Callable[[str], None]) -> None:
+                 limits: MigrationLimits, wake: Callable[[str], None],
+                 departed: Callable[[str, str], None] = lambda _vm, _node: None) -> None:
         self.writer, self.hv, self.limits = writer, hv, limits
         self.node, self.store, self.clock = writer.node, writer.store, writer.clock
         self.outbound = outbound  # VMs migrating out of here now (the observer counts them)
         self.waiters: set[str] = set()  # VMs waiting for a slot
         self.wake = wake  # re-queue a VM (thread-safe)
+        self.departed = departed  # a VM left for another node (its console log follows)
 
     def wait_for_slot(self, name: str) -> None:
         self.waiters.add(name)
@@ -74,6 +76,7 @@ class Migrator:
         MIGRATIONS.labels(self.node, obs.vm.migration_method, "done").inc()
         log.info("%s: live-migrated to %s (libvirt call %d ms)", name, obs.target, call_ms)
         await self.writer.update(name, lambda doc: status.migrated_out(doc, call_ms=call_ms))
+        self.departed(name, str(obs.target))
         # Look again at once (not at the next event): gone here, the owner znode is handed
         # over in one transaction with status, and the destination takes it from there.
         return Result.after(HANDOVER_LOOK if await self.hv.domain(name) is not None else 0)

@@ -48,7 +48,8 @@ class VMReconciler:
                  clock: Callable[[], float] = time.time,
                  wake: Callable[[str], None] = lambda _name: None,
                  migrations: MigrationLimits | None = None,
-                 storage: Connection | None = None) -> None:
+                 storage: Connection | None = None, console_log_dir: str | None = None,
+                 departed: Callable[[str, str], None] = lambda _vm, _node: None) -> None:
         self.node = node
         self.store = store
         self.clock = clock
@@ -57,9 +58,10 @@ class VMReconciler:
                                  clock=clock)
         self.writer = StatusWriter(self.observer, clock=clock)
         migrator = Migrator(self.writer, hypervisor, outbound=self.observer.outbound,
-                            limits=limits, wake=wake)
+                            limits=limits, wake=wake, departed=departed)
         self.actuator = Actuator(self.writer, hypervisor, migrator=migrator,
-                                 fetcher=DiskFetcher(self.writer, storage))
+                                 fetcher=DiskFetcher(self.writer, storage),
+                                 console_log_dir=console_log_dir, departed=departed)
 
     @property
     def known(self) -> set[str]:

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.config import NodeConfig
 from reconciler.daemon import NodeDaemon
 from reconciler.metrics import METRIC_NAMES
+from store import nodekeys
 from store.informer import Change
 from tests.support.daemons import RunningDaemon as Daemon
 from tests.support.libvirt_nodes import simple_domain_xml, write_node_file
@@ -39,7 +40,8 @@ async def node(zk_hosts: str, zk_root: str, tmp_path: Path) -> AsyncIterator[Dae
                         libvirt_uri=uri, coordinator=False, address=None,
                         initial_domain_state="ready", status_interval=1.0,
                         resync_interval=300.0, workers=4, log_level="INFO",
-                        metrics_address="127.0.0.1:0")
+                        metrics_address="127.0.0.1:0",
+                        console_log_dir=str(tmp_path / "console"))
     running = Daemon(config)
     await running.start()
     yield running
@@ -96,8 +98,8 @@ async def test_a_scrape_makes_one_stats_call_and_shows_every_domain(node: Daemon
     daemon = node.daemon
     assert daemon is not None
     await status_cached(daemon)
-    first = samples(await scrape(daemon.metrics.port))
-    text = await scrape(daemon.metrics.port)
+    first = samples(await scrape(daemon.endpoint.port))
+    text = await scrape(daemon.endpoint.port)
     got = samples(text)
     assert one(got, "herd_node_stats_calls_total") \
         == one(first, "herd_node_stats_calls_total") + 1
@@ -113,12 +115,33 @@ async def test_a_scrape_makes_one_stats_call_and_shows_every_domain(node: Daemon
     assert families(text) == METRIC_NAMES
 
 
-async def test_only_get_metrics_is_served(node: Daemon) -> None:
+async def test_metrics_are_open_and_the_rest_needs_a_fresh_ticket(node: Daemon) -> None:
     daemon = node.daemon
     assert daemon is not None
+    log_dir = Path(daemon.config.console_log_dir)
+    await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread((log_dir / "g0001.log").write_bytes,
+                            b"SeaBIOS (version 1.16)\r\nNo bootable device.\r\n")
+    key = nodekeys.key_in((await asyncio.to_thread(
+        daemon.store.get, nodekeys.key_path(daemon.store, NODE))).doc)
+    assert key is not None
+    status = (await asyncio.to_thread(daemon.store.get,
+                                      daemon.store.paths.node_status(NODE))).doc
+    base = f"http://127.0.0.1:{daemon.endpoint.port}"
+    assert status["endpoint"] == base
+    path = "/vm/g0001/log?lines=1"
     async with aiohttp.ClientSession() as http:
-        base = f"http://127.0.0.1:{daemon.metrics.port}"
         async with http.get(f"{base}/") as response:
             assert response.status == 404
         async with http.post(f"{base}/metrics") as response:
             assert response.status == 405
+        async with http.get(base + path) as response:
+            assert response.status == 401
+        ticket = nodekeys.sign(key, "GET", path)
+        async with http.get(base + path, headers={"Authorization": ticket}) as response:
+            assert (response.status, await response.read()) == (200, b"No bootable device.\r\n")
+        async with http.get(base + path, headers={"Authorization": ticket}) as response:
+            assert response.status == 401  # once only
+        other = nodekeys.sign(key, "GET", "/vm/g0002/log")  # signed for another path
+        async with http.get(base + path, headers={"Authorization": other}) as response:
+            assert response.status == 401

@@ -74,6 +74,7 @@ STATUS = {
     "pools": {"local": {"usable": True, "reason": "", "capacity": 10, "allocation": 4,
                         "available": 6}},
     "liveMigration": True,
+    "endpoint": "http://10.0.0.11:9310",
 }
 
 
@@ -87,6 +88,7 @@ def test_node_status_round_trips_and_defaults() -> None:
                       "vcpuTotal": 0, "vcpuAlloc": 0, "load": 0.0, "vms": 0},
         "heartbeat": 0.0, "version": "", "address": None, "libvirtUri": None,
         "migrationUri": None, "networks": {}, "pools": {}, "liveMigration": False,
+        "endpoint": None,
     }
 
 
