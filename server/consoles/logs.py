@@ -38,10 +38,8 @@ async def vm_log(request: web.Request) -> web.StreamResponse:
     node = vm.running_on or vm.status_node or vm.last_node
     if node is None:
         raise conflict(f"vm {name} has not run on any node: it has no console log")
-    params = {k: str(v).lower() if isinstance(v, bool) else str(v)
-              for k, v in (("lines", query["lines"]), ("follow", query["follow"]))
-              if v not in (None, False)}
-    if "follow" in params:
+    params = {} if query["lines"] is None else {"lines": str(query["lines"])}
+    if query["follow"]:
         params["follow"] = "1"
     url, headers = link(c, node).request("GET", f"/vm/{name}/log", **params)
     session = request.app[NODE_SESSION]
