@@ -27,12 +27,17 @@ from reconciler.libvirt.interface import HypervisorError
 from vocabulary import CONSOLE_GUEST_LEFT, CONSOLE_TAKEN_OVER
 
 log = logging.getLogger(__name__)
+ERROR_HEADER = "X-Herd-Error"
 
 
 def _error(status: int, message: str) -> web.HTTPException:
-    """An HTTP refusal with Herd's error body (before any WebSocket upgrade)."""
+    """An HTTP refusal with Herd's error body (before any WebSocket upgrade), the message
+    also in `ERROR_HEADER`: a WebSocket client keeps the headers of a refused handshake,
+    not its body."""
+    header = message.encode("ascii", "replace").decode()[:300]
     error = web.HTTPException(text=json.dumps({"error": message}),
-                              content_type="application/json")
+                              content_type="application/json",
+                              headers={ERROR_HEADER: header})
     error.set_status(status)
     return error
 
@@ -51,7 +56,7 @@ class Consoles:
         except ConsoleBusy as e:
             raise _error(409, str(e)) from None
         except HypervisorError as e:
-            raise _error(404 if e.code == 42 else 409, str(e)) from None
+            raise _error(_status(e), str(e)) from None
         ws = web.WebSocketResponse(heartbeat=30.0)
         try:
             await ws.prepare(request)
@@ -75,7 +80,7 @@ class Consoles:
         try:
             sock = await open_graphics(self.connection, vm)
         except HypervisorError as e:
-            raise _error(404 if e.code == 42 else 409, str(e)) from None
+            raise _error(_status(e), str(e)) from None
         ws = web.WebSocketResponse(heartbeat=30.0)
         reader, writer = await asyncio.open_connection(sock=sock)
         try:
@@ -93,6 +98,11 @@ class Consoles:
             with suppress(OSError):
                 await writer.wait_closed()
         return ws
+
+
+def _status(e: HypervisorError) -> int:
+    """404: no such domain here (VIR_ERR_NO_DOMAIN); 409: it has none, or it is busy."""
+    return 404 if e.code == 42 else 409
 
 
 async def _read_some(reader: asyncio.StreamReader) -> bytes | None:

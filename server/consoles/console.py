@@ -29,7 +29,7 @@ from server.consoles.nodelink import (
     vm_of,
 )
 from server.deadline import lift_deadline
-from server.errors import ApiError
+from server.errors import ApiError, conflict
 from server.http import load_query, path_name
 from vocabulary import CONSOLE_ENDED, CONSOLE_GUEST_LEFT
 
@@ -62,8 +62,10 @@ async def _attach(c: Ctx, request: web.Request, node: str, name: str, kind: str,
         return await request.app[NODE_SESSION].ws_connect(url, headers=headers,
                                                           heartbeat=30.0)
     except aiohttp.WSServerHandshakeError as e:
-        raise ApiError(409 if e.status == 409 else 502, "conflict" if e.status == 409
-                       else "bad_gateway", f"node {node}: {e.message}") from None
+        why = (e.headers.get("X-Herd-Error") if e.headers else None) or f"HTTP {e.status}"
+        if e.status in (404, 409):  # the domain is not there (yet), has none, or is busy
+            raise conflict(f"node {node}: {why}") from None
+        raise ApiError(502, "bad_gateway", f"node {node} refused: {why}") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         raise unreachable(node, e) from None
 
