@@ -24,7 +24,7 @@ from reconciler.cluster.controllers import ClusterState
 from reconciler.cluster.coordinator import Coordinator
 from reconciler.cluster.fencing import Fencer
 from reconciler.config import NodeConfig
-from reconciler.endpoint import ConsoleLogs, Consoles, Figures, NodeEndpoint
+from reconciler.endpoint import NodeEndpoint
 from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
@@ -100,13 +100,8 @@ class NodeDaemon:
         if self.coordinator is not None and self.pools is not None and self.volumes:
             self.coordinator.state.storage = self._storage
         self.metrics = MetricsExporter(self.name, hv=self.hv, store=self.store, nodes=self.nodes)
-        self.endpoint = NodeEndpoint(
-            self.name, config.metrics_address, store=self.store, nodes=self.nodes,
-            metrics=self.metrics, figures=Figures(self.hv), advertise=config.address,
-            logs=ConsoleLogs(config.console_log_local_dir or config.console_log_dir,
-                             limit=config.console_log_bytes),
-            consoles=Consoles(self.hv.connection) if isinstance(self.hv, LibvirtHypervisor)
-            else None)
+        self.endpoint = NodeEndpoint.for_node(config, hv=self.hv, store=self.store,
+                                              nodes=self.nodes, metrics=self.metrics)
         self.local_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -320,6 +315,8 @@ class NodeDaemon:
                        for v in (change.old, change.new))
         if was_mine or self.concerns_me(name):
             self._enqueue(name)
+        if len(parts) == 2 and change.new is None:
+            self._removed_threadsafe(name)
         if len(parts) == 3 and parts[2] == "placement":
             self.provisioned.placed(name, change.new.doc.get("node") if change.new else None)
             if was_mine:
@@ -328,9 +325,17 @@ class NodeDaemon:
     def _enqueue(self, name: str) -> None:
         self.queue.enqueue(name)
 
-    def _dirty_threadsafe(self) -> None:
+    def _soon(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` on the daemon's loop (from a watch callback's thread)."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.publisher.changed)
+            self._loop.call_soon_threadsafe(fn)
+
+    def _removed_threadsafe(self, vm: str) -> None:
+        """The VM is gone from the cluster: its console log here goes too."""
+        self._soon(lambda: self._spawn(asyncio.to_thread(self.endpoint.logs.forget, vm)))
+
+    def _dirty_threadsafe(self) -> None:
+        self._soon(self.publisher.changed)
 
     def _on_domain_event(self, name: str, event: str, detail: int) -> None:
         """libvirt event (on the loop, through libvirtaio): queue the VM, refresh status.
@@ -348,13 +353,12 @@ class NodeDaemon:
 
     def _on_synced(self) -> None:
         """A (re)sync of the VM cache completed: a full level-triggered pass is due."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._resync_all)
+        self._soon(self._resync_all)
 
     def _on_session(self, what: str) -> None:
         """A new session after a loss: `alive` is gone with the old one; create it again."""
-        if what == "reconnected" and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._spawn, asyncio.to_thread(self._reregister))
+        if what == "reconnected":
+            self._soon(lambda: self._spawn(asyncio.to_thread(self._reregister)))
 
     def _departed(self, vm: str, node: str) -> None:
         """`vm` left for `node` (migrated, or moved): its console log goes along."""

@@ -26,9 +26,12 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from reconciler.config import NodeConfig
 from reconciler.endpoint.consolelogs import ConsoleLogs
 from reconciler.endpoint.consoles import Consoles
 from reconciler.endpoint.figures import Figures
+from reconciler.libvirt import Hypervisor
+from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.metrics import MetricsExporter
 from store import nodekeys
 from store.client import Store
@@ -57,6 +60,17 @@ class NodeEndpoint:
         self.check: nodekeys.TicketCheck | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def for_node(cls, config: NodeConfig, *, hv: Hypervisor, store: Store, nodes: Informer,
+                 metrics: MetricsExporter) -> NodeEndpoint:
+        """The endpoint of a herd-node with `config` (consoles only on a real libvirt)."""
+        logs = ConsoleLogs(config.console_log_local_dir or config.console_log_dir,
+                           limit=config.console_log_bytes)
+        consoles = Consoles(hv.connection) if isinstance(hv, LibvirtHypervisor) else None
+        return cls(config.name, config.metrics_address, store=store, nodes=nodes,
+                   metrics=metrics, logs=logs, consoles=consoles, figures=Figures(hv),
+                   advertise=config.address)
 
     @property
     def port(self) -> int:
