@@ -37,6 +37,7 @@ bench: setup
 	$(PY) -m bench.volume_bench
 	$(PY) -m bench.storage_bench
 	$(PY) -m bench.metrics_bench
+	$(PY) -m bench.console_bench
 	$(PY) -m bench.report
 
 # The fault suite over several seeds (a few minutes per seed): bench/results/chaos.*

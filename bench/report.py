@@ -23,7 +23,8 @@ ORDER = [("store_create", "Store: creating VMs (issue #2)"),
          ("network", "Client networks (issue #14)"),
          ("volume", "Volume upload and download on a real QEMU host (issue #15)"),
          ("storage", "Live migration with storage copy on real QEMU hosts (issue #15)"),
-         ("metrics", "Node metrics (issue #16)")]
+         ("metrics", "Node metrics (issue #16)"),
+         ("console", "Console round trip on a real QEMU host (issue #16)")]
 
 
 def section() -> str:
