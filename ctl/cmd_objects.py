@@ -1,7 +1,7 @@
 """`herdctl get | apply | diff | delete`: whole objects, as in YAML files (DESIGN.md §5).
 
-- `get vm|node|network [NAME] -o yaml` prints objects as the API has them; `apply -f` takes that
-  output back unchanged (the read-only parts are dropped before sending);
+- `get vm|node|network|rule [NAME] -o yaml` prints objects as the API has them; `apply -f`
+  takes that output back unchanged (the read-only parts are dropped before sending);
 - `apply -f FILE|DIR|- [--dry-run]`: every document is read and validated first
   (`ctl.manifests`); only then is the whole set sent to `POST /apply`, which applies it
   atomically; one line per object: `vm/web1 created|configured|unchanged`;
@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from ctl.client import ApiError
+from ctl.cmd_rule import RULE_COLUMNS
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width
 from ctl.errors import Failure, flatten, from_api
 from ctl.manifests import Document, load_files, validate
@@ -28,8 +29,9 @@ from ctl.output import FORMATS, render
 from ctl.views import NODE_COLUMNS, VM_COLUMNS
 
 KINDS = {"vm": "vm", "vms": "vm", "node": "node", "nodes": "node", "network": "network",
-         "networks": "network"}
-COLUMNS = {"vm": VM_COLUMNS, "node": NODE_COLUMNS, "network": NETWORK_COLUMNS}
+         "networks": "network", "rule": "rule", "rules": "rule"}
+COLUMNS = {"vm": VM_COLUMNS, "node": NODE_COLUMNS, "network": NETWORK_COLUMNS,
+           "rule": RULE_COLUMNS}
 
 
 def files_option(func: Any) -> Any:
@@ -44,7 +46,7 @@ def files_option(func: Any) -> Any:
 @output_option(*FORMATS, default="table")
 @pass_ctl
 def get(ctl: Ctl, kind: str, *, name: str | None, fmt: str) -> None:
-    """Show VMs, nodes or networks; `-o yaml` prints what `apply -f` accepts."""
+    """Show VMs, nodes, networks or rules; `-o yaml` prints what `apply -f` accepts."""
     kind = KINDS[kind]
     columns = COLUMNS[kind]
     if name is not None:
@@ -115,7 +117,8 @@ def result_line(result: dict[str, Any], *, dry_run: bool) -> str:
               "write nothing")
 @pass_ctl
 def apply(ctl: Ctl, files: tuple[str, ...], *, dry_run: bool) -> None:
-    """Create or update the VMs and nodes of the files, all at once or none."""
+    """Create or update the objects of the files (VMs, nodes, networks, pools, volumes,
+    rules), all at once or none."""
     for result in _send(ctl, files, dry_run=dry_run):
         emit(result_line(result, dry_run=dry_run))
         if dry_run:

@@ -3,7 +3,7 @@
 Root options: `--api URL` (else `$HERD_API`, else the local dev cluster) and
 `--timeout SECONDS` (how long a request, or a `--wait`, may take). The groups come from
 `ctl.cmd_vm`, `ctl.cmd_node`, `ctl.cmd_network`, `ctl.cmd_storage` (with
-`ctl.cmd_volumedata`'s volume upload|download), `ctl.cmd_objects`,
+`ctl.cmd_volumedata`'s volume upload|download), `ctl.cmd_rule`, `ctl.cmd_objects`,
 `ctl.cmd_token`, `ctl.cmd_config`, `ctl.cmd_events` and `ctl.cmd_dev`. Errors are turned
 into `herdctl: <message>` on stderr and the exit codes of `ctl.errors` (1: reported by the
 server, 2: usage) in ONE place, `HerdGroup.invoke`.
@@ -23,6 +23,7 @@ from ctl import (
     cmd_network,
     cmd_node,
     cmd_objects,
+    cmd_rule,
     cmd_storage,
     cmd_token,
     cmd_vm,
@@ -62,6 +63,7 @@ def cli(ctx: click.Context, api: str | None, *, timeout: float) -> None:
 for group in (cmd_vm.vm_group, cmd_node.node_group, cmd_node.cluster_group,
               cmd_objects.get, cmd_objects.apply, cmd_objects.diff, cmd_objects.delete,
               cmd_network.network_group, cmd_storage.pool_group, cmd_storage.volume_group,
+              cmd_rule.rule_group,
               cmd_token.token_group, cmd_config.config_group,
               cmd_events.events,
               cmd_dev.dev_group):

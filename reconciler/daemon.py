@@ -20,9 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from reconciler.cluster.controllers import ClusterState
 from reconciler.cluster.coordinator import Coordinator
 from reconciler.cluster.fencing import Fencer
+from reconciler.cluster.state import ClusterState
 from reconciler.config import NodeConfig
 from reconciler.endpoint import NodeEndpoint
 from reconciler.libvirt import Hypervisor, HypervisorError
@@ -66,6 +66,7 @@ class NodeDaemon:
         self.vms = Informer(self.store, p.vms)
         self.nodes = Informer(self.store, p.nodes)
         self.cluster = Informer(self.store, p.config)
+        self.rules = Informer(self.store, p.rules)  # affinity rules (the primary's placement)
         self.registration = NodeRegistration(
             self.store, self.name, libvirt_uri=config.libvirt_uri,
             coordinator=config.coordinator, initial_domain_state=config.initial_domain_state,
@@ -91,7 +92,8 @@ class NodeDaemon:
         self.coordinator = Coordinator(
             self.store, self.name, fencer=Fencer(config.fence),
             state=ClusterState(self.store, vms=self.vms, nodes=self.nodes,
-                               cluster=self.cluster)) if config.coordinator else None
+                               cluster=self.cluster, rules=self.rules)) \
+            if config.coordinator else None
         self.networks = self._networks(config)
         self.gateways = self._gateways(config)
         self.pools = self._pools(config)
@@ -205,7 +207,7 @@ class NodeDaemon:
                                   lambda: asyncio.to_thread(self.registration.register))
 
     def _watch(self) -> None:
-        for informer in (self.cluster, self.nodes, self.vms):
+        for informer in (self.cluster, self.nodes, self.vms, self.rules):
             informer.start()
 
     async def _until_written(self, what: str, write: Callable[[], Awaitable[Any]]) -> None:
@@ -229,6 +231,8 @@ class NodeDaemon:
         if self.coordinator is not None:
             self.vms.subscribe(self.coordinator.on_vm_change)
             self.nodes.subscribe(self.coordinator.on_node_change)
+            self.cluster.subscribe(self.coordinator.on_cluster_change)
+            self.rules.subscribe(self.coordinator.on_cluster_change)
         if self.config.event_log:
             self.event_log = EventLog(self.config.event_log, self.name)
             self.event_listeners.append(self.event_log.write)
@@ -288,7 +292,7 @@ class NodeDaemon:
             await settle_events()  # libvirtaio's leftovers end on this loop, not after it
 
     def _disconnect(self) -> None:
-        for informer in (self.vms, self.nodes, self.cluster):
+        for informer in (self.vms, self.nodes, self.cluster, self.rules):
             informer.stop()
         self.store.stop()
 

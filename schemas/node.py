@@ -2,7 +2,7 @@
 
 `NodeSchema` is /herd/nodes/<name> (written by the API and `apply`), `NodeStatusSchema`
 its /status child (written by the node daemon), `ClusterConfigSchema` /herd/config.
-`load_object` dispatches a document on its `kind` (VM, Node, Network, Pool or Volume):
+`load_object` dispatches a document on its `kind` (VM, Node, Network, Pool, Volume or Rule):
 `server` uses it for PUT and apply, `ctl` for `apply -f` files, `store` to check what it
 reads.
 """
@@ -34,6 +34,7 @@ from schemas.common import (
 )
 from schemas.names import Name
 from schemas.network import NetworkSchema
+from schemas.rules import RuleSchema
 from schemas.storage import PoolSchema
 from schemas.vm import VMSchema
 from schemas.volumes import VolumeSchema
@@ -195,7 +196,8 @@ class ClusterConfigSchema(HerdSchema):
 OBJECT_SCHEMAS: dict[str, type[Schema]] = {Kind.VM.value: VMSchema, Kind.NODE.value: NodeSchema,
                                            Kind.NETWORK.value: NetworkSchema,
                                            Kind.POOL.value: PoolSchema,
-                                           Kind.VOLUME.value: VolumeSchema}
+                                           Kind.VOLUME.value: VolumeSchema,
+                                           Kind.RULE.value: RuleSchema}
 
 
 class ObjectSchema:

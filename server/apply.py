@@ -1,4 +1,4 @@
-"""`POST /apply`: a list of VMs, Nodes, Networks, Pools and Volumes applied in ONE
+"""`POST /apply`: a list of VMs, Nodes, Networks, Pools, Volumes and Rules applied in ONE
 ZooKeeper transaction.
 
 Planning reads every object's current znode from ZooKeeper (pipelined) and decides per
@@ -10,7 +10,8 @@ Networks follow the rules of `POST /network` (`server.network.applynet`): checke
 every other network and by nft, with the parent's version check in the transaction.
 Pools and Volumes follow their handlers' rules (`server.storage.applystorage`: a volume
 is placed like a new one, and its size may only grow, as a resize). A Volume is named
-`<pool>/<name>` in the results.
+`<pool>/<name>` in the results. A Rule (issue #17) is created, or replaced whole (spec and
+labels as given), as a Network.
 The commit is all-or-nothing: any object changed or created meanwhile fails the whole
 transaction (409) and nothing is written; a
 list too large for one transaction is refused (413) rather than split. `dry_run` answers
@@ -71,7 +72,7 @@ def _path(store: Store, obj: Doc) -> str:
     if obj["kind"] == "Volume":
         return store.paths.volume(obj["spec"]["pool"], name)
     return {"VM": store.paths.vm, "Node": store.paths.node, "Network": store.paths.network,
-            "Pool": store.paths.pool}[obj["kind"]](name)
+            "Pool": store.paths.pool, "Rule": store.paths.rule}[obj["kind"]](name)
 
 
 def _creation(store: Store, obj: Doc, doc: Doc) -> list[txn.Op]:
@@ -92,7 +93,7 @@ def _replaced(seen: storage.StorageView, current: Versioned, obj: Doc, *, raw: D
     kind = obj["kind"]
     if kind == "VM":
         return replace_vm(current.doc, obj)
-    if kind == "Network":
+    if kind in ("Network", "Rule"):
         return replace_whole(current.doc, obj)
     if kind == "Pool":
         return storage.replaced_pool(current.doc, obj, index)
@@ -188,7 +189,7 @@ async def _settle(c: Ctx, written: dict[tuple[str, str], Doc]) -> dict[tuple[str
     versions: dict[tuple[str, str], str] = {}
     for (kind, name), doc in written.items():
         def check(kind: str = kind, name: str = name, doc: Doc = doc) -> str | None:
-            if kind in ("Network", *storage.KINDS):
+            if kind in ("Network", "Rule", *storage.KINDS):
                 found = c.cache.docs.get(kind, name)
                 return str(found.mzxid) if found is not None and found.doc == doc else None
             rec = c.cache.vm(name) if kind == "VM" else c.cache.node(name)

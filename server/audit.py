@@ -169,7 +169,7 @@ def _object(request: web.Request) -> tuple[str | None, dict[str, str]]:
             about.setdefault(kind, name)
         return noted, about
     for part, kind in (("vm", "vm"), ("node", "node"), ("token", "token"), ("net", "network"),
-                       ("pool", "pool")):
+                       ("pool", "pool"), ("rule", "rule")):
         if part in request.match_info:
             return f"{kind}/{request.match_info[part]}", about
     return None, about

@@ -1,6 +1,6 @@
-"""The API server's watched cache: six informers (`/vms`, `/nodes`, `/networks` and
-`/pools` (`server.docobjects`), `/config`, `/election`) and what the server keeps beside
-them, all updated on the loop.
+"""The API server's watched cache: eight informers (`/vms`, `/nodes`, `/networks`,
+`/pools`, `/volumes` and `/rules` (`server.docobjects`), `/config`, `/election`) and what
+the server keeps beside them, all updated on the loop.
 
 Informer callbacks run on kazoo's thread; they only queue the change and schedule ONE
 drain on the loop (`call_soon_threadsafe`). A drain then, in order:
@@ -47,7 +47,7 @@ T = TypeVar("T")
 _SKIP = {"ADDED": ("ADDED", "MODIFIED"), "MODIFIED": ("MODIFIED",)}
 # top-level znode -> kind
 _KINDS = {"vms": "VM", "nodes": "Node", "networks": "Network", "pools": "Pool",
-          "volumes": "Volume"}
+          "volumes": "Volume", "rules": "Rule"}
 
 
 class ClusterCache:
@@ -59,7 +59,7 @@ class ClusterCache:
         self.vms = Informer(store, p.vms)
         self.nodes = Informer(store, p.nodes)
         self.docs = DocObjects(store, {"Network": p.networks, "Pool": p.pools,
-                                       "Volume": p.volumes})
+                                       "Volume": p.volumes, "Rule": p.rules})
         self.config = Informer(store, p.config)
         self.election = Informer(store, p.election)
         self.primary: str | None = None
@@ -279,7 +279,7 @@ class ClusterCache:
     def _event_type(self, key: Key, own: bool, change: Change) -> str | None:
         if own:
             return {"added": "ADDED", "modified": "MODIFIED", "deleted": "DELETED"}[change.kind]
-        if key[0] in ("Network", "Pool"):
+        if key[0] in ("Network", "Pool", "Rule"):
             return None  # a network's leases are not part of it (GET /network/{net}/lease)
         if key[0] == "Volume":
             return "MODIFIED" if self.docs.get("Volume", key[1]) is not None else None
@@ -312,7 +312,7 @@ def render(cache: ClusterCache, key: Key, change: Change | None = None) -> dict[
     """The object `key` as the cache has it now (for a delete: as it was last)."""
     kind, name = key
     old = change.old if change is not None else None
-    if kind in ("Network", "Pool", "Volume"):
+    if kind in ("Network", "Pool", "Volume", "Rule"):
         found = cache.docs.get(kind, name) or old
         if found is None:
             return {}

@@ -1,7 +1,7 @@
-"""The objects that are one document each — Networks, Pools and Volumes — as the API's
-cache keeps them: one informer per kind (`/networks`, `/pools`, `/volumes`), lookups by
-kind and name (a Volume's name is `<pool>/<name>`). Part of `server.cache.ClusterCache`
-(which turns their changes into watch events).
+"""The objects that are one document each — Networks, Pools, Volumes and Rules — as the
+API's cache keeps them: one informer per kind (`/networks`, `/pools`, `/volumes`,
+`/rules`), lookups by kind and name (a Volume's name is `<pool>/<name>`). Part of
+`server.cache.ClusterCache` (which turns their changes into watch events).
 """
 
 from __future__ import annotations

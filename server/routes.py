@@ -22,6 +22,7 @@ from schemas.operations import (
     VMStateRequest,
 )
 from schemas.requests import VMDefineRequest, VMMetaRequest, VMModifyRequest
+from schemas.rules import RuleCreateRequest
 from schemas.storage import PoolSchema
 from schemas.tokens import TokenCreateRequest
 from schemas.vm import VMSchema
@@ -33,6 +34,7 @@ from server import (
     metrics,
     node_handlers,
     openapi,
+    rules,
     status,
     tokens,
     vm_handlers,
@@ -179,6 +181,14 @@ _ROUTES: tuple[Route, ...] = (
     _r("GET", "/volume/{pool}/{vol}/data", volumedata.download, "Download a volume's image "
        "file (streamed from its node's libvirt)", None, errors=(*READ, 404, 409, 422, 502),
        content_type="application/octet-stream"),
+    _r("GET", "/rule", rules.list_rules, "List affinity rules", rules.RuleList),
+    _r("POST", "/rule", rules.create_rule, "Add an affinity rule: VMs kept together or apart "
+       "(warnings: the VMs it names that do not exist yet)", rules.RuleCreated, status=201,
+       body=RuleCreateRequest, errors=WRITE),
+    _r("GET", "/rule/{rule}", rules.get_rule, "One affinity rule", rules.RuleObject,
+       errors=(*READ, 404, 422)),
+    _r("DELETE", "/rule/{rule}", rules.delete_rule, "Remove an affinity rule",
+       rules.RuleDeleted, errors=(*WRITE, 404)),
     _r("GET", "/token", tokens.list_tokens, "List API tokens (never their secrets)",
        tokens.TokenList),
     _r("POST", "/token", tokens.create_token, "Create an API token: the secret is in this "
@@ -218,6 +228,8 @@ ROLES: RoleTable = {
     ("DELETE", "/volume/{pool}/{vol}"): OPER, ("POST", "/volume/{pool}/{vol}"): OPER,
     ("POST", "/volume/{pool}/{vol}/clone"): OPER,
     ("PUT", "/volume/{pool}/{vol}/data"): OPER, ("GET", "/volume/{pool}/{vol}/data"): VIEW,
+    ("GET", "/rule"): VIEW, ("POST", "/rule"): OPER, ("GET", "/rule/{rule}"): VIEW,
+    ("DELETE", "/rule/{rule}"): OPER,
     ("GET", "/token"): ADMIN, ("POST", "/token"): ADMIN, ("DELETE", "/token/{token}"): ADMIN,
 }
 ROUTES: tuple[Route, ...] = with_roles(_ROUTES, ROLES)

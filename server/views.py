@@ -79,8 +79,9 @@ def node_object(rec: Node, *, primary: str | None) -> Doc:
 
 
 def doc_object(found: Versioned, kind: str, *, status: Versioned | None = None) -> Doc:
-    """A Network, Pool or Volume: metadata and spec (a Volume: its status too, `deletion`
-    once asked, and `leftovers` while nodes it moved away from still hold an old copy)."""
+    """A Network, Pool, Volume or Rule: metadata and spec (a Volume: its status too,
+    `deletion` once asked, and `leftovers` while nodes it moved away from still hold an
+    old copy)."""
     obj = {"apiVersion": found.doc.get("apiVersion", API_VERSION), "kind": kind,
            "metadata": _metadata(found), "spec": found.doc.get("spec", {})}
     if kind == "Volume":

@@ -1,6 +1,6 @@
 """`GET /watch`: a stream of change events as newline-delimited JSON.
 
-Filters: `kind` (VM, Node, Network, Pool or Volume) and `name`. Without
+Filters: `kind` (VM, Node, Network, Pool, Volume or Rule) and `name`. Without
 `resourceVersion` the stream starts with an ADDED event for every object that exists now,
 then follows changes; with one, it replays the kept events from that version on (see
 `server.events` for the exact rule) and answers 410 when they are no longer all kept.
@@ -60,7 +60,7 @@ def _initial(c: Ctx, watcher: Watcher) -> list[Event]:
         for node in c.cache.all_nodes():
             if watcher.name in (None, node.name):
                 out.append(Event(rv, "ADDED", "Node", node.name, node_object(node, primary=None)))
-    for kind in ("Network", "Pool", "Volume"):
+    for kind in ("Network", "Pool", "Volume", "Rule"):
         if watcher.kind in (None, kind):
             out += [Event(rv, "ADDED", kind, name, render(c.cache, (kind, name)))
                     for name in c.cache.docs.names(kind) if watcher.name in (None, name)]

@@ -46,7 +46,7 @@ def ensure_layout(store: Store, *, known: int = LAYOUT_VERSION) -> int:
     check_layout(store, known=known)
     p = store.paths
     for path in (p.vms, p.nodes, p.election, p.events, p.audit, p.tokens, p.macs,
-                 p.volumes):
+                 p.volumes, p.rules):
         store.ensure(path)
     store.ensure(p.config, dict(DEFAULT_CONFIG))
     store.ensure(p.networks, {"writes": 0})  # network writes check its version

@@ -10,7 +10,8 @@ whenever the spec changes, never touched otherwise.
   replaced whole (absent fields take their defaults) but `restartRequest` never goes down
   (it counts restarts); a Node's spec keeps the keys the document leaves out (its daemon
   owns some, e.g. `coordinator`). Labels are taken as given;
-- `replace_whole(old, new)`: a Network replaced by `apply` (spec and labels as given);
+- `replace_whole(old, new)`: a Network or a Rule replaced by `apply` (spec and labels as
+  given);
 - `node_patch(doc, spec_patch)`: a Node's spec with keys set (flush/ready, a fence).
 The writes themselves are version-checked by their callers (`store.txn`, `Store.update`).
 No I/O. Called by `server` (objects, handlers, apply) and `reconciler.cluster.controllers`.
@@ -86,8 +87,9 @@ def replace_node(old: Doc, new: Mapping[str, Any], given: Mapping[str, Any]) -> 
 
 
 def replace_whole(old: Doc, new: Mapping[str, Any]) -> Doc | None:
-    """The stored object `old` (a Network) replaced by the loaded `new`: spec and labels
-    as given, the generation one more when the spec changed; None when nothing changes."""
+    """The stored object `old` (a Network, a Rule) replaced by the loaded `new`: spec and
+    labels as given, the generation one more when the spec changed; None when nothing
+    changes."""
     gen = generation(old) + (1 if new["spec"] != old.get("spec") else 0)
     doc = {**new, "metadata": stored_metadata(new["metadata"], gen)}
     return None if _same(doc, old) else doc

@@ -68,6 +68,13 @@ class Paths:
     def pools(self) -> str:
         return self._join("pools")
 
+    @property
+    def rules(self) -> str:
+        return self._join("rules")
+
+    def rule(self, name: str) -> str:
+        return self._join("rules", name)
+
     def pool(self, name: str) -> str:
         return self._join("pools", name)
 

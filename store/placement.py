@@ -15,8 +15,16 @@ targets), which is why they live in `store` and not in the daemon.
 - Selectors: `mem` most free memory, `memprov` most unprovisioned memory, `load` lowest
   load, `vcpus` fewest allocated vCPUs, `vms` fewest VMs; `none` = the cluster default.
   Ties break by node name.
+- Affinity rules (`store.affinity`, issue #17): a strict rule removes the nodes that
+  would break it (the reason names the rule); among the rest, nodes that break fewer soft
+  rules come first, then the selector decides.
 - `Planner` places many VMs in one pass and counts what it already placed against each
-  node, so a flush or recovery spreads instead of piling onto the first best node.
+  node, so a flush or recovery spreads instead of piling onto the first best node, and
+  keeps `where` (the node of every VM placed to run) for the rules.
+- `account` (exact accounting, issue #17): the nodes' figures as the primary's own cache
+  knows them — VMs, vCPUs and provisioned memory from the placements and specs, free
+  memory less what VMs placed there but not yet running will take — instead of figures
+  a node published up to half a second ago.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.domaindisks import volume_keys
+from store.affinity import Rule, rules_of, soft_breaks, strict_refusal
 from vocabulary import Selector
 
 # The selectors that pick a node by themselves (`none` defers to the cluster default).
@@ -165,28 +174,96 @@ def _key(selector: str, node: NodeView) -> tuple[float, str]:
 
 
 def select(vm: VMNeeds, nodes: Iterable[NodeView], *, default: str,
-           exclude: Sequence[str] = (), carrying: bool = False) -> str | None:
-    """The node `vm`'s selector picks, or None when no node is a valid target."""
+           exclude: Sequence[str] = (), carrying: bool = False,
+           rules: Sequence[Rule] = (), where: Mapping[str, str] | None = None) -> str | None:
+    """The node `vm`'s selector picks, or None when no node is a valid target. With
+    `rules`, the nodes that break a strict one are no target and those breaking fewer
+    soft ones come first (`where`: the node of each other VM placed to run)."""
     selector = effective_selector(vm, default)
     found = candidates(vm, nodes, selector=selector, exclude=exclude, carrying=carrying)
-    return min(found, key=lambda n: _key(selector, n)).name if found else None
+    mine, placed = rules_of(vm.name, rules), where or {}
+    if mine:
+        found = [n for n in found if strict_refusal(vm.name, n.name, mine, placed) is None]
+    if not found:
+        return None
+    return min(found, key=lambda n: (len(soft_breaks(vm.name, n.name, mine, placed)),
+                                     _key(selector, n))).name
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One VM as exact accounting sees it: placed on `node` (and desired running or not),
+    and whether `node`'s published figures include it already (it runs there)."""
+
+    node: str
+    memory_mib: int
+    vcpus: int
+    to_run: bool
+    counted: bool
+
+
+def account(nodes: Iterable[NodeView], placed: Iterable[Placed]) -> list[NodeView]:
+    """The nodes with VMs, vCPUs and provisioned memory from the placements, and free
+    memory less what VMs placed there to run, not yet running, will take."""
+    vms: dict[str, int] = {}
+    vcpus: dict[str, int] = {}
+    prov: dict[str, int] = {}
+    pending: dict[str, int] = {}
+    for p in placed:
+        prov[p.node] = prov.get(p.node, 0) + p.memory_mib
+        if p.to_run:
+            vms[p.node] = vms.get(p.node, 0) + 1
+            vcpus[p.node] = vcpus.get(p.node, 0) + p.vcpus
+            if not p.counted:
+                pending[p.node] = pending.get(p.node, 0) + p.memory_mib
+    return [replace(n, vms=vms.get(n.name, 0), vcpu_alloc=vcpus.get(n.name, 0),
+                    mem_prov=prov.get(n.name, 0),
+                    mem_free=n.mem_free - pending.get(n.name, 0)) for n in nodes]
 
 
 class Planner:
-    """Places VMs one after another, counting each placement against its node."""
+    """Places VMs one after another, counting each placement against its node and
+    recording it in `where` (for the affinity rules of the VMs placed after it)."""
 
-    def __init__(self, nodes: Iterable[NodeView], *, default: str) -> None:
+    def __init__(self, nodes: Iterable[NodeView], *, default: str,
+                 rules: Sequence[Rule] = (), where: Mapping[str, str] | None = None) -> None:
         self.nodes = {n.name: n for n in nodes}
         self.default = default
+        self.rules = tuple(rules)
+        self.where: dict[str, str] = dict(where or {})
 
     def place(self, vm: VMNeeds, *, exclude: Sequence[str] = (),
               carrying: bool = False) -> str | None:
         target = select(vm, self.nodes.values(), default=self.default, exclude=exclude,
-                        carrying=carrying)
+                        carrying=carrying, rules=self.rules, where=self.where)
         if target is not None:
             self.nodes[target] = self.nodes[target].with_vm(
                 vm.memory_mib, vm.vcpus, carry=vm.carry if carrying else ())
+            self.where[vm.name] = target
         return target
+
+    def unplace(self, names: Iterable[str]) -> None:
+        """Forget where these VMs are (a batch moves them all: the first to move must not
+        be held to the old node of the next)."""
+        for name in names:
+            self.where.pop(name, None)
+
+    def broken_soft(self, vm: str) -> list[str]:
+        """The soft rules `vm`'s placement breaks (for its placement reason)."""
+        node = self.where.get(vm)
+        mine = rules_of(vm, self.rules)
+        return [] if node is None else [r.describe(vm, node, self.where)
+                                        for r in soft_breaks(vm, node, mine, self.where)]
+
+    def why_not(self, vm: VMNeeds, *, exclude: Sequence[str] = ()) -> str:
+        """Why no node takes `vm`: the strict rule that stopped every node that would."""
+        selector = effective_selector(vm, self.default)
+        mine = rules_of(vm.name, self.rules)
+        for node in candidates(vm, self.nodes.values(), selector=selector, exclude=exclude):
+            why = strict_refusal(vm.name, node.name, mine, self.where)
+            if why is not None:
+                return why
+        return "no valid node"
 
 
 def pins_of(xml: object, home: Callable[[str], str | None]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from vocabulary.node import (
     FenceMode,
 )
 from vocabulary.role import Role
+from vocabulary.rule import RuleKind
 from vocabulary.runstate import UP_RUN_STATES, RunState
 from vocabulary.storage import PoolKind
 from vocabulary.vm import (
@@ -38,7 +39,9 @@ from vocabulary.vm import (
 )
 
 __all__ = [
-    "CONSOLE_ENDED", "CONSOLE_GUEST_LEFT", "CONSOLE_TAKEN_OVER",
+    "CONSOLE_ENDED",
+    "CONSOLE_GUEST_LEFT",
+    "CONSOLE_TAKEN_OVER",
     "DESIRED_DOMAIN_STATE",
     "UP_RUN_STATES",
     "UP_STATES",
@@ -56,6 +59,7 @@ __all__ = [
     "NodeAction",
     "PoolKind",
     "Role",
+    "RuleKind",
     "RunState",
     "Selector",
     "StateVerb",

@@ -17,3 +17,4 @@ class Kind(StrEnum):
     NETWORK = "Network"
     POOL = "Pool"
     VOLUME = "Volume"
+    RULE = "Rule"

@@ -29,16 +29,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from reconciler.cluster.fencing import Fencer
+from reconciler.cluster.state import ClusterState
 from reconciler.metrics.families import FENCES
 from reconciler.runtime.workqueue import Result
 from store import events, nodestatus, txn, vmstatus
+from store.affinity import rules_of, strict_refusal
 from store.client import Store
 from store.codec import Doc
 from store.errors import Conflict
-from store.informer import Informer
-from store.model import VM, Node, read_node, read_vm
+from store.model import VM, Node
 from store.objects import node_patch, with_spec
-from store.placement import NodeView, Planner, VMNeeds, carries_storage
+from store.placement import Planner, carries_storage
 from vocabulary import DaemonState, DesiredDomainState, DesiredState, FenceMode, VMState
 
 log = logging.getLogger(__name__)
@@ -49,51 +50,6 @@ STALE_RETRY = 0.2  # seconds: our cache lagged a write; it will have caught up b
 
 class FenceFailed(Exception):
     """The agent did not confirm the node off; retried by the work queue with backoff."""
-
-
-class ClusterState:
-    """Read access to the caches, as `store.model` snapshots."""
-
-    def __init__(self, store: Store, *, vms: Informer, nodes: Informer,
-                 cluster: Informer) -> None:
-        self.store, self.vms, self.nodes, self.cluster = store, vms, nodes, cluster
-        self._needs: dict[str, tuple[int, VMNeeds]] = {}
-        # A VM's needs with what its volumes on local pools ask of placement (the nodes
-        # they tie it to, the room to move them); set by the daemon when it keeps storage
-        # (`store.placement.with_storage`).
-        self.storage: Callable[[VMNeeds, str | None], VMNeeds] = lambda needs, _xml: needs
-
-    def setting(self, key: str, default: Any) -> Any:
-        doc = self.cluster.get(self.store.paths.config)
-        return doc.doc.get(key, default) if doc else default
-
-    def node_names(self) -> list[str]:
-        return self.nodes.children(self.store.paths.nodes)
-
-    def node(self, name: str) -> Node:
-        return read_node(name, self.nodes.get, self.store.paths)
-
-    def node_views(self) -> list[NodeView]:
-        return [self.node(n).view for n in self.node_names()]
-
-    def vm(self, name: str) -> VM | None:
-        """The VM, when both its object and its placement are cached."""
-        vm = read_vm(name, self.vms.get, self.store.paths)
-        return vm if vm.exists and vm.placement is not None else None
-
-    def all_vms(self) -> list[VM]:
-        found = (self.vm(n) for n in self.vms.children(self.store.paths.vms))
-        return [v for v in found if v is not None]
-
-    def needs(self, vm: VM) -> VMNeeds:
-        """`vm.needs`, parsed again only when the VM object changed (a pass over 1,000
-        VMs must not parse 1,000 domain XMLs), with its storage as it is now (a live
-        migration moves a volume, not the VM object)."""
-        cached = self._needs.get(vm.name)
-        if cached is None or cached[0] != vm.mzxid:
-            cached = (vm.mzxid, vm.needs)
-            self._needs[vm.name] = cached
-        return self.storage(cached[1], vm.xml)
 
 
 class Controllers:
@@ -120,7 +76,8 @@ class Controllers:
         return Result.done()
 
     def _planner(self) -> Planner:
-        return Planner(self.state.node_views(), default=str(self.state.setting("selector", "mem")))
+        return Planner(self.state.node_views(), default=str(self.state.setting("selector", "mem")),
+                       rules=self.state.rules(), where=self.state.where())
 
     # --- scheduling ------------------------------------------------------------------------
 
@@ -130,8 +87,10 @@ class Controllers:
         planner = self._planner()
         moves = []
         for vm in sorted(waiting, key=lambda v: v.name):
-            target = planner.place(self.state.needs(vm))
-            reason = f"scheduled on {target}" if target else "waiting: no valid node"
+            needs = self.state.needs(vm)
+            target = planner.place(needs)
+            reason = _with_broken(f"scheduled on {target}", planner.broken_soft(vm.name)) \
+                if target else f"waiting: {planner.why_not(needs)}"
             moves.append((vm, {"node": target, "reason": reason}))
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
@@ -280,20 +239,25 @@ class Controllers:
         with the host) and says so."""
         planner, moves = self._planner(), []
         source = self.state.node(node).view if flushing else None
-        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
-            if vm.home != node or vm.want != DesiredState.RUNNING:
-                continue
+        leaving = [vm for vm in sorted(self.state.all_vms(), key=lambda v: v.name)
+                   if vm.home == node and vm.want == DesiredState.RUNNING]
+        planner.unplace(vm.name for vm in leaving)  # they all move: none holds another back
+        for vm in leaving:
             needs = self.state.needs(vm)
             running = vm.status_node if vm.state == VMState.RUNNING else None
             carrying = carries_storage(needs, running_on=running, source=source,
                                        method=vm.migration_method.value)
             target = planner.place(needs, exclude=[node], carrying=carrying)
             if target is None:
-                await self._stop_for_lack(vm, node, lacking if flushing or node not in
-                                          needs.pins else _disks_gone(node, vm.autorestart))
+                why = planner.why_not(needs, exclude=[node])
+                await self._stop_for_lack(vm, node, (lacking if why == "no valid node" else
+                                                     f"{lacking}: {why}") if flushing or node
+                                          not in needs.pins else _disks_gone(node,
+                                                                             vm.autorestart))
             else:
-                moves.append((vm, {"node": target, "reason": reason,
-                                   "lastNode": vm.last_node or node}))
+                moves.append((vm, {"node": target, "lastNode": vm.last_node or node,
+                                   "reason": _with_broken(reason,
+                                                          planner.broken_soft(vm.name))}))
         return moves
 
     # --- flush and ready -------------------------------------------------------------------
@@ -323,10 +287,14 @@ class Controllers:
         if state != "unflushing":
             await self._set_domain_state(name, "unflushing")
         returning = []
+        rules, where = self.state.rules(), self.state.where()
         for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
             if vm.want == DesiredState.DISABLED:
                 continue
             if vm.last_node == name and vm.home != name:
+                if strict_refusal(vm.name, name, rules_of(vm.name, rules), where):
+                    continue  # stays where it is: going back would break a strict rule
+                where[vm.name] = name
                 returning.append((vm, {"node": name, "reason": f"returned to {name}",
                                        "lastNode": None}))
             elif vm.autorestart_pending and vm.restart_home == name:
@@ -343,6 +311,11 @@ class Controllers:
         await self._set_spec_and_placement(vm, placement, state="running")
         await self._event("autorestart", f"{vm.name} starts again on {node}", vm=vm.name,
                           node=node)
+
+
+def _with_broken(reason: str, broken: list[str]) -> str:
+    """A placement reason with the soft rules it had to break."""
+    return reason if not broken else f"{reason}; broken: {'; '.join(broken)}"
 
 
 def _disks_gone(node: str, autorestart: bool) -> str:

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
-from reconciler.cluster.controllers import ClusterState, Controllers
+from reconciler.cluster.controllers import Controllers
 from reconciler.cluster.fencing import Fencer
+from reconciler.cluster.state import ClusterState
 from reconciler.runtime.controller import Controller
 from reconciler.runtime.workqueue import Backoff
 from store import events
@@ -55,6 +56,11 @@ class Coordinator:
         parts = self.store.paths.split(change.path)
         if len(parts) >= 2 and parts[0] == "nodes":
             self._enqueue(f"node/{parts[1]}", "schedule")
+
+    def on_cluster_change(self, _change: Change) -> None:
+        """The cluster config (maintenance ended, another selector) or an affinity rule
+        changed: every pass may decide otherwise now."""
+        self._enqueue("schedule", *(f"node/{n}" for n in self.state.node_names()))
 
     def on_vm_change(self, change: Change) -> None:
         keys = {"schedule"}

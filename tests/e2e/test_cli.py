@@ -386,3 +386,22 @@ def test_volume_clone_resize_list_by_vm_and_info_yaml_applies_back(
     assert herdctl("apply", "-f", str(saved)).stdout.split("\n")[:2] == [
         "pool/cli-ops unchanged", "volume/cli-ops/cp1 unchanged"]
     herdctl("vm", "remove", "cli-held", "--delete-volumes")
+
+
+def test_affinity_rules_from_the_cli(herdctl: Herdctl, tmp_path: Path) -> None:
+    added = herdctl("rule", "add", "cli-apart", "--kind", "apart", "--vm", "cli-r1",
+                    "--vm", "cli-r2", "--strict")
+    assert added.stdout.strip() == "rule/cli-apart added"
+    assert added.stderr.count("herdctl: warning: No VM") == 2  # they may come later
+    assert "VM 'cli-r1' is named twice" in herdctl(
+        "rule", "add", "cli-bad", "--kind", "together", "--vm", "cli-r1", "--vm", "cli-r1",
+        code=1).stderr
+    row = next(line for line in herdctl("rule", "list").stdout.splitlines()
+               if line.startswith("cli-apart"))
+    assert row.split() == ["cli-apart", "apart", "yes", "cli-r1,cli-r2"]
+    assert herdctl.json("rule", "info", "cli-apart")["spec"]["strict"] is True
+    saved = tmp_path / "rule.yaml"
+    saved.write_text(herdctl("get", "rule", "cli-apart", "-o", "yaml").stdout)
+    assert herdctl("apply", "-f", str(saved)).stdout.strip() == "rule/cli-apart unchanged"
+    assert herdctl("rule", "remove", "cli-apart").stdout.strip() == "rule/cli-apart removed"
+    assert "cli-apart" not in herdctl("rule", "list").stdout

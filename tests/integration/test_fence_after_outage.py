@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cluster.controllers import ClusterState
 from reconciler.cluster.coordinator import Coordinator
 from reconciler.cluster.fencing import Fencer
+from reconciler.cluster.state import ClusterState
 from store.client import Store
 from store.informer import Informer
 from tests.support.waits import wait_children, wait_doc

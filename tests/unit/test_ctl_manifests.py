@@ -68,6 +68,14 @@ def test_an_unknown_kind_is_a_problem_of_the_document() -> None:
         validate(parse("apiVersion: herd/v1\nkind: Pod\nmetadata: {name: p}\n", "p.yaml"))
 
 
+def test_a_rule_is_checked_before_sending_too() -> None:
+    rule = "apiVersion: herd/v1\nkind: Rule\nmetadata: {name: pair}\nspec:\n  kind: apart\n"
+    assert validate(parse(rule + "  vms: [a, b]\n", "r.yaml"))[0]["kind"] == "Rule"
+    with pytest.raises(ManifestError, match=r"r.yaml:6:8: document 1 \(rule/pair\): spec.vms: "
+                                            r"VM 'a' is named twice"):
+        validate(parse(rule + "  vms: [a, a]\n", "r.yaml"))
+
+
 def test_an_object_given_twice_is_refused() -> None:
     docs = parse(vm_doc("a") + "---\n" + vm_doc("a"), "d.yaml")
     with pytest.raises(ManifestError, match=r"also given in d\.yaml line 1"):

@@ -62,6 +62,8 @@ def test_meta_without_any_option_is_a_usage_error(run: Run) -> None:
     ("vm", "start"),
     ("vm", "frobnicate", "x"),
     ("get", "pod"),
+    ("rule", "add", "r", "--vm", "a", "--vm", "b"),
+    ("rule", "add", "r", "--kind", "near", "--vm", "a", "--vm", "b"),
     ("apply",),
     ("dev", "up", "--nodes", "0"),
 ])

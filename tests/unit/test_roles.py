@@ -20,6 +20,7 @@ VIEWER_ROUTES = {
     "GET /network/{net}/reservation", "GET /network/{net}/acl", "GET /pool", "GET /pool/{pool}",
     "GET /volume", "GET /volume/{pool}/{vol}", "GET /volume/{pool}/{vol}/data",
     "GET /vm/{vm}/log", "GET /vm/{vm}/figures", "GET /node/{node}/figures",
+    "GET /rule", "GET /rule/{rule}",
 }
 OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /vm", "POST /vm/{vm}", "PUT /vm/{vm}", "DELETE /vm/{vm}", "POST /vm/{vm}/meta",
@@ -27,6 +28,7 @@ OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /node/{node}/domain-state", "POST /apply", "POST /volume",
     "DELETE /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}/clone",
     "PUT /volume/{pool}/{vol}/data", "GET /vm/{vm}/console", "GET /vm/{vm}/vnc",
+    "POST /rule", "DELETE /rule/{rule}",
 }
 ADMIN_ROUTES = OPERATOR_ROUTES | {
     "POST /config", "GET /token", "POST /token", "DELETE /token/{token}",

@@ -153,9 +153,11 @@ def test_load_object_dispatches_on_kind() -> None:
     ("doc", "expected"),
     [
         ({**VM, "kind": "Pod"},
-         {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node, Network, Pool, Volume."]}),
+         {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node, Network, Pool, Volume, "
+                   "Rule."]}),
         ({**VM, "kind": ["VM"]},
-         {"kind": ["Unknown kind ['VM']; expected one of: VM, Node, Network, Pool, Volume."]}),
+         {"kind": ["Unknown kind ['VM']; expected one of: VM, Node, Network, Pool, Volume, "
+                   "Rule."]}),
         ({"metadata": {}}, {"apiVersion": ["Missing data for required field."],
                             "kind": ["Missing data for required field."]}),
         ({**VM, "apiVersion": "v1"}, {"apiVersion": [

@@ -263,7 +263,8 @@ def test_apply_errors_are_keyed_by_index() -> None:
     bad_vm = {**VM, "spec": {"xml": NAMED, "state": "up"}}
     assert errors(ApplyRequest(), {"objects": [VM, NODE, {**NODE, "kind": "Pod"}, bad_vm]}) == {
         "objects": {
-            2: {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node, Network, Pool, Volume."]},
+            2: {"kind": ["Unknown kind 'Pod'; expected one of: VM, Node, Network, Pool, "
+                         "Volume, Rule."]},
             3: {"spec": {"state": ["Invalid state 'up'; must be one of: running, stopped, "
                                    "disabled."]}},
         }
