@@ -15,7 +15,7 @@ from ctl.cmd_console import current_figures
 from ctl.common import Ctl, emit, output_option, pass_ctl, term_width, wait_option
 from ctl.output import FORMATS, render, to_json, to_yaml
 from ctl.progress import follow
-from ctl.views import NODE_COLUMNS, cluster_status, node_info
+from ctl.views import NODE_COLUMNS, cluster_status, node_info, rebalance_text
 
 
 @click.group("node")
@@ -30,6 +30,9 @@ def list_nodes(ctl: Ctl, fmt: str) -> None:
     """List nodes with their states and resources."""
     answer = ctl.client.get("/node")
     emit(render(answer["items"], fmt, columns=NODE_COLUMNS, kind="node", width=term_width()))
+    if fmt in ("table", "wide") and (ctl.client.get("/status").get("config") or {}).get(
+            "maintenance"):
+        click.echo("cluster maintenance is on: no node is fenced, no VM recovered", err=True)
 
 
 @node_group.command("info")
@@ -100,3 +103,31 @@ def status(ctl: Ctl, fmt: str) -> None:
     summary = ctl.client.get("/status")
     emit(cluster_status(summary) if fmt == "text" else to_json(summary) if fmt == "json"
          else to_yaml(summary))
+
+
+@cluster_group.command("maintenance")
+@click.argument("switch", type=click.Choice(["on", "off"]))
+@pass_ctl
+def maintenance(ctl: Ctl, switch: str) -> None:
+    """Cluster maintenance: while on, no node is fenced and no VM recovered (admin)."""
+    answer = ctl.client.post("/maintenance", {"maintenance": switch == "on"})
+    emit("maintenance on: fencing and recovery are paused" if answer["maintenance"]
+         else "maintenance off: failed nodes are fenced and their VMs recovered")
+
+
+@cluster_group.command("rebalance")
+@click.option("--dry-run", is_flag=True, help="show the plan, move nothing")
+@click.option("--threshold", type=click.FloatRange(0, 1000), default=0.0, show_default=True,
+              help="move only while each move lowers the imbalance by more than this")
+@click.option("--selector", type=click.Choice(["mem", "memprov", "vcpus", "load", "vms"]),
+              help="the measure to even out (default: the cluster's selector)")
+@output_option("text", "json", "yaml", default="text")
+@pass_ctl
+def rebalance(ctl: Ctl, fmt: str, *, dry_run: bool, threshold: float,
+              selector: str | None) -> None:
+    """Even the nodes out by live migrations, within limits and affinity rules."""
+    body = {"dryRun": dry_run, "threshold": threshold,
+            **({"selector": selector} if selector else {})}
+    plan = ctl.client.post("/rebalance", body)
+    emit(rebalance_text(plan) if fmt == "text" else to_json(plan) if fmt == "json"
+         else to_yaml(plan))

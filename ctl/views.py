@@ -228,6 +228,8 @@ def cluster_status(summary: dict[str, Any]) -> str:
         ("Nodes", f"{nodes.get('total', 0)} ({nodes.get('alive', 0)} alive)"),
         ("  daemons", _counts(nodes.get("daemonState"))),
         ("  domains", _counts(nodes.get("domainState"))),
+        ("Maintenance", "on: fencing and recovery paused"
+         if (summary.get("config") or {}).get("maintenance") else "off"),
         ("VMs", str(vms.get("total", 0))),
         ("  observed", _counts(vms.get("state"))),
         ("  desired", _counts(vms.get("desired"))),
@@ -300,3 +302,15 @@ def figures_text(f: dict[str, Any]) -> str:
             f"network rx {_rate(f.get('networkReceiveBytesPerSecond'))}, "
             f"tx {_rate(f.get('networkTransmitBytesPerSecond'))}")
 
+
+
+def rebalance_text(plan: dict[str, Any]) -> str:
+    """The `cluster rebalance` plan (POST /rebalance)."""
+    verb = "would move" if plan.get("dryRun") else "moving"
+    lines = [f"imbalance by {plan.get('selector')}: {plan.get('before')} -> "
+             f"{plan.get('after')}; {verb} {len(plan.get('moves') or [])} VM(s)"]
+    for move in plan.get("moves") or []:
+        done = "" if plan.get("dryRun") else ("" if move.get("written") else "  (left out)")
+        lines.append(f"  {move['vm']}: {move['from']} -> {move['to']}{done}")
+    lines += [f"  {why}" for why in plan.get("skipped") or []]
+    return "\n".join(lines)

@@ -174,6 +174,18 @@ class NodeStatusSchema(HerdSchema):
                                                error="must be an http(s) URL")])
 
 
+class RebalanceConfigSchema(HerdSchema):
+    """`config.rebalance`: rebalance by itself when a node is ready again, while a move
+    lowers the imbalance by more than `threshold` (`store.rebalance`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    auto = StrictBool(load_default=False)
+    threshold = StrictFloat(load_default=0.1, validate=validate.Range(
+        min=0, max=1000, error="Must be between 0 and 1000."))
+
+
 class ClusterConfigSchema(HerdSchema):
     """/herd/config: cluster-wide defaults."""
 
@@ -189,6 +201,8 @@ class ClusterConfigSchema(HerdSchema):
         validate=validate.Range(min=0, min_inclusive=False, error="Must be more than 0 seconds."),
     )
     maintenance = StrictBool(load_default=False)
+    # Rebalance after a node returns to ready (issue #17; off unless asked).
+    rebalance = fields.Nested(RebalanceConfigSchema)
     # The domain XML policy (schemas.xmlpolicy); absent: the default policy.
     xmlPolicy = fields.Nested(XmlPolicySchema)
 

@@ -30,6 +30,7 @@ from schemas.volumes import VolumeSchema
 from server import (
     apply,
     cluster_config,
+    cluster_ops,
     history,
     metrics,
     node_handlers,
@@ -129,6 +130,12 @@ _ROUTES: tuple[Route, ...] = (
     _r("POST", "/config", cluster_config.set_config, "Change cluster defaults (only the "
        "fields given)", cluster_config.ClusterConfigView, body=ClusterConfigSchema,
        errors=WRITE),
+    _r("POST", "/rebalance", cluster_ops.rebalance_cluster, "Even the nodes out by live "
+       "migrations (within limits and affinity rules); dryRun only plans",
+       cluster_ops.RebalanceAnswer, body=cluster_ops.RebalanceRequest, errors=WRITE),
+    _r("POST", "/maintenance", cluster_ops.set_maintenance, "Cluster maintenance on or off "
+       "(while on, nothing is fenced or recovered)", cluster_ops.MaintenanceAnswer,
+       body=cluster_ops.MaintenanceRequest, errors=WRITE),
     _r("GET", "/network", networks.list_networks, "List networks", networks.NetworkList),
     _r("POST", "/network", networks.create_network, "Add a network (a whole Network object)",
        networks.NetworkObject, status=201, body=NetworkCreateRequest, errors=WRITE),
@@ -215,6 +222,7 @@ ROLES: RoleTable = {
     ("GET", "/watch"): VIEW, ("GET", "/event"): VIEW, ("GET", "/status"): VIEW,
     ("GET", "/openapi.json"): VIEW, ("GET", "/metrics"): VIEW,
     ("GET", "/config"): VIEW, ("POST", "/config"): ADMIN,
+    ("POST", "/rebalance"): OPER, ("POST", "/maintenance"): ADMIN,
     ("GET", "/network"): VIEW, ("POST", "/network"): ADMIN,
     ("GET", "/network/{net}"): VIEW, ("POST", "/network/{net}"): ADMIN,
     ("DELETE", "/network/{net}"): ADMIN, ("GET", "/network/{net}/lease"): VIEW,

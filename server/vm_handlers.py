@@ -42,6 +42,7 @@ from server.access import (
     writing,
     xml_check,
 )
+from server.affinity import check_rules
 from server.audit import note_object
 from server.claims import claim_clash
 from server.deadline import deadline_left
@@ -141,6 +142,7 @@ async def define_vm(request: web.Request) -> web.Response:
     check_node_in_limits(vm["spec"])
     check_node_known(vm["spec"], c.cache.has_node)
     name = vm["metadata"]["name"]
+    check_rules(c, name, vm["spec"].get("node"), verb="define")
     vm["spec"]["xml"] = xml_check(request).admit(vm["spec"]["xml"], vm=name)
     note_object(request, f"vm/{name}")
     try:

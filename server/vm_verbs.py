@@ -27,6 +27,7 @@ from aiohttp import web
 
 from schemas.operations import VMNodeRequest, VMStateRequest
 from server.access import Ctx, cached_vm, commit, fresh_vm, reading, settled_vm, writing
+from server.affinity import check_rules, cluster_rules, placed
 from server.deadline import extend_deadline, wait_limit
 from server.errors import ApiError, conflict, not_found
 from server.http import json_response, load_body, path_name
@@ -179,14 +180,16 @@ def _target(c: Ctx, rec: VM, data: dict[str, Any]) -> str:
                       name=last, carrying=carrying)
         if why is not None:
             raise conflict(f"VM {rec.name!r} cannot return to {last}: {why}")
+        check_rules(c, rec.name, last, verb="return")
         return str(last)
     node = data["node"]
     current = sorted(n for n in (rec.home, rec.status_node) if n)
     if node is None:
         found = select(needs, views.values(), default=default, exclude=current,
-                       carrying=carrying)
+                       carrying=carrying, rules=cluster_rules(c), where=placed(c))
         if found is None:
-            raise conflict(f"no valid target for VM {rec.name!r} (limits, readiness, memory)")
+            raise conflict(f"no valid target for VM {rec.name!r} (limits, readiness, memory, "
+                           "affinity rules)")
         return found
     if node == rec.home:
         raise conflict(f"VM {rec.name!r} is placed on {node} already")
@@ -194,6 +197,7 @@ def _target(c: Ctx, rec: VM, data: dict[str, Any]) -> str:
                   name=node, carrying=carrying)
     if why is not None:
         raise ApiError(400, "invalid_target", why, details={"node": [why]})
+    check_rules(c, rec.name, node, verb=data["action"])
     return str(node)
 
 

@@ -32,7 +32,7 @@ from reconciler.cluster.fencing import Fencer
 from reconciler.cluster.state import ClusterState
 from reconciler.metrics.families import FENCES
 from reconciler.runtime.workqueue import Result
-from store import events, nodestatus, txn, vmstatus
+from store import events, nodestatus, rebalance, txn, vmstatus
 from store.affinity import rules_of, strict_refusal
 from store.client import Store
 from store.codec import Doc
@@ -303,7 +303,27 @@ class Controllers:
             return Result.after(STALE_RETRY)
         await self._set_domain_state(name, "ready")
         await self._event("ready", f"{name} is ready", node=name)
+        await self._auto_rebalance(name)
         return Result.done()
+
+    async def _auto_rebalance(self, ready: str) -> None:
+        """With `config.rebalance.auto`, even the nodes out now that `ready` takes VMs."""
+        settings = self.state.setting("rebalance", None) or {}
+        if not settings.get("auto"):
+            return
+        selector = str(self.state.setting("selector", "mem"))
+        running = {v.name: (self.state.needs(v), v.home) for v in self.state.all_vms()
+                   if v.home is not None and v.want == DesiredState.RUNNING
+                   and v.state == VMState.RUNNING and v.status_node == v.home}
+        found = rebalance.plan(self.state.node_views(), running, selector=selector,
+                               rules=self.state.rules(), where=self.state.where(),
+                               threshold=float(settings.get("threshold", 0.1)))
+        moves = [(vm, {"node": m.target, "reason": f"rebalanced from {m.source} to "
+                       f"{m.target} ({ready} ready)"})
+                 for m in found.moves if (vm := self.state.vm(m.vm)) is not None]
+        if moves and not await self._place_many(moves):
+            await self._event("rebalanced", f"{len(moves)} VM(s) moved after {ready} came "
+                              f"back: imbalance {found.before} -> {found.after}", node=ready)
 
     async def _autorestart(self, vm: VM, node: str) -> None:
         placement = {**vm.placement_doc, "node": node, "autorestartPending": False,

@@ -28,10 +28,11 @@ OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /node/{node}/domain-state", "POST /apply", "POST /volume",
     "DELETE /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}", "POST /volume/{pool}/{vol}/clone",
     "PUT /volume/{pool}/{vol}/data", "GET /vm/{vm}/console", "GET /vm/{vm}/vnc",
+    "POST /rebalance",
     "POST /rule", "DELETE /rule/{rule}",
 }
 ADMIN_ROUTES = OPERATOR_ROUTES | {
-    "POST /config", "GET /token", "POST /token", "DELETE /token/{token}",
+    "POST /config", "GET /token", "POST /token", "DELETE /token/{token}", "POST /maintenance",
     "POST /network", "POST /network/{net}", "DELETE /network/{net}",
     "POST /network/{net}/reservation", "DELETE /network/{net}/reservation/{mac}",
     "POST /network/{net}/acl", "DELETE /network/{net}/acl/{rule}",
