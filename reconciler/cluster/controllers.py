@@ -174,9 +174,12 @@ class Controllers:
     # --- failure: fence, then recover ------------------------------------------------------
 
     async def fence(self, name: str) -> Result:
-        if self.state.node(name).fence == FenceMode.NONE \
-                or self.state.setting("maintenance", False):
+        if self.state.node(name).fence == FenceMode.NONE:
             log.warning("node %s failed; fencing is off for it, nothing is recovered", name)
+            return Result.done()
+        if self.state.setting("maintenance", False):  # looked at again when it ends
+            await self._event("fence-held", f"{name} failed; cluster maintenance is on: "
+                              "not fenced, nothing recovered until it ends", node=name)
             return Result.done()
         await self._mark_unknown(name)
         result = await asyncio.to_thread(self.fencer.fence, name)

@@ -2,7 +2,8 @@
 on test-driver nodes (`tests.integration.test_controllers`): an `apart` pair stays apart
 through a flush and the return, a `together` pair moves as one, a strict rule that leaves
 no node stops the VM with the rule in the reason, and a VM that only a strict rule keeps
-from its node waits with the rule named; deleting the rule lets it run."""
+from its node waits with the rule named; deleting the rule lets it run. Maintenance: a
+node that dies meanwhile is neither fenced nor its VMs recovered until it ends."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from store import election, events
 from store.client import Store
 from tests.integration.test_controllers import (
     define,
@@ -20,7 +22,7 @@ from tests.integration.test_controllers import (
     set_node,
 )
 from tests.support.daemons import RunningDaemon as Daemon
-from tests.support.waits import wait_doc
+from tests.support.waits import wait_children, wait_doc
 
 
 @pytest.fixture
@@ -90,3 +92,23 @@ async def test_a_strict_rule_with_no_node_left_stops_or_holds_the_vm_and_says_wh
         d and d.get("reason") == "waiting: strict rule 'solo' keeps w1 apart from s2 (on hv2)"))
     store.delete(store.paths.rule("solo"))  # the primary looks again when a rule changes
     await wait_doc(store, store.paths.vm_status("w1"), running_on("hv2"))
+
+
+async def test_maintenance_holds_fencing_until_it_ends(cluster: list[Daemon], store: Store,
+                                                       tmp_path: Path) -> None:
+    victim = next(m for m in cluster if m.config.name != election.primary(store))
+    dead = victim.config.name
+    define(store, "web", node=dead)
+    await wait_doc(store, store.paths.vm_status("web"), running_on(dead))
+    store.update(store.paths.config, lambda d: {**d, "maintenance": True})
+    await victim.crash()
+    await wait_children(store, store.paths.events, lambda _names: any(
+        e["kind"] == "fence-held" and e.get("node") == dead
+        for e in events.recent(store)) or None, timeout=30)
+    assert not (tmp_path / "fenced").exists()
+    assert store.get(store.paths.vm_placement("web")).doc["node"] == dead
+    store.update(store.paths.config, lambda d: {**d, "maintenance": False})
+    await wait_doc(store, store.paths.vm_status("web"),
+                   lambda d: bool(d and d["state"] == "running" and d["node"] != dead),
+                   timeout=30)
+    assert (tmp_path / "fenced").read_text().split() == [dead]
