@@ -48,7 +48,8 @@ def parse_limits(text: str) -> list[str]:
 
 def meta_body(*, limit: str | None, selector: str | None, autorestart: bool | None,
               migration_method: str | None, shutdown_timeout: int | None,
-              migration_max_downtime: int | None = None) -> dict[str, Any]:
+              migration_max_downtime: int | None = None, max_restart: int | None = None,
+              max_relocate: int | None = None) -> dict[str, Any]:
     """The metadata fields of a define or meta request: only the options given."""
     body: dict[str, Any] = {}
     if limit is not None:
@@ -63,6 +64,10 @@ def meta_body(*, limit: str | None, selector: str | None, autorestart: bool | No
         body["shutdown_timeout"] = shutdown_timeout
     if migration_max_downtime is not None:
         body["migration_max_downtime"] = migration_max_downtime
+    if max_restart is not None:
+        body["max_restart"] = max_restart
+    if max_relocate is not None:
+        body["max_relocate"] = max_relocate
     return body
 
 
@@ -80,6 +85,10 @@ def meta_options(func: F) -> F:
                      help="longest final pause of a live migration (default: libvirt's)"),
         click.option("--shutdown-timeout", type=click.IntRange(1, 86400), metavar="SECONDS",
                      help="a graceful shutdown is forced after this long"),
+        click.option("--max-restart", type=click.IntRange(0, 100), metavar="N",
+                     help="restarts in place after failures or crashes (default 1)"),
+        click.option("--max-relocate", type=click.IntRange(0, 100), metavar="N",
+                     help="other nodes tried after that, before it is failed (default 1)"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -121,7 +130,8 @@ def meta(ctl: Ctl, /, name: str, **options: Any) -> None:
     if not body:
         raise click.UsageError("nothing to change: give at least one of --limit, --selector, "
                                "--autorestart/--no-autorestart, --migration-method, "
-                               "--migration-max-downtime, --shutdown-timeout")
+                               "--migration-max-downtime, --shutdown-timeout, --max-restart, "
+                               "--max-relocate")
     view = ctl.client.post(f"/vm/{name}/meta", body)
     emit(f"vm/{name} metadata changed")
     emit(pairs([("Limits", limits_text(view.get("limits"))),
@@ -131,7 +141,9 @@ def meta(ctl: Ctl, /, name: str, **options: Any) -> None:
                 ("Migration max downtime", f"{view['migration_max_downtime']} ms"
                  if view.get("migration_max_downtime") else "libvirt default"),
                 ("Shutdown timeout", f"{view['shutdown_timeout']}s"
-                 if view.get("shutdown_timeout") else "cluster default")]))
+                 if view.get("shutdown_timeout") else "cluster default"),
+                ("Restart limits", f"{view.get('max_restart', 1)} in place, then "
+                 f"{view.get('max_relocate', 1)} other node(s)")]))
 
 
 @vm_group.command("list")

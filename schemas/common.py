@@ -201,6 +201,11 @@ def non_negative() -> validate.Range:
 MAX_MIGRATION_DOWNTIME_MS = 60_000
 
 
+def restart_limit_range() -> validate.Range:
+    """`maxRestart` / `maxRelocate` (issue #17): 0..100 tries."""
+    return validate.Range(min=0, max=100, error="Must be between 0 and 100.")
+
+
 def migration_downtime_range() -> validate.Range:
     """The longest final pause of a live migration: whole milliseconds, 1..60,000."""
     return validate.Range(

@@ -28,6 +28,7 @@ from schemas.common import (
     StrictInt,
     limits_field,
     migration_downtime_range,
+    restart_limit_range,
     shutdown_timeout_range,
 )
 from schemas.domainxml import domain_name, normalize_domain_xml
@@ -47,6 +48,8 @@ META_KEYS = {
     "autorestart": "autorestart",
     "migration_method": "migrationMethod",
     "migration_max_downtime": "migrationMaxDowntime",
+    "max_restart": "maxRestart",
+    "max_relocate": "maxRelocate",
 }
 # Request field → key in `spec` of the stored VM.
 SPEC_KEYS = {"state": "state", "node": "node", "shutdown_timeout": "shutdownTimeout", "xml": "xml"}
@@ -123,7 +126,7 @@ class VMModifyRequest(_AtLeastOne):
     _name_required = False  # define: the XML must name the VM when no name is given
     AT_LEAST_ONE: tuple[str, ...] = (
         "xml", "node", "limits", "selector", "autorestart", "migration_method",
-        "migration_max_downtime", "shutdown_timeout", "state",
+        "migration_max_downtime", "shutdown_timeout", "state", "max_restart", "max_relocate",
     )
 
     xml = _xml_field()
@@ -136,6 +139,8 @@ class VMModifyRequest(_AtLeastOne):
     migration_max_downtime = StrictInt(allow_none=True, validate=migration_downtime_range())
     shutdown_timeout = StrictInt(allow_none=True, validate=shutdown_timeout_range())
     state = Choice(DesiredState)
+    max_restart = StrictInt(validate=restart_limit_range())
+    max_relocate = StrictInt(validate=restart_limit_range())
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def _check_xml(self, data: dict[str, Any], original_data: Any, **kwargs: Any) -> None:
@@ -231,7 +236,7 @@ class VMMetaRequest(_AtLeastOne):
         unknown = RAISE
 
     AT_LEAST_ONE = ("limits", "selector", "autorestart", "migration_method",
-                    "migration_max_downtime", "shutdown_timeout")
+                    "migration_max_downtime", "shutdown_timeout", "max_restart", "max_relocate")
 
     limits = NameList()
     selector = Choice(Selector)
@@ -239,6 +244,8 @@ class VMMetaRequest(_AtLeastOne):
     migration_method = Choice(MigrationMethod)
     migration_max_downtime = StrictInt(allow_none=True, validate=migration_downtime_range())
     shutdown_timeout = StrictInt(allow_none=True, validate=shutdown_timeout_range())
+    max_restart = StrictInt(validate=restart_limit_range())
+    max_relocate = StrictInt(validate=restart_limit_range())
 
 
 def meta_patch(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from schemas.common import (
     limits_field,
     migration_downtime_range,
     non_negative,
+    restart_limit_range,
     shutdown_timeout_range,
     validate_epoch,
 )
@@ -56,6 +57,10 @@ class VMMetaSchema(HerdSchema):
     migrationMethod = Choice(MigrationMethod, load_default=MigrationMethod.ANY.value)
     # The final pause a live migration may take, in ms; absent or None: libvirt's default.
     migrationMaxDowntime = StrictInt(allow_none=True, validate=migration_downtime_range())
+    # Restart limits (issue #17): restarts in place after start failures or crashes within
+    # RESTART_WINDOW, then tries on other nodes, then the VM is failed.
+    maxRestart = StrictInt(validate=restart_limit_range())  # absent: 1
+    maxRelocate = StrictInt(validate=restart_limit_range())  # absent: 1
 
 
 def _default_meta() -> dict[str, Any]:
@@ -123,6 +128,28 @@ class PlacementSchema(HerdSchema):
     reason = Text(max_len=MAX_REASON_LEN, load_default="")
     autorestartPending = StrictBool(load_default=False)
     home = Name(load_default=None)
+    # Restart limits (issue #17): the nodes that gave the VM up at this spec generation.
+    tried = fields.Nested(lambda: TriedSchema(), allow_none=True)
+
+
+class TriedSchema(HerdSchema):
+    """`placement.tried`: nodes given up on (`store.restarts`), for one spec generation."""
+
+    class Meta:
+        unknown = RAISE
+
+    generation = StrictInt(required=True, validate=non_negative())
+    nodes = fields.List(Name(), required=True, validate=validate.Length(max=256))
+
+
+class RelocateSchema(HerdSchema):
+    """`status.relocate`: the node gave the VM up after its restarts (`store.restarts`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    node = Name(required=True)
+    restarts = StrictInt(required=True, validate=non_negative())
 
 
 class MigrationSchema(HerdSchema):
@@ -202,3 +229,7 @@ class VMStatusSchema(HerdSchema):
     conditions = fields.List(
         fields.Nested(ConditionSchema), load_default=list, validate=_unique_condition_types
     )
+    # Restart limits (issue #17): restarts after failures here, and a node's giving up.
+    restarts = fields.List(StrictFloat(validate=validate_epoch), validate=validate.Length(
+        max=101))
+    relocate = fields.Nested(RelocateSchema, allow_none=True)

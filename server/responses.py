@@ -51,6 +51,8 @@ class VMMetaView(Schema):
     migration_method = fields.String(required=True)
     migration_max_downtime = fields.Integer(required=True, allow_none=True)
     shutdown_timeout = fields.Integer(required=True, allow_none=True)
+    max_restart = fields.Integer(required=True)
+    max_relocate = fields.Integer(required=True)
     resourceVersion = fields.String(required=True)
 
 

@@ -46,6 +46,7 @@ def vm_meta(rec: VM) -> Doc:
             "migration_method": meta.get("migrationMethod", "any"),
             "migration_max_downtime": meta.get("migrationMaxDowntime"),
             "shutdown_timeout": rec.spec_doc.get("shutdownTimeout"),
+            "max_restart": rec.max_restart, "max_relocate": rec.max_relocate,
             "resourceVersion": str(rec.mzxid)}
 
 

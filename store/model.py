@@ -187,6 +187,16 @@ class VM(_Object):
         return bool(self.meta.get("autorestart", False))
 
     @property
+    def max_restart(self) -> int:
+        """Restarts in place after failures (issue #17; `store.restarts`)."""
+        return int(self.meta.get("maxRestart", 1))
+
+    @property
+    def max_relocate(self) -> int:
+        """Other nodes tried once the restarts here are used up (issue #17)."""
+        return int(self.meta.get("maxRelocate", 1))
+
+    @property
     def migration_method(self) -> MigrationMethod:
         return _member(MigrationMethod, self.meta.get("migrationMethod"), MigrationMethod.ANY)
 

@@ -32,7 +32,7 @@ from reconciler.cluster.fencing import Fencer
 from reconciler.cluster.state import ClusterState
 from reconciler.metrics.families import FENCES
 from reconciler.runtime.workqueue import Result
-from store import events, nodestatus, rebalance, txn, vmstatus
+from store import events, nodestatus, rebalance, restarts, txn, vmstatus
 from store.affinity import rules_of, strict_refusal
 from store.client import Store
 from store.codec import Doc
@@ -92,9 +92,39 @@ class Controllers:
             reason = _with_broken(f"scheduled on {target}", planner.broken_soft(vm.name)) \
                 if target else f"waiting: {planner.why_not(needs)}"
             moves.append((vm, {"node": target, "reason": reason}))
+        moves += await self._relocations(planner)
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
         return Result.done()
+
+    async def _relocations(self, planner: Planner) -> list[tuple[VM, Doc]]:
+        """VMs a node gave up on after their restarts (`store.restarts`): placed on a node
+        not tried yet, until `maxRelocate` were; then failed, with an event, once."""
+        moves: list[tuple[VM, Doc]] = []
+        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
+            relocate = vm.status_doc.get("relocate") or {}
+            if (vm.want != DesiredState.RUNNING or vm.state != VMState.FAILED
+                    or relocate.get("node") != vm.home or vm.home is None
+                    or vm.failed_generation != vm.generation):
+                continue
+            found = restarts.relocation(vm.placement_doc, gave_up_on=vm.home,
+                                        generation=vm.generation, max_relocate=vm.max_relocate)
+            if found.exhausted:
+                await self._give_up(vm, found.tried)
+                continue
+            tried = {"generation": vm.generation, "nodes": list(found.tried)}
+            target = planner.place(self.state.needs(vm), exclude=found.tried)
+            reason = (f"relocated to {target}: {vm.status_doc.get('reason')}" if target else
+                      f"waiting: no node left to relocate to (tried {', '.join(found.tried)})")
+            moves.append((vm, {"node": target or vm.home, "tried": tried, "reason": reason}))
+        return moves
+
+    async def _give_up(self, vm: VM, tried: tuple[str, ...]) -> None:
+        reason = f"failed: given up on {', '.join(tried)} (restart limits)"
+        if vm.placement_doc.get("reason") == reason:
+            return  # reported once
+        await self._place_many([(vm, {"reason": reason})])
+        await self._event("failed", f"{vm.name}: {reason}", vm=vm.name)
 
 
     async def _place_many(self, moves: list[tuple[VM, Doc]]) -> int:

@@ -29,7 +29,8 @@ from reconciler.vm.observe import Observation
 from reconciler.vm.record import StatusWriter
 from statemachine import Action, Step
 from statemachine.nodeplan import OWNER_WAIT, Gate, OwnerOp, VMPlan
-from store import txn
+from store import restarts, txn
+from store.codec import Doc
 from store.errors import AlreadyExists
 from vocabulary import UP_RUN_STATES as UP
 
@@ -68,14 +69,39 @@ class Actuator:
     async def _claim_then_act(self, obs: Observation, plan: VMPlan, step: Step) -> Result:
         """Own it and record the step in one transaction, then act (a start) or leave the
         action to the next reconcile (the first phase of a live migration)."""
+        doc = self.writer.doc_after(obs, step)
+        if step.action == Action.START and plan.execute:
+            counted = await self._count_restart(obs, doc)
+            if counted is None:
+                return Result.done()  # given up here: the primary relocates it
+            doc = counted
         claim = self.writer.owner_ops(obs, OwnerOp.CLAIM, up=True)
         try:
-            await self.writer.write(obs, self.writer.doc_after(obs, step), with_ops=claim)
+            await self.writer.write(obs, doc, with_ops=claim)
         except AlreadyExists:
             return Result.after(OWNER_WAIT)
         if plan.execute:
             await self.act(obs, step)
         return _after(plan.requeue_after if not plan.execute else step.requeue_after)
+
+    async def _count_restart(self, obs: Observation, doc: Doc) -> Doc | None:
+        """A start's status with the restart counted, if it follows a failure here of the
+        same spec generation (a user's start, a new desired state, forgets the old ones);
+        None when `maxRestart` is used up: the VM is given up here (failed for this
+        generation, `relocate` set, owner let go)."""
+        vm, now = obs.vm, self.writer.clock()
+        same_spec = vm.status_doc.get("observedGeneration") == vm.generation
+        if not same_spec or not restarts.is_restart(
+                vm.state, obs.domain.state if obs.domain else None,
+                status_here=vm.status_node == self.node):
+            return {**doc, "restarts": [], "relocate": None}
+        if restarts.budget_left(vm.status_doc, max_restart=vm.max_restart, now=now):
+            return {**restarts.with_restart(doc, now=now), "relocate": None}
+        used = len(restarts.recent(vm.status_doc.get("restarts") or [], now=now))
+        reason, relocate = restarts.gave_up(self.node, used)
+        await self.writer.failed_for_good(obs, reason, relocate=relocate)
+        log.warning("%s: %s", obs.name, reason)
+        return None
 
     async def _act_then_record(self, obs: Observation, plan: VMPlan, step: Step) -> Result:
         """Act, then write status with the owner claimed (running here, unowned: adopted, or
@@ -109,7 +135,7 @@ class Actuator:
             if not e.permanent:
                 await self.writer.failed(obs.name, step, e)
                 raise
-            await self.writer.failed_for_good(obs, step, e)
+            await self.writer.failed_for_good(obs, f"{step.action} failed: {e}")
             raise TerminalError(f"{obs.name}: {step.action} refused: {brief(e)}") from None
 
     async def _do(self, obs: Observation, step: Step) -> None:

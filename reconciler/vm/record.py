@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from reconciler.vm.observe import Observation, Observer
 from statemachine import Action, Step
@@ -156,16 +157,17 @@ class StatusWriter:
         await self.update(name, lambda doc: status.failed(
             doc, reason=f"{step.action} failed: {error}", now=now))
 
-    async def failed_for_good(self, obs: Observation, step: Step, error: Exception) -> None:
-        """libvirt refused the VM as such: status failed for this spec generation, and the
-        owner znode (claimed for the step) let go, in one version-checked transaction."""
+    async def failed_for_good(self, obs: Observation, reason: str, **extra: Any) -> None:
+        """libvirt refused the VM as such, or the node gave it up (restart limits): status
+        failed for this spec generation (with `extra` fields), and the owner znode (claimed
+        for the step) let go, in one version-checked transaction."""
         name, now = obs.name, self.clock()
         path, owner_path = self.store.paths.vm_status(name), self.store.paths.vm_owner(name)
 
         def commit() -> Versioned:
             current = self.store.get(path)
-            new = status.failed(current.doc, reason=f"{step.action} failed: {error}",
-                                now=now, for_good=obs.vm.generation)
+            new = {**status.failed(current.doc, reason=reason, now=now,
+                                   for_good=obs.vm.generation), **extra}
             ops: list[txn.Op] = [txn.Set(path, new, current.version)]
             try:
                 owner: Versioned | None = self.store.get(owner_path)

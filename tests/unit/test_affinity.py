@@ -144,3 +144,26 @@ def test_rebalance_never_raises_the_imbalance_nor_breaks_a_rule_or_limit(
         where[move.vm] = move.target
     strict = [r for r in rules if r.strict]
     assert len(broken(strict, where)) <= len(broken(strict, planner.where))
+
+
+def test_restart_limits_count_failures_here_then_relocate_then_give_up() -> None:
+    from store import restarts
+    from vocabulary import RunState, VMState
+
+    assert restarts.is_restart(VMState.FAILED, RunState.DEFINED, status_here=True)
+    assert restarts.is_restart(VMState.RUNNING, RunState.DEFINED, status_here=True)
+    assert restarts.is_restart(VMState.STOPPED, RunState.CRASHED, status_here=False)
+    assert not restarts.is_restart(VMState.STOPPED, RunState.DEFINED, status_here=True)
+    assert not restarts.is_restart(VMState.FAILED, RunState.DEFINED, status_here=False)
+    window = restarts.RESTART_WINDOW
+    status = {"restarts": [0.0, window - 1]}
+    assert not restarts.budget_left(status, max_restart=1, now=window)  # one in the window
+    assert restarts.budget_left(status, max_restart=2, now=window)
+    assert restarts.with_restart(status, now=window)["restarts"] == [window - 1, window]
+    first = restarts.relocation({}, gave_up_on="hv1", generation=3, max_relocate=1)
+    assert (first.tried, first.exhausted) == (("hv1",), False)
+    placement = {"tried": {"generation": 3, "nodes": ["hv1"]}}
+    second = restarts.relocation(placement, gave_up_on="hv2", generation=3, max_relocate=1)
+    assert (second.tried, second.exhausted) == (("hv1", "hv2"), True)
+    fresh = restarts.relocation(placement, gave_up_on="hv2", generation=4, max_relocate=1)
+    assert fresh.tried == ("hv2",)  # a new spec generation starts afresh

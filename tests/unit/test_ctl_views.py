@@ -61,8 +61,10 @@ def test_a_node_row_shows_a_pending_domain_state_change() -> None:
 def test_cluster_status_counts() -> None:
     text = cluster_status({"primary": "hv1", "nodes": {"total": 3, "alive": 2,
                                                        "daemonState": {"run": 2, "dead": 1}},
-                           "vms": {"total": 1, "state": {"running": 1}}})
-    assert "Primary:    hv1" in text and "1 dead, 2 run" in text
+                           "vms": {"total": 1, "state": {"running": 1}},
+                           "config": {"maintenance": True}})
+    assert "Primary:     hv1" in text and "1 dead, 2 run" in text
+    assert "Maintenance: on: fencing and recovery paused" in text
 
 
 def test_ago() -> None:

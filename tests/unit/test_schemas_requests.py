@@ -31,10 +31,10 @@ NAMED = "<domain type='test'><name>web1</name><memory unit='MiB'>64</memory></do
 UNNAMED = "<domain type='test'><memory unit='MiB'>64</memory></domain>"
 MODIFY_FIELDS = (
     "xml, node, limits, selector, autorestart, migration_method, migration_max_downtime, "
-    "shutdown_timeout, state"
+    "shutdown_timeout, state, max_restart, max_relocate"
 )
 META_FIELDS = ("limits, selector, autorestart, migration_method, migration_max_downtime, "
-               "shutdown_timeout")
+               "shutdown_timeout, max_restart, max_relocate")
 
 
 def errors(schema: Schema, doc: Any) -> Any:
@@ -91,8 +91,9 @@ def test_define_with_a_name_fills_in_the_xml() -> None:
             "Name 'Web1' must be lowercase; use 1-63 characters: lowercase letters a-z, "
             "digits 0-9, '-' and '.', starting and ending with a letter or a digit."]}),
         ({"xml": NAMED, "labels": {}}, {"labels": [
-            "Unknown field; allowed fields: autorestart, limits, migration_max_downtime, "
-            "migration_method, name, node, selector, shutdown_timeout, state, xml."]}),
+            "Unknown field; allowed fields: autorestart, limits, max_relocate, max_restart, "
+            "migration_max_downtime, migration_method, name, node, selector, "
+            "shutdown_timeout, state, xml."]}),
         ({"xml": NAMED, "state": "started"}, {"state": [
             "Invalid state 'started'; must be one of: running, stopped, disabled."]}),
         ({"xml": NAMED, "migration_method": "copy"}, {"migration_method": [
@@ -172,8 +173,9 @@ def test_meta_requires_one_field_and_patches_only_given_keys() -> None:
     message = f"No field given; one of {META_FIELDS} is required."
     assert errors(VMMetaRequest(), {}) == {"_schema": [message]}
     assert errors(VMMetaRequest(), {"xml": NAMED}) == {
-        "xml": ["Unknown field; allowed fields: autorestart, limits, migration_max_downtime, "
-                "migration_method, selector, shutdown_timeout."],
+        "xml": ["Unknown field; allowed fields: autorestart, limits, max_relocate, "
+                "max_restart, migration_max_downtime, migration_method, selector, "
+                "shutdown_timeout."],
         "_schema": [message],
     }
     data = VMMetaRequest().load({"limits": "hv1", "migration_method": "live",

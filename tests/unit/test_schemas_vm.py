@@ -111,8 +111,8 @@ def test_unknown_fields_are_rejected_and_named_at_every_level() -> None:
                 "state, stopMode, xml."
             ],
             "meta": {"limit": [
-                "Unknown field; allowed fields: autorestart, limits, migrationMaxDowntime, "
-                "migrationMethod, selector."
+                "Unknown field; allowed fields: autorestart, limits, maxRelocate, maxRestart, "
+                "migrationMaxDowntime, migrationMethod, selector."
             ]},
         },
     }
@@ -243,7 +243,7 @@ def test_placement_defaults_and_validation() -> None:
         "reason": ["Length must be between 0 and 256 characters."],
         "lastNode": ["Name '-' must start and end with a letter or a digit."],
         "nodes": ["Unknown field; allowed fields: autorestartPending, home, lastNode, node, "
-                  "reason."],
+                  "reason, tried."],
     }
     assert errors(PlacementSchema(), {"reason": "a\x00b"}) == {
         "reason": ["Must not contain control characters ('\\x00' at position 1)."]
