@@ -68,6 +68,9 @@ class NodeConfig:
     # Where herd-node itself finds console_log_dir (unset: there). Differs only when
     # libvirtd runs in a mount namespace of its own, as the dev cluster's QEMU hosts do.
     console_log_local_dir: str | None = None
+    # `config.shutdownPolicy: migrate` (issue #17): how long herd-node waits, as its host
+    # shuts down, for the primary to flush this node before it stops anyway.
+    shutdown_flush_timeout: float = 300.0
 
     @property
     def zk_target(self) -> ZKTarget:
@@ -128,6 +131,9 @@ class NodeConfigSchema(Schema):
     migration_concurrency = fields.Integer(load_default=2, validate=validate.Range(
         min=1, max=64, error="must be between 1 and 64"))
     migration_timeout = fields.Float(load_default=300.0, validate=_positive(86400))
+    # As the host shuts down with `config.shutdownPolicy: migrate`: the longest herd-node
+    # waits for the primary to flush this node before it stops anyway.
+    shutdown_flush_timeout = fields.Float(load_default=300.0, validate=_positive(86400))
     # Client networks (issue #14): this node makes their links (false: it reports none up,
     # and VMs on networks are not placed here).
     networks = fields.Boolean(load_default=True)

@@ -9,8 +9,10 @@ Running: cache changes and libvirt lifecycle events queue the VM they concern on
 controller (`reconciler.runtime.controller`: watch callbacks only enqueue); a periodic full
 resync queues them all again (level-triggered); the status publisher writes resources and
 heartbeat.
-SIGTERM: daemonState shutdown, workers stopped, daemonState stop, `alive` removed. VMs
-are left running: a daemon restart never restarts guests. Called by `reconciler.main`.
+SIGTERM: when the host itself shuts down, the cluster's `shutdownPolicy` first
+(`reconciler.node.shutdown`: flush this node, or shut its guests down); then workers
+stopped, daemonState stop, `alive` removed. Otherwise VMs are left running: a daemon
+restart never restarts guests. Called by `reconciler.main`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from reconciler.network.nodenets import NodeNetSettings, NodeNetworks
 from reconciler.node.eventlog import EventLog
 from reconciler.node.publisher import StatusPublisher
 from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
+from reconciler.node.shutdown import NodeShutdown
 from reconciler.runtime.controller import Controller
 from reconciler.storage.nodepools import NodePools
 from reconciler.storage.nodevolumes import NodeVolumes
@@ -112,8 +115,13 @@ class NodeDaemon:
         self.ready = asyncio.Event()
         self.event_log: EventLog | None = None
         # Called on the loop with every libvirt lifecycle event (name, kind, detail): for
-        # history recorders and tests; must not block.
+        # history recorders, the shutdown policy and tests; must not block.
         self.event_listeners: list[Callable[[str, str, int], None]] = []
+        self.shutdown = NodeShutdown(
+            self.store, self.name, nodes=self.nodes, vms=self.vms, hv=self.hv,
+            publisher=self.publisher, setting=self.cluster_default,
+            flush_timeout=config.shutdown_flush_timeout, pause=self.queue.stop)
+        self.event_listeners.append(self.shutdown.on_domain_event)
 
     def _networks(self, config: NodeConfig) -> NodeNetworks | None:
         """The node's network controller, when the config asks for it and libvirt is real."""
@@ -190,10 +198,14 @@ class NodeDaemon:
             await self._start()
             self.ready.set()
             await self._stopping.wait()
+            await self.shutdown.apply()
         finally:
             await self._shutdown()
 
-    def stop(self) -> None:
+    def stop(self, *, host_shutdown: bool | None = None) -> None:
+        """SIGTERM: end `run()`; with `host_shutdown` (None: ask systemd) after the
+        shutdown policy, whose wait a second call ends."""
+        self.shutdown.requested(host_shutdown)
         self._stopping.set()
 
     async def _connect(self) -> None:
@@ -205,6 +217,7 @@ class NodeDaemon:
         await asyncio.to_thread(self._watch)
         await self._until_written("registering the node",
                                   lambda: asyncio.to_thread(self.registration.register))
+        await self._until_written("the return from a shutdown", self.shutdown.resume)
 
     def _watch(self) -> None:
         for informer in (self.cluster, self.nodes, self.vms, self.rules):

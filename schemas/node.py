@@ -39,7 +39,15 @@ from schemas.storage import PoolSchema
 from schemas.vm import VMSchema
 from schemas.volumes import VolumeSchema
 from schemas.xmlpolicy import XmlPolicySchema
-from vocabulary import DaemonState, DesiredDomainState, DomainState, FenceMode, Kind, Selector
+from vocabulary import (
+    DaemonState,
+    DesiredDomainState,
+    DomainState,
+    FenceMode,
+    Kind,
+    Selector,
+    ShutdownPolicy,
+)
 
 
 class NodeSpecSchema(HerdSchema):
@@ -172,6 +180,11 @@ class NodeStatusSchema(HerdSchema):
     endpoint = fields.String(load_default=None, allow_none=True, validate=[
         validate.Length(max=1024), validate.URL(schemes={"http", "https"}, require_tld=False,
                                                error="must be an http(s) URL")])
+    # The node spec's generation of the flush the node made itself as its host shut down
+    # (`config.shutdownPolicy: migrate`): it sets itself ready again when it is back, if
+    # nobody changed its spec since (`reconciler.node.shutdown`).
+    shutdownFlush = StrictInt(allow_none=True, validate=validate.Range(
+        min=1, error="Must be 1 or more."))
 
 
 class RebalanceConfigSchema(HerdSchema):
@@ -201,6 +214,9 @@ class ClusterConfigSchema(HerdSchema):
         validate=validate.Range(min=0, min_inclusive=False, error="Must be more than 0 seconds."),
     )
     maintenance = StrictBool(load_default=False)
+    # What herd-node does with its guests when its host shuts down (issue #17): flush the
+    # node first (migrate), leave them as they are (freeze), shut them down (stop).
+    shutdownPolicy = Choice(ShutdownPolicy, load_default=ShutdownPolicy.MIGRATE.value)
     # Rebalance after a node returns to ready (issue #17; off unless asked).
     rebalance = fields.Nested(RebalanceConfigSchema)
     # The domain XML policy (schemas.xmlpolicy); absent: the default policy.

@@ -18,6 +18,7 @@ DEFAULT_CONFIG: Doc = {
     "shutdownTimeout": 180,
     "fenceTimeout": 8.0,
     "maintenance": False,
+    "shutdownPolicy": "migrate",
 }
 
 

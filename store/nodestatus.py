@@ -7,6 +7,8 @@ Two writers share the document, each with its own fields, and both build it here
   storage pools: usable or why not, capacity and free space), `endpoint` (the URL of its
   HTTP endpoint, `reconciler.endpoint`, or None) and the
   `heartbeat`; it seeds `domainState` from its spec only while the status has none;
+  it also marks the flush it makes of itself as its host shuts down (`shutdownFlush`: the
+  spec generation of that flush; `reconciler.node.shutdown`) and drops the mark once back;
 - the primary coordinator (`reconciler.cluster.controllers`) owns `domainState` (the flush/ready
   controller) and marks a fenced node (`daemonState: fenced`).
 Every write is a version-checked read-modify-write (`Store.update`), so neither writer
@@ -40,3 +42,14 @@ def with_domain_state(old: Doc, state: str, **extra: Any) -> Doc:
         raise ValueError(f"the primary sets only domainState and daemonState, not "
                          f"{sorted(unknown)}")
     return {**old, "domainState": state, **extra}
+
+
+def with_shutdown_flush(old: Doc, generation: int | None) -> Doc:
+    """The status with the node's mark of its own flush for a shutdown (the node spec's
+    generation that flush wrote), or without it (None)."""
+    new = dict(old)
+    if generation is None:
+        new.pop("shutdownFlush", None)
+    else:
+        new["shutdownFlush"] = generation
+    return new

@@ -2,7 +2,8 @@
 start or stopped by itself, then on how many other nodes it is tried, then it is failed.
 
 The node that runs a VM keeps, in the VM's status, `restarts`: the times of the restarts
-it made after a failure within RESTART_WINDOW. Before such a restart (`is_restart`), the
+it made after a failure (a failed start, a crash) within RESTART_WINDOW. Before such a
+restart (`is_restart`), the
 node asks `budget_left`: with `maxRestart` restarts used up it gives the VM up here
 (`gave_up`: status failed for this spec generation, with `relocate`), and the primary
 places it on a node it has not tried (`relocation`: `placement.tried`, for this spec
@@ -24,10 +25,11 @@ RESTART_WINDOW = 600.0  # seconds a restart after a failure counts against maxRe
 
 def is_restart(recorded: str | None, domain: RunState | None, *, status_here: bool) -> bool:
     """Whether a start now is a restart after a failure: the last start failed here, or
-    the guest status says runs here stopped by itself (crashed, or powered off inside)."""
+    the guest crashed (as Proxmox's `max_restart`, which counts failed starts). A guest
+    found off (powered off inside, or gone with its host) is started again uncounted."""
     if domain == RunState.CRASHED:
         return True
-    return status_here and recorded in (VMState.FAILED, VMState.RUNNING)
+    return status_here and recorded == VMState.FAILED
 
 
 def recent(times: Sequence[float], *, now: float) -> list[float]:

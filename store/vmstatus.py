@@ -5,7 +5,9 @@ Every writer of a VM's status builds the new document here, from the one it read
   libvirt failure (`failed`), after its live migration call (`migrated_out`,
   `live_failed`), and when it finds a guest that status places here gone (`off_here`) —
   `reconciler.vm.record.StatusWriter`, version-checked, in one transaction with its owner
-  znode change;
+  znode change; and, as its host shuts down with `config.shutdownPolicy: stop`, after it
+  shut the guest down (`shut_down_here`, `reconciler.node.shutdown`: a version-checked
+  update; the owner znode goes with the node's session);
 - the primary coordinator, for the VMs of a node that stopped answering (`unknown`) and,
   once that node is fenced, for the ones left there (`fenced_off`) —
   `reconciler.cluster.controllers`, version-checked against its cache.
@@ -130,6 +132,15 @@ def off_here(old: Doc, *, node: str, now: float) -> Doc:
     with a restart): off, so that the node it is placed on may start it."""
     return {**old, "state": "stopped", "node": None, "since": now,
             "reason": f"not running on {node}", "shutdownDeadline": None, "migration": None}
+
+
+def shut_down_here(old: Doc, *, node: str, now: float, forced: bool) -> Doc:
+    """`node` shut the guest down as its host shuts down (`config.shutdownPolicy: stop`):
+    off, still placed there; it starts again when that node is back."""
+    how = "forced off" if forced else "shut down"
+    return {**old, "state": "stopped", "node": None, "since": now,
+            "reason": f"{how} with node {node} (shutdownPolicy stop)",
+            "shutdownDeadline": None, "migration": None, "runningXmlHash": None}
 
 
 def unknown(old: Doc, *, node: str, now: float) -> Doc:

@@ -3,9 +3,9 @@
 The values are the strings stored in ZooKeeper and taken or shown by the API (a
 `StrEnum` member equals its value, so a loaded document's plain strings compare equal).
 `kind`: object kinds; `vm`: a VM's desired and observed states, meta choices and verbs;
-`node`: a node's domain (flush) state, its verbs, its daemon state; `role`: the roles of
-API tokens; `runstate`: the run state of one libvirt domain, which the node reconciler
-and `statemachine` work on.
+`node`: a node's domain (flush) state, its verbs, its daemon state, its shutdown policy;
+`role`: the roles of API tokens; `runstate`: the run state of one libvirt domain, which
+the node reconciler and `statemachine` work on.
 
 Pure and at the bottom of the layers: imports nothing of the project and does no I/O.
 Used by `schemas`, `statemachine`, `store`, `reconciler`, `server` and `ctl`.
@@ -21,6 +21,7 @@ from vocabulary.node import (
     DomainState,
     DomainStateVerb,
     FenceMode,
+    ShutdownPolicy,
 )
 from vocabulary.role import Role
 from vocabulary.rule import RuleKind
@@ -62,6 +63,7 @@ __all__ = [
     "RuleKind",
     "RunState",
     "Selector",
+    "ShutdownPolicy",
     "StateVerb",
     "StopMode",
     "VMState",

@@ -1,11 +1,12 @@
-"""The words of a node: its domain (flush) state, desired and observed, and its daemon state.
+"""The words of a node: its domain (flush) state, desired and observed, its daemon state.
 
 Every value is a string stored in ZooKeeper (the node spec and status znodes) or taken and
 shown by the API (`spec.domainState`, `status.domainState`, `status.daemonState`,
 POST /node/{node}/domain-state). "Domain state" here is the node's: whether it takes VMs
 (ready) or is emptied of them (flushed); the run state of one libvirt domain is
 `vocabulary.runstate.RunState`. Used by `schemas`, `reconciler` (daemon, controllers),
-`server` and `ctl`. Pure: imports nothing.
+`server` and `ctl`; and what herd-node does when its host shuts down (`ShutdownPolicy`,
+`config.shutdownPolicy`). Pure: imports nothing.
 """
 
 from __future__ import annotations
@@ -61,3 +62,12 @@ class FenceMode(StrEnum):
 
     AUTO = "auto"
     NONE = "none"
+
+
+class ShutdownPolicy(StrEnum):
+    """`config.shutdownPolicy`: what herd-node does with its guests when the host shuts
+    down (`reconciler.node.shutdown`)."""
+
+    MIGRATE = "migrate"  # flush the node first (bounded); ready again when it is back
+    FREEZE = "freeze"  # leave the guests as they are (a quick reboot)
+    STOP = "stop"  # shut the guests down; they start again when the node is back

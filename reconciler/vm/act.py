@@ -99,7 +99,7 @@ class Actuator:
             return {**restarts.with_restart(doc, now=now), "relocate": None}
         used = len(restarts.recent(vm.status_doc.get("restarts") or [], now=now))
         reason, relocate = restarts.gave_up(self.node, used)
-        await self.writer.failed_for_good(obs, reason, relocate=relocate)
+        await self.writer.failed_for_good(obs, reason, relocate=relocate, node=self.node)
         log.warning("%s: %s", obs.name, reason)
         return None
 

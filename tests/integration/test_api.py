@@ -155,7 +155,7 @@ async def test_define_then_get_shows_metadata_and_znodes(api: Api, store: Store)
     status, meta = await api.get("/vm/web1/meta")
     assert meta == {"name": "web1", "limits": ["hv1", "hv2"], "selector": "vms",
                     "autorestart": True, "migration_method": "shutdown", "shutdown_timeout": 30,
-                    "migration_max_downtime": 50,
+                    "migration_max_downtime": 50, "max_restart": 1, "max_relocate": 1,
                     "resourceVersion": got["metadata"]["resourceVersion"]}
 
 

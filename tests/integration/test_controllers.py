@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from reconciler.config import NodeConfig
+from reconciler.libvirt.adapter import LibvirtHypervisor
 from store import election, events, txn, vms
 from store.client import Store
 from tests.support.daemons import RunningDaemon as Daemon
@@ -35,7 +36,8 @@ def fence_script(tmp_path: Path, *, ok: bool) -> str:
 
 
 async def make_cluster(zk_hosts: str, zk_root: str, tmp_path: Path, store: Store, *,
-                       fence_ok: bool = True) -> list[Daemon]:
+                       fence_ok: bool = True,
+                       hypervisor: type[LibvirtHypervisor] = LibvirtHypervisor) -> list[Daemon]:
     store.update(store.paths.config, lambda d: {**d, "fenceTimeout": 1.0})
     base = NodeConfig(name="hv1", zk_hosts=zk_hosts, zk_root=zk_root, zk_timeout=4.0,
                       libvirt_uri="", coordinator=True, address=None,
@@ -46,6 +48,7 @@ async def make_cluster(zk_hosts: str, zk_root: str, tmp_path: Path, store: Store
     members = [Daemon(replace(base, name=n, libvirt_uri=write_node_file(tmp_path, n)))
                for n in NAMES]
     for m in members:
+        m.hv = hypervisor(m.config.libvirt_uri)  # the shared connection, of that class
         await m.start()
     return members
 

@@ -151,7 +151,7 @@ def test_restart_limits_count_failures_here_then_relocate_then_give_up() -> None
     from vocabulary import RunState, VMState
 
     assert restarts.is_restart(VMState.FAILED, RunState.DEFINED, status_here=True)
-    assert restarts.is_restart(VMState.RUNNING, RunState.DEFINED, status_here=True)
+    assert not restarts.is_restart(VMState.RUNNING, RunState.DEFINED, status_here=True)
     assert restarts.is_restart(VMState.STOPPED, RunState.CRASHED, status_here=False)
     assert not restarts.is_restart(VMState.STOPPED, RunState.DEFINED, status_here=True)
     assert not restarts.is_restart(VMState.FAILED, RunState.DEFINED, status_here=False)

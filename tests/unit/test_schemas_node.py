@@ -120,6 +120,7 @@ def test_node_status_fields_are_validated(patch: dict[str, Any], expected: dict[
 def test_cluster_config_defaults_and_validation() -> None:
     assert ClusterConfigSchema().load({}) == {
         "selector": "mem", "shutdownTimeout": 180, "fenceTimeout": 8.0, "maintenance": False,
+        "shutdownPolicy": "migrate",
     }
     assert errors(
         ClusterConfigSchema(),
