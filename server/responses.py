@@ -154,6 +154,7 @@ class ClusterDefaults(Schema):
     shutdownTimeout = fields.Integer(required=True)
     fenceTimeout = fields.Float(required=True)
     maintenance = fields.Boolean(required=True)
+    shutdownPolicy = fields.String(required=True)
 
 
 class ClusterStatus(Schema):
