@@ -6,8 +6,8 @@ every VM that concerns this node: those placed here and every domain libvirt has
 (adoption: a running domain is taken over, never restarted; a domain Herd never knew is
 left alone and reported).
 Running: cache changes and libvirt lifecycle events queue the VM they concern on the VM
-controller (`reconciler.runtime.controller`: watch callbacks only enqueue); a periodic full
-resync queues them all again (level-triggered); the status publisher writes resources and
+controller (`reconciler.node.vmfeed`: watch callbacks only enqueue; a periodic full
+resync queues them all again, level-triggered); the status publisher writes resources and
 heartbeat.
 SIGTERM: when the host itself shuts down, the cluster's `shutdownPolicy` first
 (`reconciler.node.shutdown`: flush this node, or shut its guests down); then workers
@@ -30,7 +30,6 @@ from reconciler.endpoint import NodeEndpoint
 from reconciler.libvirt import Hypervisor, HypervisorError
 from reconciler.libvirt.adapter import LibvirtHypervisor
 from reconciler.libvirt.events import bind_event_loop, settle_events
-from reconciler.libvirt.interface import DEFINED_UPDATED, EventKind
 from reconciler.metrics import MetricsExporter
 from reconciler.network.gateways import GatewaySettings, NodeGateways
 from reconciler.network.libvirtnet import LibvirtNetworks
@@ -41,14 +40,14 @@ from reconciler.node.eventlog import EventLog
 from reconciler.node.publisher import StatusPublisher
 from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
 from reconciler.node.shutdown import NodeShutdown
+from reconciler.node.vmfeed import VMFeed
 from reconciler.runtime.controller import Controller
 from reconciler.storage.nodepools import NodePools
 from reconciler.storage.nodevolumes import NodeVolumes
 from reconciler.vm.reconcile import MigrationLimits, VMReconciler
-from store import events
 from store.client import Store
 from store.errors import Unavailable
-from store.informer import Change, Informer
+from store.informer import Informer
 from store.layout import ensure_layout
 from store.placement import VMNeeds, with_storage
 from store.volumes import local_volume
@@ -79,7 +78,7 @@ class NodeDaemon:
         self._console_logs = not config.libvirt_uri.startswith("test")
         self.reconciler = VMReconciler(
             self.name, self.store, vms=self.vms, hypervisor=self.hv,
-            cluster_default=self.cluster_default, wake=self._enqueue,
+            cluster_default=self.cluster_default, wake=lambda name: self.queue.enqueue(name),
             migrations=MigrationLimits(concurrency=config.migration_concurrency,
                                        timeout=config.migration_timeout),
             storage=self.hv.connection if isinstance(self.hv, LibvirtHypervisor) else None,
@@ -107,16 +106,16 @@ class NodeDaemon:
         self.metrics = MetricsExporter(self.name, hv=self.hv, store=self.store, nodes=self.nodes)
         self.endpoint = NodeEndpoint.for_node(config, hv=self.hv, store=self.store,
                                               nodes=self.nodes, metrics=self.metrics)
-        self.local_domains: set[str] = set()
+        self.feed = VMFeed(self.name, self.store, vms=self.vms, hv=self.hv,
+                           reconciler=self.reconciler, queue=self.queue,
+                           provisioned=self.provisioned, publisher=self.publisher,
+                           removed=self._removed, resync_interval=config.resync_interval)
+        self.event_listeners = self.feed.event_listeners  # history recorders and tests
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[Any]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = asyncio.Event()
         self.event_log: EventLog | None = None
-        # Called on the loop with every libvirt lifecycle event (name, kind, detail): for
-        # history recorders, the shutdown policy and tests; must not block.
-        self.event_listeners: list[Callable[[str, str, int], None]] = []
         self.shutdown = NodeShutdown(
             self.store, self.name, nodes=self.nodes, vms=self.vms, hv=self.hv,
             publisher=self.publisher, setting=self.cluster_default,
@@ -190,9 +189,9 @@ class NodeDaemon:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.queue.bind(self._loop)  # changes seen while the caches sync wait in the queue
-        bind_event_loop(self._loop)  # before the connection opens (see reconciler.libvirt.events)
+        self.feed.loop = loop = asyncio.get_running_loop()
+        self.queue.bind(loop)  # changes seen while the caches sync wait in the queue
+        bind_event_loop(loop)  # before the connection opens (see reconciler.libvirt.events)
         await self._connect()
         try:
             await self._start()
@@ -238,8 +237,8 @@ class NodeDaemon:
                 await asyncio.to_thread(self.store.wait_writable, 1.0)
 
     async def _start(self) -> None:
-        self.vms.subscribe(self._on_vm_change)
-        self.vms.on_synced(self._on_synced)
+        self.vms.subscribe(self.feed.on_vm_change)
+        self.vms.on_synced(self.feed.on_synced)
         self.store.add_session_listener(self._on_session)
         if self.coordinator is not None:
             self.vms.subscribe(self.coordinator.on_vm_change)
@@ -249,8 +248,8 @@ class NodeDaemon:
         if self.config.event_log:
             self.event_log = EventLog(self.config.event_log, self.name)
             self.event_listeners.append(self.event_log.write)
-        await self.hv.start_events(self._on_domain_event)
-        await self._adopt()
+        await self.hv.start_events(self.feed.on_domain_event)
+        await self.feed.adopt()
         self.queue.start()
         if self.networks is not None:
             await self.networks.start()
@@ -268,7 +267,7 @@ class NodeDaemon:
         first = self.publisher.publish
         await self._until_written("the first status", lambda: first(heartbeat=True))
         self._tasks = [asyncio.create_task(self.publisher.run(), name="status-publisher"),
-                       asyncio.create_task(self._resyncer(), name="resync")]
+                       asyncio.create_task(self.feed.resyncer(), name="resync")]
         if self.coordinator is not None:
             self._tasks.append(asyncio.create_task(self.coordinator.run(), name="coordinator"))
 
@@ -309,73 +308,16 @@ class NodeDaemon:
             informer.stop()
         self.store.stop()
 
-    # --- what to reconcile --------------------------------------------------------------------
+    # --- background work ----------------------------------------------------------------
 
-    def concerns_me(self, name: str) -> bool:
-        """Placed here, owned here, said by status to be here, or a domain of this node's
-        libvirt."""
-        p = self.store.paths
-        return name in self.local_domains or any(
-            doc is not None and doc.doc.get("node") == self.name
-            for doc in (self.vms.get(p.vm_placement(name)), self.vms.get(p.vm_owner(name)),
-                        self.vms.get(p.vm_status(name))))
-
-    def _on_vm_change(self, change: Change) -> None:
-        """Informer thread: find the VM and hand it to the loop (enqueue only)."""
-        parts = self.store.paths.split(change.path)
-        if len(parts) < 2 or parts[0] != "vms":
-            return
-        name = parts[1]
-        if self.reconciler.echo(name, parts[2] if len(parts) == 3 else "", change):
-            return
-        was_mine = any(v is not None and v.doc.get("node") == self.name
-                       for v in (change.old, change.new))
-        if was_mine or self.concerns_me(name):
-            self._enqueue(name)
-        if len(parts) == 2 and change.new is None:
-            self._removed_threadsafe(name)
-        if len(parts) == 3 and parts[2] == "placement":
-            self.provisioned.placed(name, change.new.doc.get("node") if change.new else None)
-            if was_mine:
-                self._dirty_threadsafe()
-
-    def _enqueue(self, name: str) -> None:
-        self.queue.enqueue(name)
-
-    def _soon(self, fn: Callable[[], Any]) -> None:
-        """Run `fn` on the daemon's loop (from a watch callback's thread)."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn)
-
-    def _removed_threadsafe(self, vm: str) -> None:
-        """The VM is gone from the cluster: its console log here goes too."""
-        self._soon(lambda: self._spawn(asyncio.to_thread(self.endpoint.logs.forget, vm)))
-
-    def _dirty_threadsafe(self) -> None:
-        self._soon(self.publisher.changed)
-
-    def _on_domain_event(self, name: str, event: str, detail: int) -> None:
-        """libvirt event (on the loop, through libvirtaio): queue the VM, refresh status.
-        A definition replaced changes no state: not queued, or every failed start (which
-        defines first) would wake the VM again at once, past its retry backoff."""
-        if event == "undefined":
-            self.local_domains.discard(name)
-        else:
-            self.local_domains.add(name)
-        if not (event == EventKind.DEFINED and detail == DEFINED_UPDATED):
-            self.queue.add(name)
-        self.publisher.changed()
-        for listener in list(self.event_listeners):
-            listener(name, str(event), detail)
-
-    def _on_synced(self) -> None:
-        """A (re)sync of the VM cache completed: a full level-triggered pass is due."""
-        self._soon(self._resync_all)
+    def _removed(self, vm: str) -> None:
+        """The VM is gone from the cluster (on the loop): its console log here goes too."""
+        self._spawn(asyncio.to_thread(self.endpoint.logs.forget, vm))
 
     def _on_session(self, what: str) -> None:
         """A new session after a loss: `alive` is gone with the old one; create it again."""
         if what == "reconnected":
-            self._soon(lambda: self._spawn(asyncio.to_thread(self._reregister)))
+            self.feed.soon(lambda: self._spawn(asyncio.to_thread(self._reregister)))
 
     def _departed(self, vm: str, node: str) -> None:
         """`vm` left for `node` (migrated, or moved): its console log goes along."""
@@ -391,32 +333,3 @@ class NodeDaemon:
             self.registration.register()
         except Exception as e:
             log.error("re-registering after a reconnect failed: %s", e)
-
-    async def _adopt(self) -> None:
-        """Queue what concerns this node; report domains Herd does not know."""
-        domains = await self.hv.list_domains()
-        self.local_domains = set(domains)
-        self.provisioned.rescan()
-        for name in self.vms.children(self.store.paths.vms):
-            self.reconciler.known.add(name)
-        foreign = sorted(set(domains) - self.reconciler.known)
-        for name in foreign:
-            log.warning("domain %s is not managed by Herd; leaving it alone", name)
-        if foreign:
-            await asyncio.to_thread(
-                events.record, self.store, "foreign-domains",
-                f"{self.name} runs domains Herd does not manage: {', '.join(foreign)}",
-                node=self.name)
-        self._resync_all()
-
-    def _resync_all(self) -> None:
-        names = set(self.vms.children(self.store.paths.vms)) | self.local_domains
-        for name in sorted(names):
-            if self.concerns_me(name):
-                self.queue.add(name)
-
-    async def _resyncer(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.resync_interval)
-            self.local_domains = set(await self.hv.list_domains())
-            self._resync_all()
