@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from server.access import Ctx
 from server.errors import conflict
+from store import clusterview
 from store.affinity import Rule, rules_of, strict_refusal
 from store.rules import read_rules
-from vocabulary import DesiredState
 
 
 def cluster_rules(c: Ctx) -> list[Rule]:
@@ -25,8 +25,7 @@ def cluster_rules(c: Ctx) -> list[Rule]:
 
 def placed(c: Ctx) -> dict[str, str]:
     """The node of every VM placed to run."""
-    return {v.name: v.home for v in c.cache.all_vms()
-            if v.home is not None and v.want == DesiredState.RUNNING}
+    return clusterview.where(c.cache.all_vms())
 
 
 def check_rules(c: Ctx, vm: str, node: str | None, *, verb: str = "place") -> None:

@@ -15,6 +15,7 @@ Admin, as every config change. Called through the route table.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -25,11 +26,11 @@ from server.access import Ctx, writing
 from server.affinity import cluster_rules, placed
 from server.http import json_response, load_body
 from server.vm_verbs import needs_of
-from store import rebalance, txn
+from store import clusterview, rebalance, txn
 from store.codec import Doc
 from store.errors import Conflict
-from store.placement import Placed, VMNeeds, account, effective_selector
-from vocabulary import DesiredState, Selector, VMState
+from store.placement import account, default_selector
+from vocabulary import Selector
 
 
 class RebalanceRequest(Schema):
@@ -71,29 +72,12 @@ class MaintenanceAnswer(Schema):
     maintenance = fields.Boolean()
 
 
-def _running(c: Ctx) -> tuple[dict[str, tuple[VMNeeds, str]], list[Placed]]:
-    """The VMs that may move (running where placed, desired running) and every placement."""
-    running: dict[str, tuple[VMNeeds, str]] = {}
-    every: list[Placed] = []
-    for vm in c.cache.all_vms():
-        if vm.home is None:
-            continue
-        needs = needs_of(c, vm)
-        here = vm.state == VMState.RUNNING and vm.status_node == vm.home
-        to_run = vm.want == DesiredState.RUNNING
-        every.append(Placed(vm.home, needs.memory_mib, needs.vcpus, to_run=to_run,
-                            counted=here))
-        if here and to_run:
-            running[vm.name] = (needs, vm.home)
-    return running, every
-
-
 def plan_of(c: Ctx, data: dict[str, Any]) -> tuple[str, rebalance.Plan]:
-    selector = data["selector"] or effective_selector(
-        VMNeeds("", 0, 0), str(c.cache.setting("selector", "mem")))
-    running, every = _running(c)
-    nodes = account([n.view for n in c.cache.all_nodes()], every)
-    return selector, rebalance.plan(nodes, running, selector=selector,
+    selector = data["selector"] or default_selector(str(c.cache.setting("selector", "mem")))
+    vms = list(c.cache.all_vms())
+    needs = partial(needs_of, c)
+    nodes = account([n.view for n in c.cache.all_nodes()], clusterview.placements(vms, needs))
+    return selector, rebalance.plan(nodes, clusterview.movable(vms, needs), selector=selector,
                                     rules=cluster_rules(c), where=placed(c),
                                     threshold=data["threshold"], limit=data["limit"])
 

@@ -15,7 +15,7 @@ Used by `store.placement`, the primary's controllers and the API's explicit move
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 APART, TOGETHER = "apart", "together"
@@ -59,6 +59,23 @@ def strict_refusal(vm: str, node: str, rules: Iterable[Rule],
 def soft_breaks(vm: str, node: str, rules: Iterable[Rule],
                 where: Mapping[str, str]) -> list[Rule]:
     return [r for r in rules if not r.strict and r.breaks(vm, node, where) is not None]
+
+
+def going_together(vms: Iterable[str], node: str, rules: Sequence[Rule],
+                   where: Mapping[str, str]) -> set[str]:
+    """Those of `vms` that may all move to `node` at once without breaking a strict rule:
+    a `together` group goes as one; of an `apart` pair the first by name goes. While the
+    move breaks a rule, the last VM (by name) that breaks one stays, and it is judged
+    again."""
+    going = set(vms)
+    while going:
+        trial = {**where, **dict.fromkeys(going, node)}
+        refused = sorted(vm for vm in going
+                         if strict_refusal(vm, node, rules_of(vm, rules), trial) is not None)
+        if not refused:
+            break
+        going.discard(refused[-1])
+    return going
 
 
 def rules_of(vm: str, rules: Iterable[Rule]) -> list[Rule]:

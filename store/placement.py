@@ -23,8 +23,9 @@ targets), which is why they live in `store` and not in the daemon.
   keeps `where` (the node of every VM placed to run) for the rules.
 - `account` (exact accounting, issue #17): the nodes' figures as the primary's own cache
   knows them — VMs, vCPUs and provisioned memory from the placements and specs, free
-  memory less what VMs placed there but not yet running will take — instead of figures
-  a node published up to half a second ago.
+  memory less what VMs placed there but not yet running will take, and never more than
+  the node's memory less the VMs placed to run — instead of figures a node published up
+  to half a second ago.
 """
 
 from __future__ import annotations
@@ -109,9 +110,13 @@ class VMNeeds:
     carry: tuple[tuple[str, int], ...] = ()  # (pool, bytes) of those, per pool
 
 
+def default_selector(default: str) -> str:
+    """The cluster's selector (`mem` when it names none that picks a node)."""
+    return default if default in SELECTORS else "mem"
+
+
 def effective_selector(vm: VMNeeds, default: str) -> str:
-    selector = vm.selector if vm.selector in SELECTORS else default
-    return selector if selector in SELECTORS else "mem"
+    return vm.selector if vm.selector in SELECTORS else default_selector(default)
 
 
 def fits(vm: VMNeeds, node: NodeView, selector: str) -> bool:
@@ -208,17 +213,23 @@ def account(nodes: Iterable[NodeView], placed: Iterable[Placed]) -> list[NodeVie
     vms: dict[str, int] = {}
     vcpus: dict[str, int] = {}
     prov: dict[str, int] = {}
+    running: dict[str, int] = {}
     pending: dict[str, int] = {}
     for p in placed:
         prov[p.node] = prov.get(p.node, 0) + p.memory_mib
         if p.to_run:
             vms[p.node] = vms.get(p.node, 0) + 1
             vcpus[p.node] = vcpus.get(p.node, 0) + p.vcpus
+            running[p.node] = running.get(p.node, 0) + p.memory_mib
             if not p.counted:
                 pending[p.node] = pending.get(p.node, 0) + p.memory_mib
+    # Free memory is never more than what the VMs placed to run leave of the node: a guest
+    # that runs may not show in the host's free memory yet (the node publishes every half
+    # second; QEMU takes guest memory as the guest touches it).
     return [replace(n, vms=vms.get(n.name, 0), vcpu_alloc=vcpus.get(n.name, 0),
                     mem_prov=prov.get(n.name, 0),
-                    mem_free=n.mem_free - pending.get(n.name, 0)) for n in nodes]
+                    mem_free=min(n.mem_free - pending.get(n.name, 0),
+                                 n.mem_total - running.get(n.name, 0))) for n in nodes]
 
 
 class Planner:
@@ -255,15 +266,26 @@ class Planner:
         return [] if node is None else [r.describe(vm, node, self.where)
                                         for r in soft_breaks(vm, node, mine, self.where)]
 
-    def why_not(self, vm: VMNeeds, *, exclude: Sequence[str] = ()) -> str:
-        """Why no node takes `vm`: the strict rule that stopped every node that would."""
-        selector = effective_selector(vm, self.default)
+    def why_not(self, vm: VMNeeds, *, exclude: Sequence[str] = ()) -> str | None:
+        """The strict rule that stopped every node that would take `vm` (None: no rule;
+        limits, readiness or room did)."""
         mine = rules_of(vm.name, self.rules)
-        for node in candidates(vm, self.nodes.values(), selector=selector, exclude=exclude):
+        for node in self._candidates(vm, exclude):
             why = strict_refusal(vm.name, node.name, mine, self.where)
             if why is not None:
                 return why
-        return "no valid node"
+        return None
+
+    def _candidates(self, vm: VMNeeds, exclude: Sequence[str]) -> list[NodeView]:
+        return candidates(vm, self.nodes.values(), selector=effective_selector(vm, self.default),
+                          exclude=exclude)
+
+    def most_constrained_first(self, vms: Iterable[VMNeeds], *,
+                               exclude: Sequence[str] = ()) -> list[VMNeeds]:
+        """`vms` in the order a batch places them: fewest valid nodes first, then by name,
+        so that a VM that can go to one node only is not crowded out by one that could go
+        anywhere (a `together` partner placed first would decide the node for both)."""
+        return sorted(vms, key=lambda v: (len(self._candidates(v, exclude)), v.name))
 
 
 def pins_of(xml: object, home: Callable[[str], str | None]) -> tuple[str, ...]:

@@ -32,14 +32,14 @@ from reconciler.cluster.fencing import Fencer
 from reconciler.cluster.state import ClusterState
 from reconciler.metrics.families import FENCES
 from reconciler.runtime.workqueue import Result
-from store import events, nodestatus, rebalance, restarts, txn, vmstatus
-from store.affinity import rules_of, strict_refusal
+from store import clusterview, events, nodestatus, rebalance, restarts, txn, vmstatus
+from store.affinity import going_together
 from store.client import Store
 from store.codec import Doc
 from store.errors import Conflict
 from store.model import VM, Node
 from store.objects import node_patch, with_spec
-from store.placement import Planner, carries_storage
+from store.placement import Planner, VMNeeds, carries_storage
 from vocabulary import DaemonState, DesiredDomainState, DesiredState, FenceMode, VMState
 
 log = logging.getLogger(__name__)
@@ -82,16 +82,16 @@ class Controllers:
     # --- scheduling ------------------------------------------------------------------------
 
     async def schedule(self) -> Result:
-        waiting = [v for v in self.state.all_vms() if v.want == DesiredState.RUNNING
-                   and v.home is None and not v.autorestart_pending]
+        waiting = {v.name: v for v in self.state.all_vms() if v.want == DesiredState.RUNNING
+                   and v.home is None and not v.autorestart_pending}
         planner = self._planner()
         moves = []
-        for vm in sorted(waiting, key=lambda v: v.name):
-            needs = self.state.needs(vm)
+        for needs in planner.most_constrained_first(self.state.needs(v)
+                                                    for v in waiting.values()):
             target = planner.place(needs)
-            reason = _with_broken(f"scheduled on {target}", planner.broken_soft(vm.name)) \
-                if target else f"waiting: {planner.why_not(needs)}"
-            moves.append((vm, {"node": target, "reason": reason}))
+            reason = _with_broken(f"scheduled on {target}", planner.broken_soft(needs.name)) \
+                if target else f"waiting: {planner.why_not(needs) or 'no valid node'}"
+            moves.append((waiting[needs.name], {"node": target, "reason": reason}))
         moves += await self._relocations(planner)
         if await self._place_many(moves):
             return Result.after(STALE_RETRY)
@@ -123,8 +123,8 @@ class Controllers:
         reason = f"failed: given up on {', '.join(tried)} (restart limits)"
         if vm.placement_doc.get("reason") == reason:
             return  # reported once
-        await self._place_many([(vm, {"reason": reason})])
-        await self._event("failed", f"{vm.name}: {reason}", vm=vm.name)
+        if not await self._place_many([(vm, {"reason": reason})]):  # written: said once
+            await self._event("failed", f"{vm.name}: {reason}", vm=vm.name)
 
 
     async def _place_many(self, moves: list[tuple[VM, Doc]]) -> int:
@@ -272,26 +272,35 @@ class Controllers:
         with the host) and says so."""
         planner, moves = self._planner(), []
         source = self.state.node(node).view if flushing else None
-        leaving = [vm for vm in sorted(self.state.all_vms(), key=lambda v: v.name)
-                   if vm.home == node and vm.want == DesiredState.RUNNING]
-        planner.unplace(vm.name for vm in leaving)  # they all move: none holds another back
-        for vm in leaving:
-            needs = self.state.needs(vm)
+        leaving = {vm.name: vm for vm in self.state.all_vms()
+                   if vm.home == node and vm.want == DesiredState.RUNNING}
+        planner.unplace(leaving)  # they all move: none holds another back
+        for needs in planner.most_constrained_first(
+                (self.state.needs(vm) for vm in leaving.values()), exclude=[node]):
+            vm = leaving[needs.name]
             running = vm.status_node if vm.state == VMState.RUNNING else None
             carrying = carries_storage(needs, running_on=running, source=source,
                                        method=vm.migration_method.value)
             target = planner.place(needs, exclude=[node], carrying=carrying)
             if target is None:
-                why = planner.why_not(needs, exclude=[node])
-                await self._stop_for_lack(vm, node, (lacking if why == "no valid node" else
-                                                     f"{lacking}: {why}") if flushing or node
-                                          not in needs.pins else _disks_gone(node,
-                                                                             vm.autorestart))
+                await self._stop_for_lack(vm, node, self._lacking(
+                    planner, needs, node, lacking=lacking, flushing=flushing,
+                    autorestart=vm.autorestart))
             else:
                 moves.append((vm, {"node": target, "lastNode": vm.last_node or node,
                                    "reason": _with_broken(reason,
                                                           planner.broken_soft(vm.name))}))
         return moves
+
+    @staticmethod
+    def _lacking(planner: Planner, needs: VMNeeds, node: str, *, lacking: str,
+                 flushing: bool, autorestart: bool) -> str:
+        """Why a VM leaving `node` has nowhere to go: its disks went with a fenced node,
+        or `lacking`, with the strict rule that stopped it, if one did."""
+        if not flushing and node in needs.pins:
+            return _disks_gone(node, autorestart)
+        why = planner.why_not(needs, exclude=[node])
+        return lacking if why is None else f"{lacking}: {why}"
 
     # --- flush and ready -------------------------------------------------------------------
 
@@ -319,18 +328,15 @@ class Controllers:
             return Result.done()  # its daemon's registration brings it back to the queue
         if state != "unflushing":
             await self._set_domain_state(name, "unflushing")
-        returning = []
-        rules, where = self.state.rules(), self.state.where()
-        for vm in sorted(self.state.all_vms(), key=lambda v: v.name):
-            if vm.want == DesiredState.DISABLED:
-                continue
-            if vm.last_node == name and vm.home != name:
-                if strict_refusal(vm.name, name, rules_of(vm.name, rules), where):
-                    continue  # stays where it is: going back would break a strict rule
-                where[vm.name] = name
-                returning.append((vm, {"node": name, "reason": f"returned to {name}",
-                                       "lastNode": None}))
-            elif vm.autorestart_pending and vm.restart_home == name:
+        vms = [vm for vm in sorted(self.state.all_vms(), key=lambda v: v.name)
+               if vm.want != DesiredState.DISABLED]
+        back = {vm.name for vm in vms if vm.last_node == name and vm.home != name}
+        # As one move: a `together` group returns whole; what a strict rule keeps away stays.
+        back = going_together(back, name, self.state.rules(), self.state.where())
+        returning = [(vm, {"node": name, "reason": f"returned to {name}", "lastNode": None})
+                     for vm in vms if vm.name in back]
+        for vm in vms:
+            if vm.autorestart_pending and vm.restart_home == name:
                 await self._autorestart(vm, name)
         if await self._place_many(returning):
             return Result.after(STALE_RETRY)
@@ -345,9 +351,7 @@ class Controllers:
         if not settings.get("auto"):
             return
         selector = str(self.state.setting("selector", "mem"))
-        running = {v.name: (self.state.needs(v), v.home) for v in self.state.all_vms()
-                   if v.home is not None and v.want == DesiredState.RUNNING
-                   and v.state == VMState.RUNNING and v.status_node == v.home}
+        running = clusterview.movable(self.state.all_vms(), self.state.needs)
         found = rebalance.plan(self.state.node_views(), running, selector=selector,
                                rules=self.state.rules(), where=self.state.where(),
                                threshold=float(settings.get("threshold", 0.1)))

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from store import clusterview
 from store.affinity import Rule
 from store.client import Store
 from store.informer import Informer
 from store.model import VM, Node, read_node, read_vm
-from store.placement import NodeView, Placed, VMNeeds, account
+from store.placement import NodeView, VMNeeds, account
 from store.rules import read_rules
-from vocabulary import DesiredState, VMState
 
 
 class ClusterState:
@@ -44,12 +44,8 @@ class ClusterState:
     def node_views(self) -> list[NodeView]:
         """The nodes as placement sees them, their figures from this cache's placements
         (exact accounting, `store.placement.account`)."""
-        placed = [Placed(v.home, needs.memory_mib, needs.vcpus,
-                         to_run=v.want == DesiredState.RUNNING,
-                         counted=v.state == VMState.RUNNING and v.status_node == v.home)
-                  for v in self.all_vms() if v.home is not None
-                  for needs in (self.needs(v),)]
-        return account([self.node(n).view for n in self.node_names()], placed)
+        return account([self.node(n).view for n in self.node_names()],
+                       clusterview.placements(self.all_vms(), self.needs))
 
     def rules(self) -> list[Rule]:
         cache = self.rules_cache
@@ -61,8 +57,7 @@ class ClusterState:
 
     def where(self) -> dict[str, str]:
         """The node of every VM placed to run (what affinity rules look at)."""
-        return {v.name: v.home for v in self.all_vms()
-                if v.home is not None and v.want == DesiredState.RUNNING}
+        return clusterview.where(self.all_vms())
 
     def vm(self, name: str) -> VM | None:
         """The VM, when both its object and its placement are cached."""

@@ -41,6 +41,7 @@ def test_a_strict_rule_makes_a_vm_wait_and_says_which() -> None:
                       where={"a": "hv1"})
     assert planner.place(vm("b")) is None
     assert planner.why_not(vm("b")) == "strict rule 'pair' keeps b apart from a (on hv1)"
+    assert Planner([node("hv1")], default="mem").why_not(vm("c", limits=("hv2",))) is None
     assert strict_refusal("b", "hv2", rules, {"a": "hv1"}) is None
 
 
@@ -75,6 +76,10 @@ def test_exact_accounting_counts_what_is_placed_and_not_yet_running() -> None:
     assert (hv2.vms, hv2.vcpu_alloc, hv2.mem_prov, hv2.mem_free) == (0, 0, 256, 4096)
     # The `vms` selector now sees hv1 busy, though it published `vms: 0`.
     assert Planner([hv1, hv2], default="vms").place(vm("next")) == "hv2"
+    # A running guest the node's free memory does not show yet still takes its memory.
+    (late,) = account([node("hv3", free=8192)], [Placed("hv3", 6144, 1, to_run=True,
+                                                          counted=True)])
+    assert late.mem_free == 8192 - 6144
 
 
 @st.composite
@@ -167,3 +172,15 @@ def test_restart_limits_count_failures_here_then_relocate_then_give_up() -> None
     assert (second.tried, second.exhausted) == (("hv1", "hv2"), True)
     fresh = restarts.relocation(placement, gave_up_on="hv2", generation=4, max_relocate=1)
     assert fresh.tried == ("hv2",)  # a new spec generation starts afresh
+
+
+def test_a_return_moves_a_together_group_whole_and_one_of_an_apart_pair() -> None:
+    from store.affinity import going_together
+
+    rules = [Rule("trio", TOGETHER, True, ("t1", "t2", "t3")),
+             Rule("pair", APART, True, ("a1", "a2")), Rule("x", APART, True, ("s1", "x1"))]
+    where = {"t1": "hv3", "t2": "hv3", "t3": "hv3", "a1": "hv2", "a2": "hv3",
+             "s1": "hv3", "x1": "hv1"}
+    assert going_together(["t1", "t2", "t3", "a1", "a2"], "hv1", rules, where) == {
+        "t1", "t2", "t3", "a1"}
+    assert going_together(["s1"], "hv1", rules, where) == set()  # x1 is there
