@@ -20,6 +20,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from store.client import Store
 from store.codec import Doc
@@ -42,6 +43,27 @@ def publish_key(store: Store, node: str) -> str:
     except AlreadyExists:
         store.update(key_path(store, node), lambda _old: {"key": key})
     return key
+
+
+@dataclass(frozen=True)
+class NodeLink:
+    """One node's endpoint (its status' `endpoint`) and key, as a cache has them now."""
+
+    node: str
+    url: str
+    key: str
+
+    def request(self, method: str, path: str, **query: str) -> tuple[str, dict[str, str]]:
+        """The URL of `path` (with `query`) and the headers carrying its ticket."""
+        path_qs = path + (f"?{urlencode(query)}" if query else "")
+        return self.url + path_qs, {"Authorization": sign(self.key, method, path_qs)}
+
+
+def link_of(node: str, status: Doc | None, key: Doc | None) -> NodeLink | None:
+    """The link to `node` from its status and key documents, None if either lacks it."""
+    url = (status or {}).get("endpoint")
+    found = key_in(key)
+    return NodeLink(node, url, found) if isinstance(url, str) and found else None
 
 
 def key_in(doc: Doc | None) -> str | None:

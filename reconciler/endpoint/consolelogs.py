@@ -21,6 +21,8 @@ from pathlib import Path
 from aiohttp import web
 from asyncinotify import Inotify, Mask
 
+from reconciler.endpoint.errors import refusal
+
 log = logging.getLogger(__name__)
 
 ROTATED = 3  # virtlogd's max_backups default: <vm>.log.0 .. .2
@@ -113,7 +115,7 @@ def _lines(raw: str | None) -> int | None:
     if raw is None:
         return None
     if not raw.isdigit() or int(raw) > 1_000_000:
-        raise web.HTTPBadRequest(text="lines: must be a whole number up to 1000000")
+        raise refusal(400, "lines: must be a whole number up to 1000000")
     return int(raw)
 
 

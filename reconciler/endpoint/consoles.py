@@ -7,40 +7,27 @@ WebSocket messages. It ends with a close code that tells herd-api what happened:
 follows to the VM's new node) or `TAKEN_OVER` (another session forced the console).
 `GET /vm/{vm}/vnc` carries the RFB stream of the domain's graphics console
 (`open_graphics`). A refusal comes before the WebSocket upgrade, as an HTTP error with
-`{"error": ...}`: 404 no such domain here, 409 console in use. Called through
-`reconciler.endpoint.server.NodeEndpoint`, on tickets signed by herd-api.
+`{"error": ...}` (`reconciler.endpoint.errors`): 404 no such domain here, 409 console in
+use. Called through `reconciler.endpoint.server.NodeEndpoint`, on tickets signed by
+herd-api.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from aiohttp import WSMsgType, web
 
+from reconciler.endpoint.errors import refusal
 from reconciler.libvirt.connection import Connection
 from reconciler.libvirt.console import ConsoleBusy, ConsoleStream, domain_active, open_graphics
 from reconciler.libvirt.interface import HypervisorError
 from vocabulary import CONSOLE_GUEST_LEFT, CONSOLE_TAKEN_OVER
 
 log = logging.getLogger(__name__)
-ERROR_HEADER = "X-Herd-Error"
-
-
-def _error(status: int, message: str) -> web.HTTPException:
-    """An HTTP refusal with Herd's error body (before any WebSocket upgrade), the message
-    also in `ERROR_HEADER`: a WebSocket client keeps the headers of a refused handshake,
-    not its body."""
-    header = message.encode("ascii", "replace").decode()[:300]
-    error = web.HTTPException(text=json.dumps({"error": message}),
-                              content_type="application/json",
-                              headers={ERROR_HEADER: header})
-    error.set_status(status)
-    return error
-
 
 class Consoles:
     """The console and VNC handlers of one node's libvirt connection."""
@@ -54,9 +41,9 @@ class Consoles:
             stream = await ConsoleStream.open(self.connection, vm,
                                               force=request.query.get("force") == "1")
         except ConsoleBusy as e:
-            raise _error(409, str(e)) from None
+            raise refusal(409, str(e)) from None
         except HypervisorError as e:
-            raise _error(_status(e), str(e)) from None
+            raise refusal(_status(e), str(e)) from None
         ws = web.WebSocketResponse(heartbeat=30.0)
         try:
             await ws.prepare(request)
@@ -80,7 +67,7 @@ class Consoles:
         try:
             sock = await open_graphics(self.connection, vm)
         except HypervisorError as e:
-            raise _error(_status(e), str(e)) from None
+            raise refusal(_status(e), str(e)) from None
         ws = web.WebSocketResponse(heartbeat=30.0)
         reader, writer = await asyncio.open_connection(sock=sock)
         try:

@@ -29,6 +29,7 @@ from aiohttp import web
 from reconciler.config import NodeConfig
 from reconciler.endpoint.consolelogs import ConsoleLogs
 from reconciler.endpoint.consoles import Consoles
+from reconciler.endpoint.errors import refusal
 from reconciler.endpoint.figures import Figures
 from reconciler.libvirt import Hypervisor
 from reconciler.libvirt.adapter import LibvirtHypervisor
@@ -128,8 +129,7 @@ class NodeEndpoint:
         why = self.check.refusal(request.headers.get("Authorization"), request.method,
                                  request.rel_url.raw_path_qs)
         if why is not None:
-            raise web.HTTPUnauthorized(text=f'{{"error": "{why}"}}',
-                                       content_type="application/json")
+            raise refusal(401, why)
         return await handler(request)
 
     async def hand_over(self, vm: str, node: str) -> None:
@@ -153,9 +153,9 @@ class NodeEndpoint:
     def _signed(self, node: str, method: str, path: str) -> tuple[str, str]:
         """The URL of `path` on `node`'s endpoint and its ticket (LookupError if unknown)."""
         status = self.nodes.get(self.store.paths.node_status(node))
-        url = status.doc.get("endpoint") if status is not None else None
-        found = self.nodes.get(nodekeys.key_path(self.store, node))
-        key = nodekeys.key_in(found.doc if found is not None else None)
-        if not isinstance(url, str) or key is None:
+        key = self.nodes.get(nodekeys.key_path(self.store, node))
+        found = nodekeys.link_of(node, status.doc if status else None, key.doc if key else None)
+        if found is None:
             raise LookupError(f"node {node} publishes no endpoint")
-        return url + path, nodekeys.sign(key, method, path)
+        url, headers = found.request(method, path)
+        return url, headers["Authorization"]

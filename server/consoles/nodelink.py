@@ -11,8 +11,6 @@ Used by `server.consoles.console`, `.logs` and `.figures`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
@@ -33,32 +31,17 @@ async def session_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[NODE_SESSION].close()
 
 
-@dataclass(frozen=True)
-class NodeLink:
-    """One node's endpoint and key, as the cache has them now."""
-
-    node: str
-    url: str
-    key: str
-
-    def request(self, method: str, path: str, **query: str) -> tuple[str, dict[str, str]]:
-        """The URL of `path` (with `query`) and the headers carrying its ticket."""
-        path_qs = path + (f"?{urlencode(query)}" if query else "")
-        return self.url + path_qs, {"Authorization": nodekeys.sign(self.key, method, path_qs)}
-
-
-def link(c: Ctx, node: str) -> NodeLink:
+def link(c: Ctx, node: str) -> nodekeys.NodeLink:
     """`node`'s endpoint, or 503 saying why it cannot be reached."""
     found = c.cache.node(node)
     if found is None:
         raise not_found("node", node)
-    url = found.status_doc.get("endpoint")
-    key_doc = c.cache.nodes.get(nodekeys.key_path(c.store, node))
-    key = nodekeys.key_in(key_doc.doc if key_doc is not None else None)
-    if not found.alive or not isinstance(url, str) or key is None:
+    key = c.cache.nodes.get(nodekeys.key_path(c.store, node))
+    found_link = nodekeys.link_of(node, found.status_doc, key.doc if key else None)
+    if not found.alive or found_link is None:
         raise ApiError(503, "node_unreachable", f"node {node} has no endpoint up (its "
                        f"herd-node is down, or runs without metrics_address)")
-    return NodeLink(node, url, key)
+    return found_link
 
 
 def vm_of(c: Ctx, name: str) -> VM:

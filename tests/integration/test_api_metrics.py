@@ -8,7 +8,6 @@ publishes (scraped here) or herd-node does (`reconciler.metrics.METRIC_NAMES`).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest_asyncio
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler.metrics import METRIC_NAMES
 from store.client import Store
 from tests.integration.test_api import Api, api_server, play_node, write_status
 from tests.unit.test_monitoring import (
@@ -26,39 +26,11 @@ from tests.unit.test_monitoring import (
     rule_expressions,
 )
 
-# herd-node's names as issue #16's contract lists them: used ONLY while
-# reconciler.metrics (herd-node's exporter, built alongside) cannot be imported.
-NODE_CONTRACT = frozenset({
-    "herd_vm_cpu_seconds_total", "herd_vm_memory_actual_bytes",
-    "herd_vm_memory_balloon_maximum_bytes", "herd_vm_memory_rss_bytes",
-    "herd_vm_block_read_bytes_total", "herd_vm_block_write_bytes_total",
-    "herd_vm_block_read_requests_total", "herd_vm_block_write_requests_total",
-    "herd_vm_network_receive_bytes_total", "herd_vm_network_transmit_bytes_total",
-    "herd_vm_network_receive_packets_total", "herd_vm_network_transmit_packets_total",
-    "herd_node_vms", "herd_node_memory_total_bytes", "herd_node_memory_free_bytes",
-    "herd_node_memory_provisioned_bytes", "herd_node_vcpus_allocated", "herd_node_load1",
-    "herd_node_pool_capacity_bytes", "herd_node_pool_available_bytes",
-    "herd_libvirt_errors_total", "herd_zookeeper_errors_total", "herd_zookeeper_connected",
-    "herd_zookeeper_session_losses_total", "herd_migrations_total",
-    "herd_migration_duration_seconds", "herd_migration_downtime_seconds",
-    "herd_fences_total", "herd_node_stats_calls_total", "herd_reconcile_duration_seconds",
-    "herd_reconcile_total", "herd_reconcile_retries_total", "herd_workqueue_depth"})
-
 
 @pytest_asyncio.fixture
 async def api(zk_hosts: str, zk_root: str, tmp_path: Path) -> AsyncIterator[Api]:
     async with api_server(zk_hosts, zk_root, tmp_path) as a:
         yield a
-
-
-def node_metric_names() -> frozenset[str]:
-    try:
-        module = importlib.import_module("reconciler.metrics")
-    except ModuleNotFoundError as e:
-        if e.name != "reconciler.metrics":
-            raise
-        return NODE_CONTRACT
-    return frozenset(module.METRIC_NAMES)
 
 
 async def scrape(api: Api) -> str:
@@ -115,7 +87,7 @@ async def test_dashboard_and_alerts_name_only_published_metrics(api: Api) -> Non
             "herd_api_define_transactions_total", "herd_api_define_requests_total",
             "herd_api_define_fallbacks_total", "herd_api_audit_written_total",
             "herd_api_audit_lost_total"} <= api_names
-    known = api_names | node_metric_names()
+    known = api_names | METRIC_NAMES
     used = metric_names(dashboard_expressions() + rule_expressions())
     assert "herd_vm_cpu_seconds_total" in used and "herd_fences_total" in used
     assert used - known == set()
