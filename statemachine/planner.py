@@ -68,25 +68,28 @@ def _when_off(desired: Desired, observed: Observed) -> Trigger:
 
 
 def _when_up(desired: Desired, recorded: Recorded) -> Trigger:
-    if desired.target != DesiredState.RUNNING and desired.stop_mode == StopMode.FORCE:
-        return T.WANT_STOPPED_FORCE
+    if desired.target != DesiredState.RUNNING:
+        # Wherever it is placed: a VM not wanted running is shut down where it runs (then
+        # released, if placed elsewhere), never moved first. (An explicit move during a
+        # shutdown wants it running again: the API's side of the abort.)
+        if desired.stop_mode == StopMode.FORCE:
+            return T.WANT_STOPPED_FORCE
+        return T.WANT_DISABLE if desired.target == DesiredState.DISABLED \
+            else T.WANT_STOPPED_GRACEFUL
     if not desired.placed_here:
         return _migration(desired)
-    if desired.target == DesiredState.RUNNING:
-        if desired.restart_request > recorded.observed_restart:
-            return T.WANT_RESTART
-        return T.OBSERVED_RUNNING
-    return T.WANT_DISABLE if desired.target == DesiredState.DISABLED else T.WANT_STOPPED_GRACEFUL
+    if desired.restart_request > recorded.observed_restart:
+        return T.WANT_RESTART
+    return T.OBSERVED_RUNNING
 
 
 def _migration(desired: Desired) -> Trigger:
-    """Placed on another node while up here: how to get it there (or off, if not running)."""
+    """Placed on another node while up here and wanted running: how to get it there."""
     method = desired.migration_method
     if desired.live_supported and method in (MigrationMethod.LIVE, MigrationMethod.ANY):
         return T.WANT_MIGRATE_LIVE
-    if method == MigrationMethod.LIVE and desired.target == DesiredState.RUNNING:
+    if method == MigrationMethod.LIVE:
         return T.LIVE_UNSUPPORTED
-    # By shutdown; a VM not wanted running is just shut down here and released.
     return T.WANT_MIGRATE_SHUTDOWN
 
 

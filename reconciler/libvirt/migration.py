@@ -90,8 +90,11 @@ def migrating_out(c: Connection, name: str) -> bool:
     try:
         stats = dom.jobStats()
     except libvirt.libvirtError as err:
+        # OPERATION_UNSUPPORTED: QEMU's answer on the destination of an incoming migration
+        # ("migration statistics are available only on the source host"): none goes out.
         if err.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_SUPPORT,
-                                    libvirt.VIR_ERR_OPERATION_INVALID):
+                                    libvirt.VIR_ERR_OPERATION_INVALID,
+                                    libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
             return False
         raise HypervisorError(f"cannot read the job of {name!r}: "
                               f"{err.get_error_message()}", code=err.get_error_code()) from err

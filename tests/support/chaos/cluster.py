@@ -322,4 +322,6 @@ def _read_snapshot(client: KazooClient) -> Snapshot:
         base = f"{ROOT}/nodes/{name}"
         nodes[name] = ZNode(name, _read(client, base), _read(client, f"{base}/status"),
                             client.exists(f"{base}/alive") is not None)
-    return Snapshot(vms, nodes, time.time())
+    events = [doc for name in sorted(client.get_children(f"{ROOT}/events"))
+              if isinstance(doc := _read(client, f"{ROOT}/events/{name}"), dict)]
+    return Snapshot(vms, nodes, time.time(), events)

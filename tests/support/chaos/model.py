@@ -89,6 +89,7 @@ class Snapshot:
     vms: dict[str, ZVM]
     nodes: dict[str, ZNode]
     taken: float
+    events: list[dict[str, Any]] = field(default_factory=list)  # Herd's event log, oldest first
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ into test failures and bench/chaos's output) and bench/chaos.py.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tests.support.chaos.checker import CheckResult, Violation
-from tests.support.chaos.model import Fault, Op
+from tests.support.chaos.model import NODE_VERBS, Fault, Op
 
 if TYPE_CHECKING:
     from tests.support.chaos.run import SeedResult
@@ -52,6 +52,22 @@ def first_violation(results: Sequence[CheckResult]) -> Violation | None:
     return min(found, key=lambda v: v.at or 0.0) if found else None
 
 
+def herd_events_about(events: Sequence[Mapping[str, Any]], subject: str, *, origin: float,
+                      limit: int = 12) -> list[str]:
+    """Herd's own event log on a VM and the nodes it was on (the primary's flushes, readies,
+    fences, returns; the nodes' migrations): what Herd says it did, beside what it did."""
+    nodes = {str(e["node"]) for e in events if e.get("vm") == subject and e.get("node")}
+    about = [e for e in events if e.get("vm") == subject or subject in str(e.get("message"))
+             or (e.get("node") in nodes and not e.get("vm"))]
+    return [f"  {float(e.get('time', origin)) - origin:8.2f}  {e.get('kind')}: "
+            f"{e.get('message')}"[:110] for e in about[-limit:]]
+
+
+def _node_requests(ops: Sequence[Op], *, origin: float, limit: int = 8) -> list[str]:
+    return [f"  {o.sent - origin:8.2f}  #{o.seq} {o.verb} {o.node} -> {o.outcome} "
+            f"{o.detail}"[:110] for o in ops if o.verb in NODE_VERBS][-limit:]
+
+
 def _requests_about(ops: Sequence[Op], subject: str, *, origin: float,
                     limit: int = 8) -> list[str]:
     about = [o for o in ops if subject in (o.vm, o.node, o.args.get("new_name"))]
@@ -80,5 +96,9 @@ def render(result: SeedResult) -> str:
         lines += ["  " + line for line in result.excerpt] or ["  (no events)"]
         lines.append(f"requests on {first.subject}:")
         lines += _requests_about(result.ops, first.subject, origin=origin) or ["  (none)"]
+        lines.append("requests on nodes:")
+        lines += _node_requests(result.ops, origin=origin) or ["  (none)"]
+        lines.append(f"Herd's events on {first.subject} and its nodes:")
+        lines += result.herd_events or ["  (none)"]
     lines.append("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     return "\n".join(lines)

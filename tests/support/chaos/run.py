@@ -33,7 +33,7 @@ from tests.support.chaos.cluster import ChaosCluster
 from tests.support.chaos.faults import Injector, Timing, schedule
 from tests.support.chaos.model import ZVM, Evidence, Exit, Fault, Op, Snapshot, ZNode
 from tests.support.chaos.recorder import EventLogRecorder, HostwatchRecorder, RunSource
-from tests.support.chaos.report import first_violation, render
+from tests.support.chaos.report import first_violation, herd_events_about, render
 from tests.support.chaos.workload import Workload, WorkloadConfig
 from tests.support.history import Run
 from tests.support.waits import poll_until
@@ -65,6 +65,7 @@ class SeedResult:
     run_count: int
     run_ends: dict[str, int]
     excerpt: list[str]
+    herd_events: list[str] = field(default_factory=list)  # Herd's own log on the violation
     timings: dict[str, float] = field(default_factory=dict)
     harness_errors: list[str] = field(default_factory=list)
 
@@ -236,9 +237,10 @@ def _result(config: ChaosConfig, *, origin: float, injector: Injector, ev: Evide
             results: list[CheckResult], source: RunSource, phases: Phases) -> SeedResult:
     first = first_violation(results)
     excerpt = source.excerpt(first.subject, first.at, origin=origin) if first else []
+    said = herd_events_about(ev.snapshot.events, first.subject, origin=origin) if first else []
     ends = Counter(r.cause or "still running" for r in ev.runs)
     return SeedResult(config, origin, injector.faults, ev.ops, results, len(ev.runs),
-                      dict(ends), excerpt, phases.timings, list(injector.errors))
+                      dict(ends), excerpt, said, phases.timings, list(injector.errors))
 
 
 def load_evidence(path: Path) -> Evidence:
@@ -248,7 +250,8 @@ def load_evidence(path: Path) -> Evidence:
     return Evidence(
         runs=[Run(**r) for r in raw["runs"]], ops=[Op(**o) for o in raw["ops"]],
         snapshot=Snapshot({k: ZVM(**v) for k, v in snap["vms"].items()},
-                          {k: ZNode(**n) for k, n in snap["nodes"].items()}, snap["taken"]),
+                          {k: ZNode(**n) for k, n in snap["nodes"].items()}, snap["taken"],
+                          snap.get("events", [])),
         deaths=raw["deaths"], fences=raw["fences"], exits=[Exit(**e) for e in raw["exits"]],
         stuck=[(p, t) for p, t in raw.get("stuck", [])], healed=raw["healed"],
         settled=raw["settled"])
