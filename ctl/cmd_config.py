@@ -1,6 +1,6 @@
 """`herdctl config get|set`: the cluster's defaults (`GET|POST /config`; changing them needs
-an admin token): the selector, shutdownTimeout, fenceTimeout, maintenance, shutdownPolicy,
-xmlPolicy.
+an admin token): the selector, shutdownTimeout, fenceTimeout, selfFenceTimeout, maintenance,
+shutdownPolicy, xmlPolicy.
 
 `get` prints the document (text, json or yaml; the yaml feeds back into `set -f`).
 `set KEY=VALUE ...` and/or `set -f FILE` change only the fields named: each VALUE is read

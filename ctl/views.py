@@ -78,6 +78,16 @@ def node_role(node: dict[str, Any]) -> str:
     return "coordinator" if _d(node, "spec", "coordinator") else "-"
 
 
+def node_fence(node: dict[str, Any]) -> str:
+    """The fence mode; for `self`, whether its watchdog is armed (else nothing recovers it)."""
+    mode = _d(node, "spec", "fence")
+    if mode != "self":
+        return dash(mode)
+    timeout = _d(node, "status", "watchdog", "timeout")
+    return f"self (watchdog armed, {timeout:g} s)" if isinstance(timeout, int | float) \
+        else "self (NO watchdog armed: not recoverable)"
+
+
 def _res(node: dict[str, Any], key: str) -> Any:
     return _d(node, "status", "resources", key)
 
@@ -200,7 +210,7 @@ def node_info(node: dict[str, Any], *, now: float | None = None,
         ("Domain state", node_domain(node)),
         ("Alive", dash(bool(node.get("alive")))),
         ("Role", node_role(node)),
-        ("Fence", dash(_d(node, "spec", "fence"))),
+        ("Fence", node_fence(node)),
         ("VMs", dash(r.get("vms"))),
         ("Memory", f"{_mib(r.get('memFree'))} free of {_mib(r.get('memTotal'))}, "
                    f"{_mib(r.get('memAlloc'))} allocated to VMs"),

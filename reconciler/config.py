@@ -71,6 +71,9 @@ class NodeConfig:
     # `config.shutdownPolicy: migrate` (issue #17): how long herd-node waits, as its host
     # shuts down, for the primary to flush this node before it stops anyway.
     shutdown_flush_timeout: float = 300.0
+    # Self-fencing (issue #17, `fence: self`): the Unix socket of this host's herd-watchdog,
+    # petted while this daemon holds its ZooKeeper session; None: no watchdog.
+    watchdog_socket: str | None = None
 
     @property
     def zk_target(self) -> ZKTarget:
@@ -134,6 +137,9 @@ class NodeConfigSchema(Schema):
     # As the host shuts down with `config.shutdownPolicy: migrate`: the longest herd-node
     # waits for the primary to flush this node before it stops anyway.
     shutdown_flush_timeout = fields.Float(load_default=300.0, validate=_positive(86400))
+    # herd-watchdog's socket (`fence: self`); unset: no watchdog is petted.
+    watchdog_socket = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=107))
     # Client networks (issue #14): this node makes their links (false: it reports none up,
     # and VMs on networks are not placed here).
     networks = fields.Boolean(load_default=True)

@@ -39,12 +39,14 @@ from reconciler.network.nodenets import NodeNetSettings, NodeNetworks
 from reconciler.node.eventlog import EventLog
 from reconciler.node.publisher import StatusPublisher
 from reconciler.node.registration import NodeRegistration, ProvisionedMemory, spec_domain_state
+from reconciler.node.selffence import WatchdogLink
 from reconciler.node.shutdown import NodeShutdown
 from reconciler.node.vmfeed import VMFeed
 from reconciler.runtime.controller import Controller
 from reconciler.storage.nodepools import NodePools
 from reconciler.storage.nodevolumes import NodeVolumes
 from reconciler.vm.reconcile import MigrationLimits, VMReconciler
+from schemas import DEFAULT_SELF_FENCE_TIMEOUT
 from store.client import Store
 from store.errors import Unavailable
 from store.informer import Informer
@@ -53,6 +55,8 @@ from store.placement import VMNeeds, with_storage
 from store.volumes import local_volume
 
 log = logging.getLogger(__name__)
+
+FRESH_SLACK = 2.0  # seconds past a status interval that a heartbeat still lets the node pet
 
 
 class NodeDaemon:
@@ -121,6 +125,19 @@ class NodeDaemon:
             publisher=self.publisher, setting=self.cluster_default,
             flush_timeout=config.shutdown_flush_timeout, pause=self.queue.stop)
         self.event_listeners.append(self.shutdown.on_domain_event)
+        self.selffence = self._selffence(config)
+
+    def _selffence(self, config: NodeConfig) -> WatchdogLink | None:
+        if config.watchdog_socket is None:
+            return None
+        link = WatchdogLink(
+            config.watchdog_socket, self.name, fresh=config.status_interval + FRESH_SLACK,
+            timeout=lambda: self.cluster_default("selfFenceTimeout", DEFAULT_SELF_FENCE_TIMEOUT),
+            writable=lambda: self.store.writable,
+            last_heartbeat=lambda: self.registration.last_heartbeat,
+            changed=self.publisher.changed)
+        self.registration.watchdog = link.report
+        return link
 
     def _networks(self, config: NodeConfig) -> NodeNetworks | None:
         """The node's network controller, when the config asks for it and libvirt is real."""
@@ -270,6 +287,8 @@ class NodeDaemon:
                        asyncio.create_task(self.feed.resyncer(), name="resync")]
         if self.coordinator is not None:
             self._tasks.append(asyncio.create_task(self.coordinator.run(), name="coordinator"))
+        if self.selffence is not None:
+            self._tasks.append(asyncio.create_task(self.selffence.run(), name="watchdog"))
 
     async def _shutdown(self) -> None:
         await self.endpoint.stop()
@@ -297,6 +316,8 @@ class NodeDaemon:
             except Exception as e:
                 log.warning("could not record the stop in ZooKeeper: %s", e)
         await asyncio.to_thread(self._disconnect)
+        if self.selffence is not None:  # stopped cleanly: nothing to fence
+            await self.selffence.disarm()
         if self._owns_hv:
             await self.hv.close()
             if self.event_log is not None:  # a test-driver node's guests went with it

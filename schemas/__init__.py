@@ -8,6 +8,7 @@ does no I/O. Used by `store` (codec checks), `server` (request validation, OpenA
 from schemas.common import (
     API_VERSION,
     DEFAULT_FENCE_TIMEOUT,
+    DEFAULT_SELF_FENCE_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_SHUTDOWN_TIMEOUT,
     MAX_WAIT_TIMEOUT,
@@ -65,6 +66,7 @@ from schemas.vm import (
 __all__ = [
     "API_VERSION",
     "DEFAULT_FENCE_TIMEOUT",
+    "DEFAULT_SELF_FENCE_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "MAX_NAME_LEN",
     "MAX_SHUTDOWN_TIMEOUT",

@@ -26,6 +26,7 @@ API_VERSION = "herd/v1"
 MAX_SHUTDOWN_TIMEOUT = 86400  # seconds
 DEFAULT_SHUTDOWN_TIMEOUT = 180  # seconds, the cluster default (/herd/config)
 DEFAULT_FENCE_TIMEOUT = 8.0  # seconds
+DEFAULT_SELF_FENCE_TIMEOUT = 60.0  # seconds: a node's watchdog (`fence: self`)
 MAX_WAIT_TIMEOUT = 3600.0  # seconds a request may block with `wait`
 MAX_LABELS = 64
 MAX_LABEL_LEN = 63

@@ -18,6 +18,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from schemas.common import (
     API_VERSION,
     DEFAULT_FENCE_TIMEOUT,
+    DEFAULT_SELF_FENCE_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     Choice,
     HerdSchema,
@@ -148,6 +149,19 @@ class PoolUpSchema(HerdSchema):
     available = StrictInt(load_default=0, validate=non_negative())
 
 
+class WatchdogSchema(HerdSchema):
+    """`status.watchdog` of a self-fencing node: the timeout its pets name, and how long
+    after a heartbeat it may still pet (`reconciler.node.selffence`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    timeout = StrictFloat(required=True, validate=validate.Range(
+        min=1, max=3600, error="Must be between 1 and 3600 seconds."))
+    fresh = StrictFloat(required=True, validate=validate.Range(
+        min=0, max=86400, error="Must be between 0 and 86400 seconds."))
+
+
 class NodeStatusSchema(HerdSchema):
     """/herd/nodes/<name>/status: what the node daemon publishes about itself."""
 
@@ -185,6 +199,8 @@ class NodeStatusSchema(HerdSchema):
     # nobody changed its spec since (`reconciler.node.shutdown`).
     shutdownFlush = StrictInt(allow_none=True, validate=validate.Range(
         min=1, error="Must be 1 or more."))
+    # The watchdog it pets (issue #17, `fence: self`); None: none answers.
+    watchdog = fields.Nested(WatchdogSchema, load_default=None, allow_none=True)
 
 
 class RebalanceConfigSchema(HerdSchema):
@@ -212,6 +228,12 @@ class ClusterConfigSchema(HerdSchema):
     fenceTimeout = StrictFloat(
         load_default=DEFAULT_FENCE_TIMEOUT,
         validate=validate.Range(min=0, min_inclusive=False, error="Must be more than 0 seconds."),
+    )
+    # How long a node of `fence: self` may go without petting its watchdog (a hung daemon,
+    # a lost session) before the watchdog powers its guests off (issue #17).
+    selfFenceTimeout = StrictFloat(
+        load_default=DEFAULT_SELF_FENCE_TIMEOUT,
+        validate=validate.Range(min=2, max=3600, error="Must be between 2 and 3600 seconds."),
     )
     maintenance = StrictBool(load_default=False)
     # What herd-node does with its guests when its host shuts down (issue #17): flush the

@@ -153,6 +153,7 @@ class ClusterDefaults(Schema):
     selector = fields.String(required=True)
     shutdownTimeout = fields.Integer(required=True)
     fenceTimeout = fields.Float(required=True)
+    selfFenceTimeout = fields.Float(required=True)
     maintenance = fields.Boolean(required=True)
     shutdownPolicy = fields.String(required=True)
 

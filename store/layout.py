@@ -17,6 +17,7 @@ DEFAULT_CONFIG: Doc = {
     "selector": "mem",
     "shutdownTimeout": 180,
     "fenceTimeout": 8.0,
+    "selfFenceTimeout": 60.0,
     "maintenance": False,
     "shutdownPolicy": "migrate",
 }

@@ -23,7 +23,7 @@ from typing import Any
 from store.codec import Doc
 
 REPORTED = ("daemonState", "resources", "version", "libvirtUri", "address", "migrationUri",
-            "networks", "pools", "liveMigration", "endpoint")
+            "networks", "pools", "liveMigration", "endpoint", "watchdog")
 
 
 def reported(old: Doc, report: Doc, *, seed_domain_state: str, now: float) -> Doc:

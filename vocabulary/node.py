@@ -58,10 +58,13 @@ class DaemonState(StrEnum):
 
 
 class FenceMode(StrEnum):
-    """`spec.fence` of a node: fence it when it dies (AUTO) or never (NONE)."""
+    """`spec.fence` of a node: fence it by its agent when it dies (AUTO), never (NONE), or
+    count on its own watchdog (SELF: `reconciler.watchdog`; recovered once its session
+    expired and the watchdog's timeout passed)."""
 
     AUTO = "auto"
     NONE = "none"
+    SELF = "self"
 
 
 class ShutdownPolicy(StrEnum):

@@ -28,7 +28,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from reconciler.cluster.fencing import Fencer
+from reconciler.cluster.fencing import Fencer, FenceResult
+from reconciler.cluster.selffence import fence_wait
 from reconciler.cluster.state import ClusterState
 from reconciler.metrics.families import FENCES
 from reconciler.runtime.workqueue import Result
@@ -60,6 +61,7 @@ class Controllers:
         self.store, self.state, self.fencer, self.clock = store, state, fencer, clock
         self.primary_node = ""  # this node (herd_fences_total's node label)
         self.term_started = 0.0
+        self._unfenceable_said: set[str] = set()
 
     def took_office(self) -> None:
         """A new term as primary begins: no heartbeat could be seen before it (ZooKeeper
@@ -177,6 +179,7 @@ class Controllers:
         failing = self._failing(node)
         if failing is not None:
             return await failing
+        self._unfenceable_said.discard(name)
         if node.daemon_state == DaemonState.FENCED and not node.alive:
             return await self._recover(name)  # level-triggered: until nothing is left there
         if node.want in (None, DesiredDomainState.FLUSHED):
@@ -191,10 +194,21 @@ class Controllers:
         # outage every heartbeat is old, and a node that reconnects late gets the whole
         # fence timeout to register again (issue #8, tests/integration/test_fence_after_outage).
         silent = self.clock() - max(node.heartbeat, self.term_started)
-        timeout = float(self.state.setting("fenceTimeout", 8.0))
+        timeout = fence_wait(node.fence, node.status_doc.get("watchdog"),
+                             fence_timeout=float(self.state.setting("fenceTimeout", 8.0)))
+        if timeout is None:
+            return self._unfenceable(node.name)
         if silent < timeout:
             return _after(timeout - silent)
         return self.fence(node.name)
+
+    async def _unfenceable(self, name: str) -> Result:
+        """A failed node of `fence: self` that had no watchdog armed: said once a failure."""
+        if name not in self._unfenceable_said:
+            self._unfenceable_said.add(name)
+            await self._event("fence-impossible", f"{name} failed; it is fence: self but had "
+                              "no watchdog armed: nothing of it is recovered", node=name)
+        return Result.done()
 
     async def _set_domain_state(self, name: str, state: str, **extra: Any) -> None:
         def modify(doc: Doc) -> Doc:
@@ -212,7 +226,10 @@ class Controllers:
                               "not fenced, nothing recovered until it ends", node=name)
             return Result.done()
         await self._mark_unknown(name)
-        result = await asyncio.to_thread(self.fencer.fence, name)
+        result = FenceResult(True, "its watchdog powered its guests off (session expired, "
+                             "selfFenceTimeout passed)") \
+            if self.state.node(name).fence == FenceMode.SELF \
+            else await asyncio.to_thread(self.fencer.fence, name)
         FENCES.labels(self.primary_node, name, "done" if result.ok else "failed").inc()
         if not result.ok:
             await self._event("fence-failed", f"fencing {name} failed: {result.message}",

@@ -126,6 +126,9 @@ class NodeRegistration:
         # Whether this node's libvirt driver can migrate live (placement: moving a VM
         # with its local volumes needs it).
         self.live_migration: Callable[[], bool] = lambda: False
+        # The watchdog this daemon pets (`reconciler.node.selffence`): {timeout, fresh} or None.
+        self.watchdog: Callable[[], Doc | None] = lambda: None
+        self.last_heartbeat = 0.0  # the heartbeat of the last status write that went through
 
     def register(self, *, timeout: float = 120.0) -> None:
         """Create the Node object if new, then `alive` (waiting out a stale one)."""
@@ -174,7 +177,7 @@ class NodeRegistration:
                 "version": VERSION, "libvirtUri": self.libvirt_uri, "address": self.address,
                 "migrationUri": self.migration_uri, "networks": self.networks(),
                 "pools": self.pools(), "liveMigration": self.live_migration(),
-                "endpoint": self.endpoint}
+                "endpoint": self.endpoint, "watchdog": self.watchdog()}
 
     def publish(self, resources: Resources, *, initial_domain_state: Callable[[], str],
                 heartbeat: bool) -> bool:
@@ -188,12 +191,15 @@ class NodeRegistration:
             if body == self._last and not heartbeat:
                 return False
 
+            stamp = time.time()
+
             def modify(old: Doc) -> Doc:
-                return nodestatus.reported(old, body, now=time.time(),
+                return nodestatus.reported(old, body, now=stamp,
                                            seed_domain_state=initial_domain_state())
 
             self.store.update(self.store.paths.node_status(self.name), modify)
             self._last = body
+            self.last_heartbeat = stamp
         return True
 
 

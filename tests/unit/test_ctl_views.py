@@ -7,7 +7,7 @@ from typing import Any
 from ctl.client import ApiError
 from ctl.errors import field_messages, flatten, from_api
 from ctl.output import table
-from ctl.views import NODE_COLUMNS, VM_COLUMNS, ago, cluster_status, vm_info
+from ctl.views import NODE_COLUMNS, VM_COLUMNS, ago, cluster_status, node_fence, vm_info
 
 
 def a_vm(**meta: Any) -> dict[str, Any]:
@@ -84,3 +84,11 @@ def test_flatten_names_list_items_by_index() -> None:
     assert flatten({"spec": {"meta": {"limits": {1: ["Bad name."]}}}}) == [
         ("spec.meta.limits[1]", "Bad name.")]
     assert flatten({"_schema": ["Whole."]}) == [("", "Whole.")]
+
+
+def test_node_fence_says_whether_a_self_fencing_node_can_be_recovered() -> None:
+    assert node_fence({"spec": {"fence": "auto"}}) == "auto"
+    armed = {"spec": {"fence": "self"}, "status": {"watchdog": {"timeout": 60.0, "fresh": 7}}}
+    assert node_fence(armed) == "self (watchdog armed, 60 s)"
+    bare = {"spec": {"fence": "self"}, "status": {"watchdog": None}}
+    assert node_fence(bare) == "self (NO watchdog armed: not recoverable)"

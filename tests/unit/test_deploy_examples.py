@@ -59,7 +59,8 @@ def test_the_ensemble_example_serves_tls_only() -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
-@pytest.mark.parametrize("unit", ["herd-node.service", "herd-api.service"])
+@pytest.mark.parametrize("unit", ["herd-node.service", "herd-api.service",
+                                  "herd-watchdog.service"])
 def test_the_units_verify(unit: str, tmp_path: Path) -> None:
     text = (DEPLOY / "systemd" / unit).read_text().replace("/opt/herd/bin", str(VENV_BIN))
     text = re.sub(r"^(Requires|After)=.*libvirtd.*$", "After=network-online.target", text,

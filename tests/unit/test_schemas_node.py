@@ -47,7 +47,7 @@ def test_node_round_trips_and_defaults() -> None:
     [
         ({"domainState": "flushing"}, {"domainState": [
             "Invalid domainState 'flushing'; must be one of: ready, flushed."]}),
-        ({"fence": "ipmi"}, {"fence": ["Invalid fence 'ipmi'; must be one of: auto, none."]}),
+        ({"fence": "ipmi"}, {"fence": ["Invalid fence 'ipmi'; must be one of: auto, none, self."]}),
         ({"coordinator": 1}, {"coordinator": ["Not a valid boolean: expected true or false."]}),
         ({"drain": True}, {"drain": [
             "Unknown field; allowed fields: coordinator, domainState, fence."]}),
@@ -75,6 +75,7 @@ STATUS = {
                         "available": 6}},
     "liveMigration": True,
     "endpoint": "http://10.0.0.11:9310",
+    "watchdog": {"timeout": 60.0, "fresh": 7.0},
 }
 
 
@@ -88,7 +89,7 @@ def test_node_status_round_trips_and_defaults() -> None:
                       "vcpuTotal": 0, "vcpuAlloc": 0, "load": 0.0, "vms": 0},
         "heartbeat": 0.0, "version": "", "address": None, "libvirtUri": None,
         "migrationUri": None, "networks": {}, "pools": {}, "liveMigration": False,
-        "endpoint": None,
+        "endpoint": None, "watchdog": None,
     }
 
 
@@ -111,6 +112,10 @@ def test_node_status_round_trips_and_defaults() -> None:
         ({"libvirtUri": "/var/run/sock"}, {"libvirtUri": [
             "Not a libvirt URI: '/var/run/sock' (example: qemu:///system)."]}),
         ({"heartbeat": None}, {"heartbeat": ["Field may not be null."]}),
+        ({"watchdog": {"timeout": 0.5, "fresh": 7}}, {"watchdog": {"timeout": [
+            "Must be between 1 and 3600 seconds."]}}),
+        ({"watchdog": {"timeout": 60}}, {"watchdog": {"fresh": [
+            "Missing data for required field."]}}),
     ],
 )
 def test_node_status_fields_are_validated(patch: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -120,12 +125,14 @@ def test_node_status_fields_are_validated(patch: dict[str, Any], expected: dict[
 def test_cluster_config_defaults_and_validation() -> None:
     assert ClusterConfigSchema().load({}) == {
         "selector": "mem", "shutdownTimeout": 180, "fenceTimeout": 8.0, "maintenance": False,
-        "shutdownPolicy": "migrate",
+        "shutdownPolicy": "migrate", "selfFenceTimeout": 60.0,
     }
     assert errors(
         ClusterConfigSchema(),
-        {"selector": "none", "shutdownTimeout": 86401, "fenceTimeout": 0, "maintenance": "no"},
+        {"selector": "none", "shutdownTimeout": 86401, "fenceTimeout": 0, "maintenance": "no",
+         "selfFenceTimeout": 1},
     ) == {
+        "selfFenceTimeout": ["Must be between 2 and 3600 seconds."],
         "selector": ["Invalid selector 'none'; must be one of: mem, memprov, load, vcpus, vms."],
         "shutdownTimeout": ["Must be between 1 and 86400 seconds."],
         "fenceTimeout": ["Must be more than 0 seconds."],
