@@ -59,10 +59,11 @@ from server.objects import (
 from server.views import vm_meta, vm_object
 from store import attachments, macs, txn, vms
 from store.client import Versioned
-from store.errors import AlreadyExists, NotFound, StoreError
+from store.errors import AlreadyExists, Conflict, NotFound, StoreError
 from store.model import VM, read_vm
 from store.objects import new_object
 
+DELETE_RETRIES = 5  # a VM whose node keeps writing its status is read again, this often
 # One instance each: building a schema costs more than a load.
 _DELETE_QUERY = VMDeleteQuery()
 _VM_DEFINE_REQUEST = VMDefineRequest()
@@ -249,23 +250,34 @@ async def delete_vm(request: web.Request) -> web.Response:
     c = writing(request)
     name = path_name(request, "vm")
     query = load_query(request, _DELETE_QUERY)
+    for _attempt in range(DELETE_RETRIES):
+        if await _delete_once(c, name, force=query["force"], volumes=query["delete_volumes"]):
+            await settled_gone(c, "VM", name)
+            return json_response({"name": name, "deleted": True})
+    raise conflict(f"VM {name!r} kept changing while it was being deleted; retry")
+
+
+async def _delete_once(c: Ctx, name: str, *, force: bool, volumes: bool) -> bool:
+    """One read-decide-delete round; False when a znode changed meanwhile (its node wrote
+    the status, say): the caller reads again and decides again."""
     try:
         tree = await asyncio.to_thread(txn.read_subtree, c.store, c.store.paths.vm(name))
     except NotFound:
         raise not_found("VM", name) from None
-    if not query["force"]:
+    if not force:
         _refuse_delete(tree, c, name)
     xml = tree[c.store.paths.vm(name)].doc.get("spec", {}).get("xml")
     releases = [*await asyncio.to_thread(macs.release_ops, c.store, name, xml),
                 *await asyncio.to_thread(attachments.release_ops, c.store, name, xml)]
-    if query["delete_volumes"]:
+    if volumes:
         releases += await asyncio.to_thread(attachments.deletion_ops, c.store, name, xml)
     try:
         await commit(c.store, [*txn.delete_subtree_ops(tree), *releases])
+    except Conflict:
+        return False
     except (NotFound, AlreadyExists) as e:
         raise conflict(f"VM {name!r} changed while it was being deleted; retry ({e})") from None
-    await settled_gone(c, "VM", name)
-    return json_response({"name": name, "deleted": True})
+    return True
 
 
 async def rename(request: web.Request) -> web.Response:

@@ -83,6 +83,15 @@ def rules_of(vm: str, rules: Iterable[Rule]) -> list[Rule]:
     return [r for r in rules if vm in r.vms]
 
 
+def by_vm(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
+    """Each VM's rules, for many placements in a row (each looks at its own rules only)."""
+    out: dict[str, list[Rule]] = {}
+    for rule in rules:
+        for vm in rule.vms:
+            out.setdefault(vm, []).append(rule)
+    return out
+
+
 def broken(rules: Iterable[Rule], where: Mapping[str, str]) -> list[tuple[Rule, str]]:
     """Every rule broken by the placements in `where`, with one member that breaks it
     (for status and tests: a placement must never leave a strict one broken)."""

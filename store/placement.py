@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.domaindisks import volume_keys
-from store.affinity import Rule, rules_of, soft_breaks, strict_refusal
+from store.affinity import Rule, by_vm, rules_of, soft_breaks, strict_refusal
 from vocabulary import Selector
 
 # The selectors that pick a node by themselves (`none` defers to the cluster default).
@@ -241,12 +241,13 @@ class Planner:
         self.nodes = {n.name: n for n in nodes}
         self.default = default
         self.rules = tuple(rules)
+        self.mine = by_vm(self.rules)  # each VM's rules: a placement looks at its own only
         self.where: dict[str, str] = dict(where or {})
 
     def place(self, vm: VMNeeds, *, exclude: Sequence[str] = (),
               carrying: bool = False) -> str | None:
         target = select(vm, self.nodes.values(), default=self.default, exclude=exclude,
-                        carrying=carrying, rules=self.rules, where=self.where)
+                        carrying=carrying, rules=self.mine.get(vm.name, ()), where=self.where)
         if target is not None:
             self.nodes[target] = self.nodes[target].with_vm(
                 vm.memory_mib, vm.vcpus, carry=vm.carry if carrying else ())
@@ -262,14 +263,14 @@ class Planner:
     def broken_soft(self, vm: str) -> list[str]:
         """The soft rules `vm`'s placement breaks (for its placement reason)."""
         node = self.where.get(vm)
-        mine = rules_of(vm, self.rules)
+        mine = self.mine.get(vm, [])
         return [] if node is None else [r.describe(vm, node, self.where)
                                         for r in soft_breaks(vm, node, mine, self.where)]
 
     def why_not(self, vm: VMNeeds, *, exclude: Sequence[str] = ()) -> str | None:
         """The strict rule that stopped every node that would take `vm` (None: no rule;
         limits, readiness or room did)."""
-        mine = rules_of(vm.name, self.rules)
+        mine = self.mine.get(vm.name, [])
         for node in self._candidates(vm, exclude):
             why = strict_refusal(vm.name, node.name, mine, self.where)
             if why is not None:

