@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ctl.common import emit, output_option
-from ctl.dev import cluster
+from ctl.dev import cluster, state
 from ctl.dev.state import default_dir, state_path
 from ctl.errors import CtlError
 from ctl.output import Column, pairs, table, to_json, to_yaml
@@ -55,6 +55,18 @@ def up(nodes: int, timeout: float, hypervisor: str, *, directory: Path | None) -
     emit(f"state: {state_path(directory)} (herdctl finds the API there"
          + ("" if directory == default_dir().expanduser().resolve()
             else f" with HERD_DEV_DIR={directory}") + ")")
+    emit(f"web console: {dev.url}/ui/ (sign in with the token `herdctl dev token` prints)")
+
+
+@dev_group.command("token")
+@dir_option
+def token(directory: Path | None) -> None:
+    """Print the dev cluster's admin token (to sign in to the web console)."""
+    directory = (directory or default_dir()).expanduser().resolve()
+    dev = state.load(directory)
+    if dev is None or not dev.token:
+        raise DevFailure(f"no dev cluster recorded in {directory}")
+    emit(dev.token)
 
 
 @dev_group.command("down")

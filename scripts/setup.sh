@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Install everything Herd needs on a fresh Debian 12 machine, idempotently and without
 # prompts: Debian packages (ZooKeeper, libvirt headers, libvirtd + QEMU for the real-guest
-# tests), a virtualenv in .venv, and the project in editable mode with its test extra.
+# tests), a virtualenv in .venv, the project in editable mode with its test extra, and the
+# web console's pinned third-party code (npm ci in server/ui; Chromium to test it).
 # Fast when already done: each step checks before it acts. Called by `make setup`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(zookeeper libnetty-java openssl default-jre-headless libvirt-dev pkg-config libvirt-clients wrk
               libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 iproute2
-              dnsmasq-base nftables ipxe-qemu qemu-utils prometheus)
+              dnsmasq-base nftables ipxe-qemu qemu-utils prometheus chromium chromium-driver)
+# npm from Debian unless a Node.js with npm is there already (NodeSource's ships its own).
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
@@ -43,4 +46,11 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$sta
   .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | quiet
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | quiet
   touch "$stamp"
+fi
+
+ui=server/ui
+if [ ! -f "$ui/node_modules/.herd-installed" ] || [ "$ui/package-lock.json" -nt "$ui/node_modules/.herd-installed" ]; then
+  echo "setup: installing the web console's third-party code (npm ci)"
+  npm ci --prefix "$ui" --omit=dev --no-audit --no-fund --loglevel=error >/dev/null
+  touch "$ui/node_modules/.herd-installed"
 fi

@@ -30,6 +30,7 @@ from server.keys import CACHE, COMMITS, CONFIG, ROUTE_TABLE, STORE
 from server.metrics import METRICS, Metrics, metrics_middleware
 from server.routes import ROUTES
 from server.tokens import REGISTRY, TokenRegistry
+from server.ui.serve import add_ui
 from store.client import Store
 from store.configfile import ConfigError
 from store.layout import ensure_layout
@@ -101,6 +102,7 @@ def make_app(config: ServerConfig) -> web.Application:
     app.on_shutdown.append(_on_shutdown)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+    add_ui(app)
     return app
 
 

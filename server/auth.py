@@ -13,6 +13,11 @@ Where tokens come from:
   whenever its modification time changes (checked at most once a second).
 Tokens themselves are never stored, only their sha256.
 
+A browser's WebSocket cannot send `Authorization`: the web console offers its token as a
+subprotocol `base64url.bearer.herd.<token, base64url>` beside `herd.v1` (Kubernetes' way),
+and the middleware reads it from there. The web console's own files (`/ui/...`: the page,
+its scripts, no data) are served to anyone.
+
 Rules of the middleware: a request that sends `Authorization` must carry a valid bearer
 token (else 401); without one, reads (GET, HEAD) pass as a `viewer` only when
 `anonymous_reads` is on (else 401), and writes never: 403 when anonymous reads are on,
@@ -22,6 +27,7 @@ token (else 401); without one, reads (GET, HEAD) pass as a `viewer` only when
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -41,6 +47,9 @@ from vocabulary import Role
 log = logging.getLogger(__name__)
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WS_TOKEN_PREFIX = "base64url.bearer.herd."
+WS_PROTOCOL = "herd.v1"  # the subprotocol Herd's WebSockets answer with
+UI_PREFIX = "/ui"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="herd"'}
 
 
@@ -135,9 +144,23 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers=_CHALLENGE)
 
 
+def _websocket_token(request: web.Request) -> str | None:
+    """`Bearer <token>` from a browser WebSocket's subprotocols, None when none names one."""
+    for offered in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        offered = offered.strip()
+        if offered.startswith(WS_TOKEN_PREFIX):
+            raw = offered[len(WS_TOKEN_PREFIX):]
+            try:
+                token = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+            except (ValueError, UnicodeDecodeError):
+                return "Bearer "  # malformed: refused as an invalid token
+            return f"Bearer {token}"
+    return None
+
+
 def _identify(request: web.Request) -> Identity:
     """The request's identity, or the 401/403 of the rules above."""
-    header = request.headers.get("Authorization")
+    header = request.headers.get("Authorization") or _websocket_token(request)
     anonymous_reads = request.app[CONFIG].anonymous_reads
     if header is None:
         if request.method not in READ_METHODS:
@@ -178,6 +201,8 @@ def role_of(request: web.Request) -> Role:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == UI_PREFIX or request.path.startswith(UI_PREFIX + "/"):
+        return await handler(request)  # the web console's files: no data
     identity = _identify(request)
     request[IDENTITY] = identity
     needed = needed_role(request)

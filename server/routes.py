@@ -41,6 +41,7 @@ from server import (
     vm_handlers,
     vm_verbs,
     watch,
+    whoami,
 )
 from server.consoles import console, figures, logs
 from server.network import handlers as networks
@@ -202,6 +203,8 @@ _ROUTES: tuple[Route, ...] = (
        "answer only", tokens.TokenCreated, status=201, body=TokenCreateRequest, errors=WRITE),
     _r("DELETE", "/token/{token}", tokens.revoke_token, "Revoke an API token (refused at "
        "once)", tokens.TokenRevoked, errors=(*WRITE, 404)),
+    _r("GET", "/whoami", whoami.whoami, "The request's own token: name and role",
+       whoami.WhoAmI),
 )
 
 VIEW, OPER, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN
@@ -220,6 +223,7 @@ ROLES: RoleTable = {
     ("GET", "/node/{node}/domain-state"): VIEW, ("POST", "/node/{node}/domain-state"): OPER,
     ("POST", "/apply"): OPER,
     ("GET", "/watch"): VIEW, ("GET", "/event"): VIEW, ("GET", "/status"): VIEW,
+    ("GET", "/whoami"): VIEW,
     ("GET", "/openapi.json"): VIEW, ("GET", "/metrics"): VIEW,
     ("GET", "/config"): VIEW, ("POST", "/config"): ADMIN,
     ("POST", "/rebalance"): OPER, ("POST", "/maintenance"): ADMIN,

@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from marshmallow import Schema, fields
 
 from server.access import Ctx, reading
+from server.auth import WS_PROTOCOL
 from server.consoles.nodelink import (
     NODE_SESSION,
     link,
@@ -46,7 +47,8 @@ class ConsoleQuery(Schema):
 
 
 def _websocket(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=30.0)
+    # `herd.v1`: what a browser offers beside its token (`server.auth`), chosen back.
+    ws = web.WebSocketResponse(heartbeat=30.0, protocols=(WS_PROTOCOL,))
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket_required", "this endpoint speaks WebSocket: send "
                        "Connection: Upgrade and Upgrade: websocket")

@@ -9,12 +9,13 @@ and the order of succession are the order of `nodes`. Each node's fence agent is
 `command` that records the node and exits 0 (`fence: ok`, in `<dir>/fenced`) or 1
 (`fence: fail`). The config gets a fence timeout of 1 s unless the scenario sets one.
 
-Then the rules and the VMs are written; the VMs placed on a node and desired running
-must run there before step 1. Steps run in order: an action writes what herd-api would
-(node spec, VM spec, a rule, the config) or acts on a daemon (`crash`: it dies without
-the clean stop; `boot`: a new daemon for that node); an expectation waits until it holds
-(`tests.support.hascenario_world`). A failure names the scenario, the step and what the
-cluster looked like. Called by tests/integration/test_ha_scenarios.py.
+Then the rules and the VMs are written (the VMs in one transaction, as `apply` does); the
+VMs placed on a node and desired running must run there before step 1. Steps run in
+order: an action writes what herd-api would (node spec, VM spec, a rule, the config) or
+acts on a daemon (`crash`: it dies without the clean stop; `boot`: a new daemon for that
+node); an expectation waits until it holds (`tests.support.hascenario_world`). A failure
+names the scenario, the step and what the cluster looked like. Called by
+tests/integration/test_ha_scenarios.py.
 """
 
 from __future__ import annotations
@@ -122,9 +123,11 @@ class ScenarioRun:
             n: {"daemonState": "run", "domainState": "ready"} for n in self.configs})
         for r in self.sc.rules:
             await self._write(rule, self.store, r.name, r.kind, *r.vms, strict=r.strict)
-        for vm in self.sc.vms:
-            await self._write(txn.commit, self.store, vms.define_ops(self.store.paths,
-                                                                     vm_doc(vm)))
+        # All in one transaction, as `herdctl apply -f` writes them: the primary places
+        # them as one batch (one at a time, a VM placed before its partner was defined
+        # would decide the node for both).
+        await self._write(txn.commit, self.store, [
+            op for vm in self.sc.vms for op in vms.define_ops(self.store.paths, vm_doc(vm))])
         await self._expect("the VMs placed on a node run there", "expect", {
             v.name: {"node": v.node, "state": "running"} for v in self.sc.vms
             if v.node is not None and v.state == "running"})

@@ -20,7 +20,7 @@ VIEWER_ROUTES = {
     "GET /network/{net}/reservation", "GET /network/{net}/acl", "GET /pool", "GET /pool/{pool}",
     "GET /volume", "GET /volume/{pool}/{vol}", "GET /volume/{pool}/{vol}/data",
     "GET /vm/{vm}/log", "GET /vm/{vm}/figures", "GET /node/{node}/figures",
-    "GET /rule", "GET /rule/{rule}",
+    "GET /rule", "GET /rule/{rule}", "GET /whoami",
 }
 OPERATOR_ROUTES = VIEWER_ROUTES | {
     "POST /vm", "POST /vm/{vm}", "PUT /vm/{vm}", "DELETE /vm/{vm}", "POST /vm/{vm}/meta",
