@@ -39,6 +39,7 @@ bench: setup
 	$(PY) -m bench.metrics_bench
 	$(PY) -m bench.console_bench
 	$(PY) -m bench.ha_bench
+	$(PY) -m bench.ui_bench
 	$(PY) -m bench.report
 
 # The fault suite over several seeds (a few minutes per seed): bench/results/chaos.*

@@ -25,7 +25,8 @@ ORDER = [("store_create", "Store: creating VMs (issue #2)"),
          ("storage", "Live migration with storage copy on real QEMU hosts (issue #15)"),
          ("metrics", "Node metrics (issue #16)"),
          ("console", "Console round trip on a real QEMU host (issue #16)"),
-         ("ha", "HA planners at 100 nodes: rules, accounting, rebalance (issue #17)")]
+         ("ha", "HA planners at 100 nodes: rules, accounting, rebalance (issue #17)"),
+         ("ui", "Web console with 10,000 VMs in Chromium (issue #18)")]
 
 
 def section() -> str:

@@ -12,7 +12,9 @@ menu, and iPXE on a user-mode NIC, whose command line echoes what is typed. On t
   log the new host serves);
 - `herdctl vm vnc` relays a local port whose first bytes are the RFB handshake;
 - consoles need an operator token (none: 401, viewer: 403), the log only a viewer's;
-- `vm info`'s figures come from the node (CPU %, memory).
+- `vm info`'s figures come from the node (CPU %, memory);
+- the web console's serial console (issue #18, headless Chromium) shows the firmware and
+  sends a key.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from collections.abc import Iterator
 import aiohttp
 import pexpect
 import pytest
+from selenium.webdriver.common.keys import Keys
 
 from ctl.dev.guest import console_guest_xml
+from tests.support.browser import Page, chromium
 from tests.support.qemucluster import HERDCTL, Cluster
 from vocabulary import CONSOLE_TAKEN_OVER
 
@@ -206,3 +210,22 @@ def test_vm_info_shows_the_figures_its_node_measures(cluster: Cluster) -> None:
     node = cluster.client.get("/node/hv2/figures")
     assert NAME in node["vms"] and node["total"]["memoryBytes"] >= 64 << 20
     assert "Now:" in cluster.ctl("vm", "info", NAME)
+
+
+def test_the_web_console_shows_the_boot_and_sends_keys(cluster: Cluster) -> None:
+    """Issue #18: the page's serial console (xterm.js over the API's WebSocket, the token
+    as a subprotocol) shows a real guest's firmware and sends it a key (ESC: the boot
+    menu SeaBIOS offers for 60 s after power-on)."""
+    cluster.state(NAME, "stop")
+    cluster.state(NAME, "start")
+    with chromium() as driver:
+        page = Page(driver, cluster.client.url)
+        page.open(f"#/vm/{NAME}")
+        page.find("#token").send_keys(cluster.client.token or "")
+        page.click("#login button[type=submit]")
+        page.click("#tab-console")
+        page.until(lambda _d: page.text_of("#console-status").startswith("connected"))
+        page.find("#terminal .xterm-helper-textarea").send_keys(Keys.ESCAPE)
+        page.until(lambda _d: "Select boot device" in page.text_of("#terminal .xterm-rows"),
+                   timeout=30)
+        page.click("#tab-events")  # leaves the console: the session ends

@@ -77,7 +77,7 @@ def _state_in_table(page: Page, vm: str) -> str:
 def test_signed_in_the_cluster_shows_every_node(page: Page, tmp_path: Path) -> None:
     assert "admin" in page.text_of("#who")
     page.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nodes .card")) == 3)
-    page.until(lambda d: d.find_element(By.ID, "primary").text.startswith("hv"))
+    page.until(lambda _d: page.text_of("#primary").startswith("hv"))
     _shot(page, tmp_path, "cluster")
 
 
@@ -115,9 +115,8 @@ def test_the_migrate_dialog_offers_only_nodes_inside_the_limits(page: Page) -> N
     page.until(lambda _d: page.text_of("#vm-node") in ("hv2", "hv3"), timeout=30)
     here = page.text_of("#vm-node")
     page.click("#do-migrate")
-    options = [o.get_attribute("value") for o in
-               page.find("#target").find_elements(By.TAG_NAME, "option")]
-    assert options == [n for n in ("hv2", "hv3") if n != here]
+    page.find("#target")
+    assert page.attrs("#target option", "value") == [n for n in ("hv2", "hv3") if n != here]
     page.click("#dialog-cancel")
 
 
@@ -140,6 +139,7 @@ def test_a_bad_document_shows_the_apis_field_error(page: Page, tmp_path: Path) -
         "apiVersion: herd/v1\nkind: VM\nmetadata: {name: bad1}\nspec:\n  state: flying\n"
         "  xml: \"<domain type='test'><name>bad1</name><memory>1</memory></domain>\"\n")
     page.click("#apply-check")
-    error = page.find("#apply-result .error")
-    assert "objects.0.spec.state" in error.text and "flying" in error.text
+    page.find("#apply-result .error")
+    error = page.text_of("#apply-result .error")
+    assert "objects.0.spec.state" in error and "flying" in error
     _shot(page, tmp_path, "apply")

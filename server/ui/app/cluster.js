@@ -41,7 +41,8 @@ export function clusterView(view) {
               h("h2", {}, "Recent events"), events);
   const refresh = async () => {
     try {
-      const [status, recent] = await Promise.all([get("/status"), get("/event", { limit: 15 })]);
+      const [status, recent] = await Promise.all([get("/status"), get("/event", { limit: 60 })]);
+      recent.items = recent.items.filter((e) => e.kind !== "audit").slice(-15);  // Herd's own
       clear(head);
       head.append(h("div", { class: "kv" },
         h("dt", {}, "Primary"), h("dd", { id: "primary" }, status.primary || "none"),

@@ -12,6 +12,7 @@ const view = document.getElementById("view");
 let leave = null;  // the current view's clean-up
 
 function route() {
+  performance.mark("herd:route");
   if (leave) { leave(); leave = null; }
   clear(view);
   if (!session.token || !session.who) return signIn();

@@ -12,6 +12,8 @@ class Collection {
     this.loaded = null;
     this.stop = null;
     this.frame = 0;
+    this.touched = new Set();  // names changed since subscribers were last told
+    this.reshaped = true;  // objects came or went (or a relist): a view rebuilds
   }
 
   load() {
@@ -22,7 +24,7 @@ class Collection {
   async relist() {
     const answer = await get(this.path, this.kind === "VM" ? { xml: "false" } : undefined);
     this.items = new Map(answer.items.map((o) => [o.metadata.name, o]));
-    this.changed();
+    this.changed(null, true);
     if (this.stop) this.stop();
     this.stop = watch({
       kind: this.kind, resourceVersion: answer.resourceVersion,
@@ -32,9 +34,10 @@ class Collection {
   }
 
   apply(ev) {
+    const known = this.items.has(ev.name);
     if (ev.type === "DELETED") this.items.delete(ev.name);
     else if (ev.object) this.items.set(ev.name, ev.object);
-    this.changed();
+    this.changed(ev.name, known !== this.items.has(ev.name));
   }
 
   subscribe(fn) {
@@ -42,11 +45,18 @@ class Collection {
     return () => this.subscribers.delete(fn);
   }
 
-  changed() {
+  // Subscribers get (collection, {names, reshaped}) once per animation frame at most:
+  // the names changed meanwhile, and whether objects came or went.
+  changed(name, reshaped) {
+    if (name) this.touched.add(name);
+    this.reshaped = this.reshaped || reshaped;
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
-      for (const fn of this.subscribers) fn(this);
+      const change = { names: this.touched, reshaped: this.reshaped };
+      this.touched = new Set();
+      this.reshaped = false;
+      for (const fn of this.subscribers) fn(this, change);
     });
   }
 

@@ -42,7 +42,9 @@ export function vmView(view, name) {
     if ((vm.status || {}).shutdownDeadline) timer = setInterval(() => countdown(vm), 500);
     countdown(vm);
   };
-  const off = vms.subscribe(draw);
+  const off = vms.subscribe((_c, change) => {
+    if (change.reshaped || change.names.has(name)) draw();
+  });
   vms.load().then(draw, (err) => problem.append(errorBox(err)));
   nodes.load().catch(() => {});
   showFigures(extra, name);
