@@ -13,8 +13,8 @@ menu, and iPXE on a user-mode NIC, whose command line echoes what is typed. On t
 - `herdctl vm vnc` relays a local port whose first bytes are the RFB handshake;
 - consoles need an operator token (none: 401, viewer: 403), the log only a viewer's;
 - `vm info`'s figures come from the node (CPU %, memory);
-- the web console's serial console (issue #18, headless Chromium) shows the firmware and
-  sends a key.
+- the web console (issue #18, headless Chromium): its serial console shows the firmware
+  and sends a key, its display (noVNC) connects.
 """
 
 from __future__ import annotations
@@ -215,7 +215,8 @@ def test_vm_info_shows_the_figures_its_node_measures(cluster: Cluster) -> None:
 def test_the_web_console_shows_the_boot_and_sends_keys(cluster: Cluster) -> None:
     """Issue #18: the page's serial console (xterm.js over the API's WebSocket, the token
     as a subprotocol) shows a real guest's firmware and sends it a key (ESC: the boot
-    menu SeaBIOS offers for 60 s after power-on)."""
+    menu SeaBIOS offers for 60 s after power-on); its display (noVNC) connects and draws
+    the guest's screen at the guest's resolution."""
     cluster.state(NAME, "stop")
     cluster.state(NAME, "start")
     with chromium() as driver:
@@ -228,4 +229,9 @@ def test_the_web_console_shows_the_boot_and_sends_keys(cluster: Cluster) -> None
         page.find("#terminal .xterm-helper-textarea").send_keys(Keys.ESCAPE)
         page.until(lambda _d: "Select boot device" in page.text_of("#terminal .xterm-rows"),
                    timeout=30)
-        page.click("#tab-events")  # leaves the console: the session ends
+        page.click("#tab-vnc")  # leaves the serial console; noVNC over the API's WebSocket
+        page.until(lambda _d: page.text_of("#vnc-status") == "connected (VNC)", timeout=30)
+        size = driver.execute_script("const c = document.querySelector('#screen canvas');"
+                                     "return c ? [c.width, c.height] : null")
+        assert size is not None and size[0] >= 640 and size[1] >= 400, size  # the guest's mode
+        page.click("#tab-events")  # the display session ends

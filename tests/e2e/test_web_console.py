@@ -6,7 +6,8 @@ Sign-in with the dev token; the VM table shows the applied examples; a change ma
 herdctl appears in the page without a reload (the watch stream); a VM shut down and
 started again from the page; a node flushed from the page while the page shows its VMs
 leave; the migrate dialog offers only nodes inside the VM's limits; a bad document in
-Apply shows the API's field error. Screenshots of the main pages are saved under the
+Apply shows the API's field error; a VM's own YAML edited and applied after the API's
+diff. Screenshots of the main pages are saved under the
 test's directory (and into $HERD_SCREENSHOTS when set: docs/screenshots/ for the README).
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
+from ctl.client import Client
 from ctl.dev import state
 from tests.support.browser import Page, chromium
 
@@ -143,3 +145,23 @@ def test_a_bad_document_shows_the_apis_field_error(page: Page, tmp_path: Path) -
     error = page.text_of("#apply-result .error")
     assert "objects.0.spec.state" in error and "flying" in error
     _shot(page, tmp_path, "apply")
+
+
+def test_a_vms_own_yaml_is_edited_and_applied_after_its_diff(page: Page, cluster: Path) -> None:
+    page.go("#/vm/web2")
+    page.find("#vm-state")
+    page.click("#do-yaml")
+    page.until(lambda d: "name: web2" in d.execute_script(
+        "const a = document.querySelector('#yaml'); return a ? a.value : ''"))
+    page.driver.execute_script(  # the edit a person would make in the text
+        "const a = document.querySelector('#yaml');"
+        "a.value = a.value.replace('tier: web', 'tier: frontend');"
+        "a.dispatchEvent(new Event('input'))")
+    page.click("#apply-check")
+    page.until(lambda _d: "metadata.labels.tier" in page.text_of("#apply-diff"))
+    page.click("#apply-do")
+    page.until(lambda _d: "VM web2: configured" in page.text_of("#applied"))
+    dev = state.load(cluster)
+    assert dev is not None
+    vm = Client(dev.url, token=dev.token).get("/vm/web2")
+    assert vm["metadata"]["labels"] == {"tier": "frontend"}  # in the cluster, not the page

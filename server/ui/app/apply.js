@@ -1,6 +1,6 @@
-// Apply (#/apply): YAML documents (as `herdctl apply -f`), checked by the API first
-// (`dry_run`: each object's changes, the XML's as a line diff), applied on confirmation;
-// the API's field errors shown as it gives them.
+// Apply (#/apply): YAML documents (as `herdctl apply -f`; a VM's page opens its own here),
+// checked by the API first (`dry_run`: each object's changes, the XML's as a line diff),
+// applied on confirmation; the API's field errors shown as it gives them.
 import { may, post } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
 
@@ -12,6 +12,8 @@ export function applyView(view) {
                   "Show changes");
   const apply = h("button", { id: "apply-do", disabled: true }, "Apply");
   view.append(h("h1", {}, "Apply"), area, h("div", { class: "actions" }, check, apply), out);
+  const draft = sessionStorage.getItem("herd.apply");  // a VM's page sent its document
+  if (draft) { area.value = draft; sessionStorage.removeItem("herd.apply"); }
   let planned = null;
   area.addEventListener("input", () => { apply.disabled = true; planned = null; });
   check.addEventListener("click", async () => {

@@ -111,6 +111,8 @@ function addActions(actions, name, problem) {
     }) }, "Unmigrate"));
   actions.append(h("button", { id: "do-meta", disabled: !allowed,
                                onclick: run("meta", () => metaDialog(name)) }, "Edit metadata…"));
+  actions.append(h("button", { id: "do-yaml", disabled: !allowed,
+                               onclick: run("yaml", () => editYaml(name)) }, "Edit YAML…"));
 }
 
 function verbText(verb) {
@@ -202,4 +204,14 @@ async function showFigures(box, name) {
       + `disk ${((f.diskReadBytesPerSecond || 0) / 1024).toFixed(0)} / ${((f.diskWriteBytesPerSecond || 0) / 1024).toFixed(0)} KiB/s, `
       + `network ${((f.networkReceiveBytesPerSecond || 0) / 1024).toFixed(0)} / ${((f.networkTransmitBytesPerSecond || 0) / 1024).toFixed(0)} KiB/s`));
   } catch { /* not running, or its node has no endpoint: nothing to show */ }
+}
+
+// The VM's own document (as `herdctl get vm NAME -o yaml`, with its resourceVersion: an
+// apply fails if it changed meanwhile) opened in Apply, where the API shows the diff.
+async function editYaml(name) {
+  const vm = await get(`/vm/${name}`);
+  const { dump } = await import("/ui/vendor/js-yaml/dist/js-yaml.mjs");
+  const doc = { apiVersion: vm.apiVersion, kind: "VM", metadata: vm.metadata, spec: vm.spec };
+  sessionStorage.setItem("herd.apply", dump(doc, { lineWidth: 100 }));
+  location.hash = "#/apply";
 }
