@@ -7,12 +7,13 @@ herdctl appears in the page without a reload (the watch stream); a VM shut down 
 started again from the page; a node flushed from the page while the page shows its VMs
 leave; the migrate dialog offers only nodes inside the VM's limits; a bad document in
 Apply shows the API's field error; a VM's own YAML edited and applied after the API's
-diff. Screenshots of the main pages are saved under the
+diff; a viewer's token is offered no action. Screenshots of the main pages are saved under the
 test's directory (and into $HERD_SCREENSHOTS when set: docs/screenshots/ for the README).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -165,3 +166,21 @@ def test_a_vms_own_yaml_is_edited_and_applied_after_its_diff(page: Page, cluster
     assert dev is not None
     vm = Client(dev.url, token=dev.token).get("/vm/web2")
     assert vm["metadata"]["labels"] == {"tier": "frontend"}  # in the cluster, not the page
+
+
+def test_a_viewer_is_offered_no_action(cluster: Path) -> None:
+    made = json.loads(herdctl(cluster, "token", "create", "ui-viewer", "--role", "viewer",
+                              "-o", "json"))
+    dev = state.load(cluster)
+    assert dev is not None
+    with chromium() as driver:
+        page = Page(driver, dev.url)
+        page.open("#/vm/web1")
+        page.find("#token").send_keys(made["secret"])
+        page.click("#login button[type=submit]")
+        page.until(lambda _d: "ui-viewer (viewer)" in page.text_of("#who"))
+        page.find("#vm-state")
+        disabled = page.attrs(".actions button", "disabled")
+        assert disabled and all(d is not None for d in disabled)  # every action
+        assert page.attrs(".tabs button", "data-tab") == ["events", "log"]  # no consoles
+    herdctl(cluster, "token", "revoke", "ui-viewer")
