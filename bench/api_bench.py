@@ -63,6 +63,14 @@ def start_server(zk_hosts: str, tmp: Path, *,
     return proc, line.split()[-1], token
 
 
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """The herd-api process of `start_server` stopped (SIGTERM, waited) and its pipe closed."""
+    proc.terminate()
+    proc.wait(60)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 async def define(session: aiohttp.ClientSession, url: str, *, names: list[str],
                  concurrency: int) -> float:
     todo = iter(names)
@@ -256,10 +264,7 @@ def main() -> None:
                 figures = asyncio.run(run(zk.hosts, url, token=token, store=store))
             figures["wrk_define"] = wrk_define(url, token, Path(tmp))
         finally:
-            proc.terminate()
-            proc.wait(60)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_server(proc)
             store.stop()
     if args.define_only:
         print(json.dumps(figures, indent=2))

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.api_bench import ROOT, populate, start_server
+from bench.api_bench import ROOT, populate, start_server, stop_server
 from bench.common import save, zookeeper
 from store.client import Store
 from store.layout import ensure_layout
@@ -117,10 +117,7 @@ def main(quick: bool = False) -> None:
         try:
             f = measure(url, token, names, seconds=seconds)
         finally:
-            proc.terminate()
-            proc.wait(60)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_server(proc)
             store.stop()
     save("ui", f, [
         (f"VM table, {count:,} VMs: route -> table rendered (list, model, first paint)",

@@ -89,7 +89,7 @@ def hv1(cluster: Cluster) -> Iterator[SelfFencing]:
         watchdog = subprocess.Popen([WATCHDOG, "--socket", str(sock), "--libvirt-uri",
                                      cluster.hosts["hv1"].uri], stdout=log, stderr=log)
     target = ZKTarget.parse(cluster.zk_hosts)
-    forwarders = [Forwarder((h, int(p))).start()
+    forwarders = [Forwarder((h, int(p)))
                   for h, _, p in (a.rpartition(":") for a in target.hosts.split(","))]
     try:
         poll_until(sock.exists, timeout=10, interval=0.05)
@@ -99,7 +99,7 @@ def hv1(cluster: Cluster) -> Iterator[SelfFencing]:
         yield made
     finally:
         for f in forwarders:
-            f.stop()
+            f.close()
         watchdog.terminate()
         watchdog.wait(timeout=10)
 

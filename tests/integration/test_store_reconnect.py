@@ -6,13 +6,12 @@ knocked too late: their `alive`, `owner` and election znodes vanished and health
 were fenced. A `Store` now retries at least every quarter of its session timeout.
 
 The outage is a TCP forwarder in front of the session's ZooKeeper that the test takes down
-(connections refused at once, each attempt timed) and brings back.
+(each new connection closed at once, each attempt timed: tests/support/tcpforward.py)
+and brings back.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,78 +20,16 @@ import pytest
 
 from store.client import Store
 from store.target import ZKTarget
+from tests.support.tcpforward import Forwarder
 
 SESSION_TIMEOUT = 3.0
 OUTAGE = 8.0  # seconds: long enough for kazoo's default backoff to pass 3 s
 
 
-class Forwarder:
-    """127.0.0.1:<port> -> ZooKeeper, that can be down; records each connection attempt."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.serving = threading.Event()
-        self.serving.set()
-        self.attempts: list[float] = []
-        self._open: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._spawn(self._accept)
-
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            self.attempts.append(time.monotonic())
-            if not self.serving.is_set():
-                conn.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self._open += [conn, upstream]
-            self._spawn(_pump, conn, upstream)
-            self._spawn(_pump, upstream, conn)
-
-    def down(self) -> None:
-        self.serving.clear()
-        for s in self._open:
-            _close(s)
-        self._open.clear()
-
-    def close(self) -> None:
-        self.down()
-        _close(self.listener)
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-
-def _close(s: socket.socket) -> None:
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    s.close()
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    _close(dst)
-
-
 @pytest.fixture
 def forwarder(zk_hosts: str) -> Iterator[Forwarder]:
-    f = Forwarder(int(ZKTarget.parse(zk_hosts).hosts.split(",")[0].rsplit(":", 1)[1]))
+    f = Forwarder(("127.0.0.1", int(ZKTarget.parse(zk_hosts).hosts.split(",")[0]
+                                    .rsplit(":", 1)[1])))
     yield f
     f.close()
 
@@ -104,10 +41,10 @@ def test_a_client_keeps_knocking_often_enough_to_come_back_within_its_session_ti
     store = Store(target, zk_root, timeout=SESSION_TIMEOUT)
     store.start()
     try:
-        forwarder.down()
+        forwarder.cut()
         down = time.monotonic()
         time.sleep(OUTAGE)  # the fault's duration: nothing to wait for
-        forwarder.serving.set()
+        forwarder.restore()
         back = time.monotonic()
         assert store.wait_writable(SESSION_TIMEOUT * 2), "not connected again"
         reconnected_in = time.monotonic() - back

@@ -1,88 +1,90 @@
-"""A TCP forwarder a test controls, to cut one process's connection to a server (herd-node's
-to ZooKeeper, for self-fencing) while everything else keeps its own: `Forwarder(target)`
-listens on 127.0.0.1 (a free port) and copies bytes both ways; `cut()` closes every
-connection and stops listening (new ones are refused, as with a pulled cable the client
-sees no answer), `restore()` listens again on the same port. Threads; used by
-tests/e2e/test_qemu_selffence.py.
+"""A TCP forwarder a test controls, to cut one client's connection to a server while
+everything else keeps its own: `Forwarder(target)` listens on 127.0.0.1 (a free port) and
+copies bytes both ways; `cut()` closes every connection and, until `restore()`, closes
+each new one at once (recording when it came: `attempts`), as a pulled cable looks to a
+client that retries. Threads. Used by tests/integration/test_store_reconnect.py (how
+often a client knocks) and tests/e2e/test_qemu_selffence.py (a node cut from ZooKeeper).
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
+import time
 
 
 class Forwarder:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = 0
-        self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.serving = threading.Event()
+        self.serving.set()
+        self.attempts: list[float] = []  # monotonic times of the connections that came
+        self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._spawn(self._accept)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> Forwarder:
-        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        self._spawn(self._accept, listener)
-        return self
-
     def cut(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
+        self.serving.clear()
         with self._lock:
-            conns, self._conns = self._conns, []
+            conns, self._open = self._open, []
         for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
+            _close(conn)
 
     def restore(self) -> None:
-        self.start()
+        self.serving.set()
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self.cut()
+        _close(self.listener)
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def _spawn(self, fn: object, *args: object) -> None:
-        thread = threading.Thread(target=fn, args=args, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        self._threads.append(thread)
         thread.start()
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = listener.accept()
+                conn, _ = self.listener.accept()
             except OSError:
-                return  # cut
-            try:
-                server = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
+                return  # closed
+            self.attempts.append(time.monotonic())
+            if not self.serving.is_set():
+                conn.close()
                 continue
-            server.settimeout(None)
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                conn.close()
+                continue
+            upstream.settimeout(None)
             with self._lock:
-                self._conns += [client, server]
-            self._spawn(self._copy, client, server)
-            self._spawn(self._copy, server, client)
+                self._open += [conn, upstream]
+            self._spawn(_pump, conn, upstream)
+            self._spawn(_pump, upstream, conn)
 
-    @staticmethod
-    def _copy(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+
+def _close(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    _close(dst)
